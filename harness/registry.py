@@ -1,0 +1,279 @@
+"""Plugin loading and the component registry.
+
+Plugins come from three places, all loaded the same way: the entry-point group
+``multilabel_bench`` (the built-ins in ``plugins/`` are registered there by this
+distribution, exactly as a third-party package would), and ``--plugin VALUE`` where VALUE
+is a ``.py`` file, a package directory, an importable module or an entry-point name.
+
+A plugin that fails to import is recorded as failed, not raised: commands that do not need
+it keep working, and a command that asks for a component it might have provided reports it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import importlib.metadata as metadata
+import importlib.util
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterable
+
+import pluggy
+
+from harness import hookspecs
+from harness.errors import PluginError, UserError
+from harness.specs import COMPONENT_KINDS
+
+ENTRY_POINT_GROUP = hookspecs.PROJECT
+THIS_DISTRIBUTION = "multilabel-bench"
+_HOOK_FOR_KIND = {
+    "dataset": "register_datasets",
+    "model": "register_models",
+    "augmentation": "register_augmentations",
+    "fusion": "register_fusions",
+}
+
+
+@dataclass
+class Plugin:
+    """One loaded (or failed) plugin and where it came from."""
+
+    name: str
+    source: str  # "built-in", "distribution", "file", "directory" or "module"
+    requested: bool = False  # named with --plugin
+    distribution: str | None = None
+    distribution_version: str | None = None
+    path: str | None = None
+    sha256: str | None = None
+    error: str | None = None
+    error_traceback: str | None = None
+    components: list["Component"] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.error else "ok"
+
+    def provenance(self) -> dict[str, Any]:
+        """What a result record stores about the plugin that provided a component."""
+        record: dict[str, Any] = {"name": self.name, "source": self.source}
+        for key in ("distribution", "distribution_version", "path", "sha256"):
+            value = getattr(self, key)
+            if value is not None:
+                record[key] = value
+        return record
+
+
+@dataclass
+class Component:
+    """A registered spec and the plugin that registered it."""
+
+    kind: str
+    spec: Any
+    plugin: Plugin
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def provenance(self, name: str | None = None) -> dict[str, Any]:
+        return {
+            "name": name or self.spec.name,
+            "version": self.spec.version,
+            "plugin": self.plugin.provenance(),
+        }
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _sha256_of_files(paths: Iterable[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+class Registry:
+    """All plugins and the components they registered, keyed by (kind, name)."""
+
+    def __init__(self, extra_plugins: Iterable[str] = ()):
+        self.plugins: list[Plugin] = []
+        self._components: dict[str, dict[str, list[Component]]] = {
+            kind: {} for kind in COMPONENT_KINDS
+        }
+        self._manager = pluggy.PluginManager(hookspecs.PROJECT)
+        self._manager.add_hookspecs(hookspecs)
+        entry_points = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+        for entry_point in entry_points:
+            self._load_entry_point(entry_point)
+        for value in extra_plugins:
+            self._load_requested(value, entry_points)
+
+    # -- loading -----------------------------------------------------------------------
+
+    def _load_entry_point(self, entry_point: metadata.EntryPoint, requested: bool = False) -> None:
+        dist = entry_point.dist
+        dist_name = dist.metadata["Name"] if dist is not None else None
+        builtin = dist_name is not None and dist_name.lower() == THIS_DISTRIBUTION
+        plugin = Plugin(
+            name=entry_point.value if builtin else entry_point.name,
+            source="built-in" if builtin else "distribution",
+            requested=requested,
+            distribution=dist_name,
+            distribution_version=dist.version if dist is not None else None,
+        )
+        self._register(plugin, entry_point.load)
+
+    def _load_requested(self, value: str, entry_points: list[metadata.EntryPoint]) -> None:
+        path = Path(value).expanduser()
+        if value.endswith(".py") or path.is_file():
+            plugin = Plugin(name=value, source="file", requested=True, path=str(path.resolve()))
+            if not path.is_file():
+                self._fail(plugin, f"no such plugin file: {value}")
+                return
+            plugin.sha256 = _sha256_of_files([path])
+            self._register(plugin, lambda: _import_file(path, path.stem, None))
+            return
+        if path.is_dir():
+            plugin = Plugin(name=value, source="directory", requested=True, path=str(path.resolve()))
+            init = path / "__init__.py"
+            if not init.is_file():
+                self._fail(plugin, f"plugin directory {value} has no __init__.py; pass a package folder or a .py file")
+                return
+            plugin.sha256 = _sha256_of_files(path.rglob("*.py"))
+            self._register(plugin, lambda: _import_file(init, path.name, [str(path)]))
+            return
+        for entry_point in entry_points:
+            if entry_point.name == value:
+                for plugin in self.plugins:
+                    if plugin.source == "distribution" and plugin.name == value:
+                        plugin.requested = True
+                return
+        plugin = Plugin(name=value, source="module", requested=True)
+        if importlib.util.find_spec(value.split(".")[0]) is None:
+            self._fail(plugin, f"no such plugin file, package directory, module or entry point: {value!r}")
+            return
+
+        def load_module() -> ModuleType:
+            module = importlib.import_module(value)
+            plugin.path = getattr(module, "__file__", None)
+            if plugin.path:
+                plugin.sha256 = _sha256_of_files([Path(plugin.path)])
+            return module
+
+        self._register(plugin, load_module)
+
+    def _fail(self, plugin: Plugin, message: str, tb: str | None = None) -> None:
+        plugin.error = message
+        plugin.error_traceback = tb
+        self.plugins.append(plugin)
+
+    def _register(self, plugin: Plugin, load) -> None:
+        try:
+            module = load()
+            self._manager.register(module, name=f"{plugin.source}:{plugin.name}")
+            self._manager.check_pending()  # a hookimpl whose name matches no hook
+        except Exception as error:  # a broken plugin must not break unrelated commands
+            self._fail(plugin, _one_line(error), traceback.format_exc())
+            return
+        self.plugins.append(plugin)
+        for kind, hook_name in _HOOK_FOR_KIND.items():
+            implementation = getattr(module, hook_name, None)
+            if implementation is None:
+                continue
+            try:
+                implementation(register=self._register_callback(plugin, kind))
+            except Exception as error:
+                plugin.error = f"{hook_name} raised {_one_line(error)}"
+                plugin.error_traceback = traceback.format_exc()
+
+    def _register_callback(self, plugin: Plugin, kind: str):
+        spec_type = COMPONENT_KINDS[kind]
+
+        def register(spec) -> None:
+            if not isinstance(spec, spec_type):
+                raise PluginError(
+                    f"plugin {plugin.name!r} registered a {type(spec).__name__} where a "
+                    f"{spec_type.__name__} was expected"
+                )
+            if not spec.name or ":" in spec.name:
+                raise PluginError(
+                    f"plugin {plugin.name!r}: {kind} name {spec.name!r} must be non-empty and contain no ':'"
+                )
+            component = Component(kind, spec, plugin)
+            plugin.components.append(component)
+            self._components[kind].setdefault(spec.name, []).append(component)
+
+        return register
+
+    # -- lookup ------------------------------------------------------------------------
+
+    def components(self, kind: str) -> list[Component]:
+        """Every registered component of a kind, duplicates included, sorted by name."""
+        return sorted(
+            (c for same in self._components[kind].values() for c in same), key=lambda c: c.name
+        )
+
+    def failed(self) -> list[Plugin]:
+        return [p for p in self.plugins if p.error]
+
+    def check_requested(self) -> None:
+        """Fail when a plugin named with ``--plugin`` did not load: the command needs it."""
+        for plugin in self.plugins:
+            if plugin.requested and plugin.error:
+                raise PluginError(f"plugin {plugin.name!r} failed to load: {plugin.error}")
+
+    def get(self, kind: str, name: str) -> Component:
+        """Resolve ``name`` to one component of ``kind``, or raise a one-line ``UserError``.
+
+        ``NAME:VARIANT`` resolves ``NAME`` when that component takes variants.
+        """
+        self.check_requested()
+        base = name.split(":", 1)[0]
+        found = self._components[kind].get(base, [])
+        if len(found) > 1:
+            where = " and ".join(f"plugin {c.plugin.name!r}" for c in found)
+            raise PluginError(f"{kind} {base!r} is registered twice, by {where}; uninstall or rename one")
+        if found:
+            component = found[0]
+            takes_variant = getattr(component.spec, "takes_variant", False)
+            if ":" in name and not takes_variant:
+                raise UserError(f"{kind} {base!r} takes no variant; use --{kind} {base}")
+            if takes_variant and ":" not in name:
+                raise UserError(f"{kind} {base!r} needs a variant, e.g. {base}:resnet50")
+            return component
+        known = sorted(self._components[kind])
+        message = f"unknown {kind} {name!r}"
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        message += f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known) or 'none'}"
+        failed = self.failed()
+        if failed:
+            message += " (failed plugins: " + "; ".join(f"{p.name}: {p.error}" for p in failed) + ")"
+        message += " — `bench plugins` lists every component"
+        raise UserError(message)
+
+
+def _import_file(path: Path, stem: str, search_locations: list[str] | None) -> ModuleType:
+    module_name = f"multilabel_bench_plugin_{stem}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(
+        module_name, path, submodule_search_locations=search_locations
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module

@@ -1,0 +1,136 @@
+"""The four component specs a plugin registers, and the data a dataset hands the core.
+
+Specs are frozen dataclasses: a plugin builds one and passes it to the ``register``
+callback its hook receives. Heavy imports (torch, torchvision, timm) belong inside the
+callables, so that listing plugins stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a dataset: image ids, their files, and the label matrix.
+
+    ``labels`` is an N×C int8 array: 1 positive, 0 negative, -1 ignored (for example a
+    VOC object marked difficult). ``image_paths[i]`` is the file holding image ``ids[i]``.
+    """
+
+    ids: Sequence[str]
+    image_paths: Sequence[Path]
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if len(self.image_paths) != n or self.labels.shape[0] != n:
+            raise ValueError(
+                f"split has {n} ids, {len(self.image_paths)} image paths and "
+                f"{self.labels.shape[0]} label rows; they must be equal"
+            )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """What a dataset plugin returns: class names in their official order and the splits.
+
+    ``coverage`` is the fraction of listed images that were found (1.0 for complete data);
+    ``info`` holds anything the loader wants recorded (for example the root folder used).
+    """
+
+    name: str
+    classes: Sequence[str]
+    splits: dict[str, Split]
+    coverage: float = 1.0
+    problems: Sequence[dict] = ()
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset: ``load(data_root, options) -> Dataset``.
+
+    ``data_root`` is the ``--data-root`` folder (``None`` when the user gave none; a
+    dataset that needs one raises ``UserError``). ``options`` holds loader switches such
+    as ``skip_missing``. ``canonical`` maps split name to the official image count, checked
+    by ``bench data verify``; ``canonical_fingerprint`` is the fingerprint of the complete
+    official data, when known, which leaderboards require.
+    """
+
+    name: str
+    load: Callable[..., Dataset]
+    version: str = "0"
+    description: str = ""
+    canonical: dict[str, int] | None = None
+    canonical_fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model: ``build(num_classes, pretrained) -> torch.nn.Module``.
+
+    The module maps a float (B, 3, H, W) batch to (B, C) logits. Parameters whose names
+    start with one of ``head_prefixes`` train at the protocol's head learning rate, all
+    others at the backbone rate. With ``pretrained=True``, ``build`` must load its
+    weights through ``harness.weights.load_state_dict`` or ``harness.weights.resolve``
+    (never from the network), so that the file and its sha256 are recorded.
+    ``takes_variant`` models are named ``NAME:VARIANT`` (``timm:convnext_tiny``) and get
+    ``variant=`` as a keyword argument.
+    """
+
+    name: str
+    build: Callable[..., "torch.nn.Module"]
+    version: str = "0"
+    head_prefixes: tuple[str, ...] = ()
+    description: str = ""
+    takes_variant: bool = False
+
+
+@dataclass(frozen=True)
+class AugmentationSpec:
+    """A training-time augmentation applied to a whole batch on the training device.
+
+    ``augment(images, targets, epoch, generator) -> (images, targets)``: ``images`` is a
+    float (B, 3, S, S) batch in [0, 1] at the run's input size S, ``targets`` a float (B, C)
+    0/1 matrix; ``generator`` is a seeded CPU ``torch.Generator`` to draw every random
+    number from, so that runs repeat exactly. The output keeps the batch size and S.
+    Normalisation happens after, in the core.
+    """
+
+    name: str
+    augment: Callable[..., tuple["torch.Tensor", "torch.Tensor"]]
+    version: str = "0"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class FusionSpec:
+    """Score-level fusion of several runs: ``fuse(list of N×C logit arrays) -> N×C logits``.
+
+    Inputs are aligned by image id by the core; the output must be logits (or any
+    monotone score whose threshold at 0 means "present") so that every metric applies.
+    """
+
+    name: str
+    fuse: Callable[[list[np.ndarray]], np.ndarray]
+    version: str = "0"
+    description: str = ""
+
+
+COMPONENT_KINDS: dict[str, type] = {
+    "dataset": DatasetSpec,
+    "model": ModelSpec,
+    "augmentation": AugmentationSpec,
+    "fusion": FusionSpec,
+}
