@@ -1,0 +1,96 @@
+"""``bench data verify``: decode every image of a dataset and check it against the official facts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from tabulate import tabulate
+
+from harness.cli.options import load_registry, plugin_option
+
+SHOWN_PROBLEMS = 20
+
+
+@click.group()
+def data() -> None:
+    """Check datasets on disk before benchmarking on them."""
+
+
+def _print_summary(report: dict, root: str | None) -> None:
+    official = report["canonical"] or {}
+    fingerprint = report["fingerprint"]
+    if report["canonical_fingerprint"]:
+        same = fingerprint == report["canonical_fingerprint"]
+        fingerprint += " (the official one)" if same else f" (official: {report['canonical_fingerprint']})"
+    click.echo(f"dataset      {report['dataset']} (version {report['version']})")
+    if root:
+        click.echo(f"root         {root}")
+    click.echo(f"fingerprint  {fingerprint}")
+    click.echo(f"coverage     {report['coverage']:.2%}\n")
+    splits = report["splits"]
+    rows = [
+        (name, s["n"], s["listed"], official.get(name, ""), s["positives"], s["ignored"])
+        for name, s in splits.items()
+    ]
+    click.echo(tabulate(rows, headers=["split", "images", "listed", "official", "positives", "ignored"]))
+    click.echo()
+    headers = ["class"] + [f"{name} {kind}" for name in splits for kind in ("positives", "ignored")]
+    rows = [
+        [class_name]
+        + [s[f"per_class_{kind}"][class_name] for s in splits.values() for kind in ("positives", "ignored")]
+        for class_name in report["classes"]
+    ]
+    click.echo(tabulate(rows, headers=headers))
+    problems = report["problems"]
+    if not problems:
+        click.echo("\nOK: every image decodes and no problem was found.")
+        return
+    click.echo(f"\n{len(problems)} problem(s):")
+    for problem in problems[:SHOWN_PROBLEMS]:
+        where = " ".join(str(problem[key]) for key in ("split", "id") if problem.get(key) is not None)
+        file = f" ({problem['file']})" if problem.get("file") else ""
+        click.echo(f"  {where + ': ' if where else ''}{problem['problem']}{file}")
+    if len(problems) > SHOWN_PROBLEMS:
+        click.echo(f"  ... and {len(problems) - SHOWN_PROBLEMS} more; --json lists them all")
+
+
+@data.command("verify")
+@click.option("--dataset", "dataset_name", required=True, help="Dataset name (see `bench plugins`).")
+@click.option(
+    "--data-root",
+    type=click.Path(path_type=Path),
+    help="Folder holding the dataset's official layout (or the manifest file for `manifest`).",
+)
+@click.option("--skip-missing", is_flag=True, help="Leave out images not found, as `bench run --skip-missing` does.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as one JSON object.")
+@plugin_option
+@click.pass_context
+def verify_command(
+    ctx: click.Context,
+    dataset_name: str,
+    data_root: Path | None,
+    skip_missing: bool,
+    as_json: bool,
+    plugins: tuple[str, ...],
+) -> None:
+    """Load a dataset, decode every image, and report counts, fingerprint and problems.
+
+    Exits with status 1 when there is any problem: missing or undecodable images, ids or
+    files shared between splits, or sizes and counts that differ from the official data.
+    """
+    from harness.verify import verify
+
+    component = load_registry(plugins).get("dataset", dataset_name)
+    dataset = component.spec.load(data_root, {"skip_missing": skip_missing})
+    report = verify(dataset, component.spec)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        _print_summary(report, dataset.info.get("root"))
+    if report["problems"]:
+        ctx.exit(1)
+
+
+COMMANDS = [data]

@@ -1,0 +1,101 @@
+"""The nuswide loader on a tiny copy of the official release layout."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from layouts import NUSWIDE_CONCEPTS, write_nuswide
+
+from harness.data import fingerprint
+from harness.errors import UserError
+from plugins.datasets.nuswide import NUSWIDE, image_entry, load
+
+
+@pytest.fixture
+def nus(tmp_path):
+    return write_nuswide(tmp_path)
+
+
+def test_labels_ids_and_files_from_backslash_lists(nus, tmp_path):
+    dataset = load(tmp_path, {})
+    assert list(dataset.classes) == NUSWIDE_CONCEPTS
+    for split in ("train", "test"):
+        assert list(dataset.splits[split].ids) == nus["ids"][split]
+        assert list(dataset.splits[split].image_paths) == nus["files"][split]
+        np.testing.assert_array_equal(dataset.splits[split].labels, nus["labels"][split])
+    assert dataset.problems == [] and dataset.coverage == 1.0
+
+
+def test_images_without_any_label_are_kept(nus, tmp_path):
+    dataset = load(tmp_path, {})
+    row = list(dataset.splits["train"].ids).index("beach/0010_313472315")
+    assert dataset.splits["train"].labels[row].tolist() == [0, 0, 0, 0]
+    assert dataset.info["without_labels"] == {"train": 1, "test": 0}
+
+
+@pytest.mark.parametrize(
+    "line, entry",
+    [
+        ("actor\\0001_2124494179.jpg", "actor/0001_2124494179.jpg"),
+        ("C:\\ImageData\\Flickr\\actor\\0001_2124494179.jpg\r", "actor/0001_2124494179.jpg"),
+        ("actor/0001_2124494179.jpg", "actor/0001_2124494179.jpg"),
+    ],
+)
+def test_image_entry(line, entry):
+    assert image_entry(line) == entry
+
+
+def test_concepts_list_folder_and_release_folder_are_found(tmp_path):
+    write_nuswide(tmp_path / "NUS-WIDE", concepts_in_folder=True)
+    assert list(load(tmp_path, {}).classes) == NUSWIDE_CONCEPTS
+
+
+def test_coverage_is_recorded_and_changes_the_fingerprint(nus, tmp_path):
+    complete = fingerprint(load(tmp_path, {}))
+    nus["files"]["train"][1].unlink()
+    with_problem = load(tmp_path, {})
+    assert [p["id"] for p in with_problem.problems] == ["beach/0003_515093458"]
+    assert fingerprint(with_problem) == complete
+    skipped = load(tmp_path, {"skip_missing": True})
+    assert skipped.coverage == pytest.approx(5 / 6) and skipped.problems == []
+    assert skipped.info["listed"] == {"train": 4, "test": 2} and skipped.info["missing"] == {"train": 1, "test": 0}
+    assert fingerprint(skipped) != complete
+
+
+def test_canonical_sizes():
+    assert NUSWIDE.canonical == {"train": 161789, "test": 107859}
+
+
+def test_image_list_disagreeing_with_imagelist_txt_is_a_problem(nus, tmp_path):
+    all_list = tmp_path / "ImageList" / "Imagelist.txt"
+    lines = all_list.read_text().splitlines()
+    all_list.write_text("\n".join(lines[1:] + ["C:\\ImageData\\Flickr\\extra\\0002_1.jpg"]) + "\n")
+    problems = {(p["split"], p["id"], p["problem"]) for p in load(tmp_path, {}).problems}
+    assert problems == {
+        ("train", "actor/0001_2124494179", "not in Imagelist.txt"),
+        (None, "extra/0002_1", "in Imagelist.txt but in neither TrainImagelist.txt nor TestImagelist.txt"),
+    }
+
+
+@pytest.mark.parametrize("content", ["0\n1\n0\n", "0\n1\n2\n0\n", "0\n1\nx\n0\n"])
+def test_bad_label_file_names_the_file(nus, tmp_path, content):
+    (tmp_path / "Groundtruth" / "TrainTestLabels" / "Labels_water_Train.txt").write_text(content)
+    with pytest.raises(UserError, match=r"Labels_water_Train\.txt must hold 4 lines of 0 or 1"):
+        load(tmp_path, {})
+
+
+def test_missing_files_name_the_path(nus, tmp_path):
+    (tmp_path / "Groundtruth" / "TrainTestLabels" / "Labels_sky_Test.txt").unlink()
+    with pytest.raises(UserError, match=r"Labels_sky_Test\.txt not found"):
+        load(tmp_path, {})
+    (tmp_path / "ImageList" / "TestImagelist.txt").unlink()
+    with pytest.raises(UserError, match=r"TestImagelist\.txt not found"):
+        load(tmp_path, {})
+    (tmp_path / "Concepts81.txt").unlink()
+    with pytest.raises(UserError, match=r"Concepts81\.txt not found"):
+        load(tmp_path, {})
+    shutil.rmtree(tmp_path / "ImageList")
+    with pytest.raises(UserError, match=r"ImageList/TrainImagelist\.txt not found"):
+        load(tmp_path, {})
