@@ -48,11 +48,13 @@ class Plugin:
     requested: bool = False  # named with --plugin
     distribution: str | None = None
     distribution_version: str | None = None
+    entry_point: str | None = None  # the entry-point name it was loaded from
     path: str | None = None
     sha256: str | None = None
     error: str | None = None
     error_traceback: str | None = None
     components: list["Component"] = field(default_factory=list)
+    module: ModuleType | None = field(default=None, repr=False)
 
     @property
     def status(self) -> str:
@@ -93,7 +95,13 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+def _sha256_of_file(path: Path) -> str:
+    """The file's plain sha256, as ``sha256sum`` prints it."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _sha256_of_files(paths: Iterable[Path]) -> str:
+    """One sha256 over a package's files: each file's name and bytes, in sorted order."""
     digest = hashlib.sha256()
     for path in sorted(paths):
         digest.update(path.name.encode())
@@ -129,6 +137,7 @@ class Registry:
             requested=requested,
             distribution=dist_name,
             distribution_version=dist.version if dist is not None else None,
+            entry_point=entry_point.name,
         )
         self._register(plugin, entry_point.load)
 
@@ -139,7 +148,9 @@ class Registry:
             if not path.is_file():
                 self._fail(plugin, f"no such plugin file: {value}")
                 return
-            plugin.sha256 = _sha256_of_files([path])
+            if self._claim_loaded(path):
+                return
+            plugin.sha256 = _sha256_of_file(path)
             self._register(plugin, lambda: _import_file(path, path.stem, None))
             return
         if path.is_dir():
@@ -148,28 +159,41 @@ class Registry:
             if not init.is_file():
                 self._fail(plugin, f"plugin directory {value} has no __init__.py; pass a package folder or a .py file")
                 return
+            if self._claim_loaded(init):
+                return
             plugin.sha256 = _sha256_of_files(path.rglob("*.py"))
             self._register(plugin, lambda: _import_file(init, path.name, [str(path)]))
             return
-        for entry_point in entry_points:
-            if entry_point.name == value:
-                for plugin in self.plugins:
-                    if plugin.source == "distribution" and plugin.name == value:
-                        plugin.requested = True
-                return
+        entry_point_names = sorted({entry_point.name for entry_point in entry_points})
+        if value in entry_point_names:
+            for plugin in self.plugins:
+                if plugin.entry_point == value:
+                    plugin.requested = True
+            return
         plugin = Plugin(name=value, source="module", requested=True)
         if importlib.util.find_spec(value.split(".")[0]) is None:
-            self._fail(plugin, f"no such plugin file, package directory, module or entry point: {value!r}")
+            close = difflib.get_close_matches(value, entry_point_names, n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            self._fail(plugin, f"no such plugin file, package directory, module or entry point: {value!r}{hint}")
             return
 
         def load_module() -> ModuleType:
             module = importlib.import_module(value)
             plugin.path = getattr(module, "__file__", None)
             if plugin.path:
-                plugin.sha256 = _sha256_of_files([Path(plugin.path)])
+                plugin.sha256 = _sha256_of_file(Path(plugin.path))
             return module
 
         self._register(plugin, load_module)
+
+    def _claim_loaded(self, path: Path) -> bool:
+        """Mark the plugin already loaded from file ``path`` as requested: one plugin, not a duplicate."""
+        for plugin in self.plugins:
+            file = getattr(plugin.module, "__file__", None)
+            if file and Path(file).resolve() == path.resolve():
+                plugin.requested = True
+                return True
+        return False
 
     def _fail(self, plugin: Plugin, message: str, tb: str | None = None) -> None:
         plugin.error = message
@@ -179,11 +203,16 @@ class Registry:
     def _register(self, plugin: Plugin, load) -> None:
         try:
             module = load()
+            owner = next((p for p in self.plugins if p.module is module), None)
+            if owner is not None:  # the same module named a second way: one plugin, not a duplicate
+                owner.requested = owner.requested or plugin.requested
+                return
             self._manager.register(module, name=f"{plugin.source}:{plugin.name}")
             self._manager.check_pending()  # a hookimpl whose name matches no hook
         except Exception as error:  # a broken plugin must not break unrelated commands
             self._fail(plugin, _one_line(error), traceback.format_exc())
             return
+        plugin.module = module
         self.plugins.append(plugin)
         for kind, hook_name in _HOOK_FOR_KIND.items():
             implementation = getattr(module, hook_name, None)

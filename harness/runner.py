@@ -1,0 +1,303 @@
+"""``bench run`` as a Python API: resolve components, train under a protocol, score, record.
+
+    from harness.runner import RunConfig, run
+    run_dir = run(RunConfig(dataset="shapes", model="resnet18", protocol="smoke"))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness import results, weights
+from harness.data import fingerprint
+from harness.distributed import World, barrier, finish, init_world
+from harness.errors import PluginError, UserError
+from harness.protocol import Protocol, get_protocol
+from harness.registry import Registry
+
+RUN_CONFIG_FILE = "run.json"
+MODEL_FILE = "model.pt"
+
+
+@dataclass
+class RunConfig:
+    """One training run. ``None`` fields take the protocol's defaults."""
+
+    dataset: str = "shapes"
+    data_root: str | None = None
+    model: str | None = None
+    augmentation: str | None = None
+    size: int | None = None
+    protocol: str = "smoke"
+    epochs: int | None = None
+    batch_size: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    pretrained: str | None = None  # "imagenet", "none" or a file path
+    out: str = "runs"
+    run_id: str | None = None
+    plugins: tuple[str, ...] = ()
+    skip_missing: bool = False
+    cache: bool = True
+    overwrite: bool = False
+    progress: bool = True
+
+
+def default_run_id(dataset: str, model: str, augmentation: str, size: int, protocol: str, seed: int) -> str:
+    """``{dataset}-{model}-{aug}-{size}-{protocol}-seed{seed}`` (``:`` → ``_``): the same cell, the same folder."""
+    return f"{dataset}-{model}-{augmentation}-{size}-{protocol}-seed{seed}".replace(":", "_").replace("/", "_")
+
+
+def _choose_device(requested: str, world: World):
+    import torch
+
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {requested}: no CUDA device is visible; use --device cpu")
+        if world.size > 1 or requested == "cuda":
+            requested = f"cuda:{world.local_rank}"
+        torch.cuda.set_device(torch.device(requested))
+    elif requested != "cpu":
+        raise UserError(f"--device {requested!r}: use auto, cpu, cuda or cuda:N")
+    return torch.device(requested)
+
+
+def _configure_precision(precision: str, device) -> tuple[str, bool]:
+    """Returns (precision, tf32). bf16 autocast on GPUs by default; fp32 means strict fp32."""
+    import torch
+
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise UserError(f"--precision {precision!r}: use fp32 or bf16")
+    tf32 = device.type == "cuda" and precision == "bf16"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = precision == "bf16"
+        torch.backends.cudnn.deterministic = precision == "fp32"
+    return precision, tf32
+
+
+def _protocol_for(config: RunConfig, size: int, pretrained_mode: str) -> tuple[Protocol, dict]:
+    base = get_protocol(config.protocol)
+    protocol, deviations = base.with_overrides(epochs=config.epochs, batch_size=config.batch_size)
+    if size not in base.sizes:
+        deviations["sizes"] = {"protocol": list(base.sizes), "used": [size]}
+    init = "none" if pretrained_mode == "none" else "imagenet"
+    if init != base.init:
+        deviations["init"] = {"protocol": base.init, "used": init}
+    return protocol, deviations
+
+
+def _load_dataset(component, config: RunConfig):
+    spec = component.spec
+    root = Path(config.data_root).expanduser() if config.data_root else None
+    dataset = spec.load(root, {"skip_missing": config.skip_missing})
+    missing = [s for s in ("train", "test") if s not in dataset.splits]
+    if missing:
+        raise PluginError(f"dataset {spec.name!r} has no {' or '.join(missing)} split; a benchmark needs both")
+    if dataset.problems and not config.skip_missing:
+        first = ", ".join(f"{p.get('id')} ({p.get('problem')})" for p in list(dataset.problems)[:3])
+        raise UserError(
+            f"dataset {spec.name!r} has {len(dataset.problems)} problem image(s), first: {first}; "
+            f"run `bench data verify --dataset {spec.name} --data-root {config.data_root}` "
+            f"or pass --skip-missing to leave them out (the coverage is recorded)"
+        )
+    return dataset
+
+
+def _image_arrays(dataset, size: int, dataset_fingerprint: str, config: RunConfig, world: World):
+    from harness import pipeline
+
+    arrays = {}
+    for split in ("train", "test"):
+        paths = dataset.splits[split].image_paths
+        if config.cache:
+            key = f"{dataset.name}-{dataset_fingerprint}-{split}"
+            if world.is_main:
+                arrays[split] = pipeline.image_cache(paths, size, key, progress=config.progress)
+            barrier(world)
+            if not world.is_main:
+                arrays[split] = pipeline.image_cache(paths, size, key, progress=False)
+        else:
+            arrays[split] = pipeline.decoded_images(paths, size)
+    return arrays
+
+
+def _build_model(component, model_name: str, num_classes: int, pretrained: str, protocol_name: str):
+    spec = component.spec
+    kwargs = {"variant": model_name.split(":", 1)[1]} if spec.takes_variant else {}
+    override = None if pretrained in ("imagenet", "none") else Path(pretrained).expanduser()
+    if override is not None and not override.is_file():
+        raise UserError(f"--pretrained {pretrained}: no such file; give a weights file, imagenet or none")
+    with weights.recording(override) as record:
+        try:
+            model = spec.build(num_classes, pretrained != "none", **kwargs)
+        except UserError:
+            raise
+        except Exception as error:
+            raise PluginError(
+                f"model {model_name!r} (plugin {component.plugin.name!r}): build raised "
+                f"{type(error).__name__}: {error}"
+            ) from error
+    if pretrained != "none" and not record.files:
+        raise PluginError(
+            f"model {model_name!r} (plugin {component.plugin.name!r}) did not load pretrained weights through "
+            f"harness.weights; use --pretrained none or fix the plugin (a run never falls back to random weights)"
+        )
+    mode = {"imagenet": "imagenet", "none": "none"}.get(pretrained, "file")
+    return model, {"mode": mode, "files": record.files}
+
+
+def _check_output(model, model_name: str, plugin_name: str, sample, num_classes: int) -> None:
+    """One forward pass in eval mode on two test images: the logits must be (2, C)."""
+    import torch
+
+    model.eval()
+    with torch.inference_mode():
+        try:
+            output = model(sample)
+        except Exception as error:
+            raise PluginError(f"model {model_name!r} (plugin {plugin_name!r}) failed on a test batch: "
+                              f"{type(error).__name__}: {error}") from error
+    if not isinstance(output, torch.Tensor) or tuple(output.shape) != (sample.shape[0], num_classes):
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise PluginError(f"model {model_name!r} (plugin {plugin_name!r}) returned {shape} for a batch of "
+                          f"{sample.shape[0]}; expected ({sample.shape[0]}, {num_classes}) logits")
+
+
+def resume_config(run_dir: Path, **overrides: Any) -> RunConfig:
+    """The stored configuration of an unfinished run, with ``overrides`` (device, data root, plugins)."""
+    run_dir = Path(run_dir)
+    if results.is_finished(run_dir):
+        raise UserError(f"{run_dir} is finished; nothing to resume")
+    path = run_dir / RUN_CONFIG_FILE
+    if not path.is_file():
+        raise UserError(f"{run_dir}: no {RUN_CONFIG_FILE}; is it a run folder made by `bench run`?")
+    stored = json.loads(path.read_text())
+    stored["plugins"] = tuple(stored.get("plugins", ()))
+    stored.update({k: v for k, v in overrides.items() if v not in (None, ())})
+    stored.update(out=str(run_dir.parent), run_id=run_dir.name, overwrite=False)
+    return RunConfig(**stored)
+
+
+def run(config: RunConfig, *, resume: bool = False) -> Path:
+    """Train and score one model; returns the run folder (see ``harness.results``)."""
+    import torch
+
+    from harness import metrics
+    from harness.train import CHECKPOINT_FILE, Trainer, TrainSetup, seed_everything
+
+    started = time.perf_counter()
+    registry = Registry(config.plugins)
+    registry.check_requested()
+    base_protocol = get_protocol(config.protocol)
+    dataset_component = registry.get("dataset", config.dataset)
+    model_name = config.model or base_protocol.default_model
+    augmentation_name = config.augmentation or base_protocol.default_augmentation
+    model_component = registry.get("model", model_name)
+    augmentation_component = registry.get("augmentation", augmentation_name)
+    size = config.size or base_protocol.default_size
+    pretrained = config.pretrained or base_protocol.init
+    protocol, deviations = _protocol_for(config, size, pretrained)
+
+    world = init_world("cuda" if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()) else "cpu")
+    try:
+        if protocol.batch_size % world.size:
+            raise UserError(f"batch size {protocol.batch_size} does not divide over {world.size} processes")
+        device = _choose_device(config.device, world)
+        precision, tf32 = _configure_precision(config.precision, device)
+        dataset = _load_dataset(dataset_component, config)
+        dataset_fingerprint = fingerprint(dataset)
+        run_id = config.run_id or default_run_id(dataset.name, model_name, augmentation_name, size, protocol.name, config.seed)
+        run_dir = Path(config.out).expanduser() / run_id
+        if world.is_main:
+            results.claim_run_dir(run_dir, overwrite=config.overwrite, resume=resume)
+            results.write_json(run_dir / RUN_CONFIG_FILE, dataclasses.asdict(config) | {"overwrite": False})
+        barrier(world)
+
+        arrays = _image_arrays(dataset, size, dataset_fingerprint, config, world)
+        train_targets = (dataset.splits["train"].labels != 0).astype(np.float32)  # ignored (difficult) → positive
+        seed_everything(config.seed)
+        model, pretrained_record = _build_model(model_component, model_name, len(dataset.classes), pretrained, protocol.name)
+        head_prefixes = tuple(getattr(model, "head_prefixes", model_component.spec.head_prefixes))
+        sample = torch.from_numpy(np.array(arrays["test"][:2])).permute(0, 3, 1, 2).float().div(255)
+        _check_output(model, model_name, model_component.plugin.name, sample, len(dataset.classes))
+
+        setup = TrainSetup(
+            train_images=arrays["train"], train_targets=train_targets, test_images=arrays["test"],
+            protocol=protocol, augment=augmentation_component.spec.augment, seed=config.seed,
+            device=device, precision=precision, world=world, progress=config.progress,
+            eval_batch_size=256 if device.type == "cuda" else 64,
+        )
+        trainer = Trainer(model, head_prefixes, setup, model_name)
+        checkpoint = run_dir / CHECKPOINT_FILE
+        if resume and checkpoint.is_file():
+            trainer.load_checkpoint(checkpoint)
+        while trainer.epoch < protocol.epochs:
+            record = trainer.train_epoch()
+            if world.is_main:
+                trainer.save_checkpoint(run_dir)
+                results.write_json(run_dir / "log.json", trainer.log)
+                if config.progress:
+                    print(f"epoch {record['epoch'] + 1}/{protocol.epochs}  loss {record['loss']:.4f}  "
+                          f"{record['images_per_s']:.0f} img/s", flush=True)
+            barrier(world)
+
+        scores, eval_rate = trainer.score(arrays["test"])
+        if not world.is_main:
+            return run_dir
+        test = dataset.splits["test"]
+        metric_values = metrics.evaluate(scores, test.labels)
+        results.write_scores(run_dir / results.SCORES_FILE, scores, test.labels, test.ids)
+        torch.save(trainer.bare_model.state_dict(), run_dir / MODEL_FILE)
+        checkpoint.unlink(missing_ok=True)
+        environment = results.environment()
+        record = {
+            "schema_version": results.RESULT_SCHEMA_VERSION,
+            "run_id": run_id,
+            "kind": "train",
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "metrics_version": metrics.METRICS_VERSION,
+            "metrics": metric_values,
+            "dataset": {
+                **dataset_component.provenance(dataset.name),
+                "fingerprint": dataset_fingerprint,
+                "coverage": dataset.coverage,
+                "classes": list(dataset.classes),
+                "n_train": len(dataset.splits["train"]),
+                "n_test": len(test),
+            },
+            "model": {**model_component.provenance(model_name), "pretrained": pretrained_record,
+                      "head_prefixes": list(head_prefixes)},
+            "augmentation": augmentation_component.provenance(),
+            "size": size,
+            "protocol": {"name": protocol.name, "version": protocol.version,
+                         "hash": get_protocol(protocol.name).hash, "deviations": deviations},
+            "seed": config.seed,
+            "device": str(device),
+            "gpu": environment["gpu"],
+            "world_size": world.size,
+            "precision": precision,
+            "tf32": tf32,
+            "environment": environment,
+            "wall_time_s": time.perf_counter() - started,
+            "train_images_per_s": float(np.mean([r["images_per_s"] for r in trainer.log])),
+            "eval_images_per_s": eval_rate,
+        }
+        results.write_json(run_dir / results.RESULT_FILE, record)
+        return run_dir
+    finally:
+        finish(world)

@@ -1,0 +1,191 @@
+"""``shapes``: the embedded default dataset, synthetic and generated on first use.
+
+Ten shape classes drawn 1–4 at a time at different scales, positions, rotations and
+colours, on cluttered, noisy backgrounds. Some classes co-occur far more often than others
+(ring with circle, cross with square, crescent with star), as objects do in real photos.
+Every image is a pure function of (dataset version, split, index), so the data, and hence
+its fingerprint, are the same on every machine. PNG files are written once into the cache
+folder (``harness.cache.cache_root()/shapes/v1``), never into the source tree.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from harness import Dataset, DatasetSpec, Split
+from harness.cache import cache_root
+
+VERSION = "1"
+CLASSES = ("circle", "square", "triangle", "diamond", "hexagon", "star", "cross", "ring", "crescent", "bar")
+BASE_FREQUENCY = np.array([1.4, 1.2, 1.0, 0.8, 0.7, 0.9, 0.8, 0.6, 0.5, 1.1])
+PARTNERS = {"ring": "circle", "circle": "ring", "cross": "square", "square": "cross", "crescent": "star", "star": "crescent"}
+SPLIT_SIZES = {"train": 2400, "test": 1000}
+IMAGE_SIZE = 96
+SEED = 20190922
+
+
+def _polygon(center, radius, sides, rotation, inner=None):
+    points = []
+    for k in range(sides * (2 if inner else 1)):
+        angle = rotation + math.pi * k / (sides if inner else sides / 2)
+        r = radius if not inner or k % 2 == 0 else radius * inner
+        points.append((center[0] + r * math.cos(angle), center[1] + r * math.sin(angle)))
+    return points
+
+
+def _draw_shape(draw, name, center, radius, rotation):
+    """Draw class ``name`` as white on an 'L' mask (black = background)."""
+    x, y = center
+    box = (x - radius, y - radius, x + radius, y + radius)
+    if name == "circle":
+        draw.ellipse(box, fill=255)
+    elif name == "ring":
+        draw.ellipse(box, outline=255, width=max(2, int(radius * 0.3)))
+    elif name == "square":
+        draw.polygon(_polygon(center, radius * 1.2, 4, rotation), fill=255)
+    elif name == "diamond":
+        points = [(x, y - radius), (x + radius * 0.6, y), (x, y + radius), (x - radius * 0.6, y)]
+        draw.polygon(points, fill=255)
+    elif name == "triangle":
+        draw.polygon(_polygon(center, radius * 1.1, 3, rotation), fill=255)
+    elif name == "hexagon":
+        draw.polygon(_polygon(center, radius, 6, rotation), fill=255)
+    elif name == "star":
+        draw.polygon(_polygon(center, radius * 1.2, 5, rotation, inner=0.45), fill=255)
+    elif name == "cross":
+        arm = radius * 0.35
+        for angle in (rotation, rotation + math.pi / 2):
+            dx, dy = math.cos(angle), math.sin(angle)
+            px, py = -dy * arm, dx * arm
+            draw.polygon(
+                [(x - dx * radius + px, y - dy * radius + py), (x + dx * radius + px, y + dy * radius + py),
+                 (x + dx * radius - px, y + dy * radius - py), (x - dx * radius - px, y - dy * radius - py)],
+                fill=255,
+            )
+    elif name == "crescent":
+        draw.ellipse(box, fill=255)
+        shift = radius * 0.55
+        dx, dy = shift * math.cos(rotation), shift * math.sin(rotation)
+        draw.ellipse((box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy), fill=0)
+    elif name == "bar":
+        dx, dy = math.cos(rotation) * radius * 1.3, math.sin(rotation) * radius * 1.3
+        draw.line((x - dx, y - dy, x + dx, y + dy), fill=255, width=max(2, int(radius * 0.3)))
+
+
+def _sample_classes(rng: np.random.Generator) -> list[int]:
+    count = rng.choice([1, 2, 3, 4], p=[0.3, 0.3, 0.25, 0.15])
+    probabilities = BASE_FREQUENCY / BASE_FREQUENCY.sum()
+    chosen = [int(rng.choice(len(CLASSES), p=probabilities))]
+    while len(chosen) < count:
+        partner = PARTNERS.get(CLASSES[chosen[-1]])
+        if partner and rng.random() < 0.6:
+            chosen.append(CLASSES.index(partner))
+        else:
+            chosen.append(int(rng.choice(len(CLASSES), p=probabilities)))
+    return chosen
+
+
+def render(split: str, index: int):
+    """Image ``index`` of ``split`` as (PIL RGB image, list of class indices present)."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng([SEED, ["train", "test"].index(split), index])
+    size = IMAGE_SIZE
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    base = rng.uniform(40, 200, size=3)
+    tilt = rng.uniform(-60, 60, size=(2, 3))
+    background = base + xx[..., None] * tilt[0] + yy[..., None] * tilt[1]
+    canvas = Image.fromarray(np.clip(background, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(rng.integers(3, 9)):
+        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        x0, y0, x1, y1 = rng.uniform(0, size, size=4)
+        if rng.random() < 0.5:
+            draw.line((x0, y0, x1, y1), fill=colour, width=1)
+        else:
+            r = rng.uniform(1, 3)
+            draw.ellipse((x0 - r, y0 - r, x0 + r, y0 + r), fill=colour)
+    classes = _sample_classes(rng)
+    for class_index in classes:
+        radius = size * rng.choice([rng.uniform(0.06, 0.1), rng.uniform(0.1, 0.24)], p=[0.3, 0.7])
+        center = rng.uniform(radius, size - radius, size=2)
+        mask = Image.new("L", (size, size), 0)
+        _draw_shape(ImageDraw.Draw(mask), CLASSES[class_index], center, radius, rng.uniform(0, 2 * math.pi))
+        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        canvas.paste(Image.new("RGB", (size, size), colour), mask=mask)
+    pixels = np.asarray(canvas, dtype=np.float32) + rng.normal(0, 12, size=(size, size, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), sorted(set(classes))
+
+
+def generate(folder: Path, workers: int | None = None) -> None:
+    """Write every image and ``labels.csv`` into ``folder`` (atomically: a temporary folder, then a rename)."""
+    from filelock import FileLock
+    from tqdm import tqdm
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if (folder / "labels.csv").is_file():
+            return
+        staging = Path(tempfile.mkdtemp(prefix=".shapes-", dir=folder.parent))
+        jobs = [(split, i) for split, n in SPLIT_SIZES.items() for i in range(n)]
+        for split in SPLIT_SIZES:
+            (staging / split).mkdir()
+
+        def write(job):
+            split, index = job
+            image, classes = render(split, index)
+            image_id = f"{split}{index:05d}"
+            image.save(staging / split / f"{image_id}.png", optimize=False)
+            return split, image_id, classes
+
+        with ThreadPoolExecutor(workers or os.cpu_count()) as pool:
+            rows = list(tqdm(pool.map(write, jobs), total=len(jobs), desc="generating shapes", unit="img", leave=False))
+        with open(staging / "labels.csv", "w", newline="") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(["split", "id", *CLASSES])
+            for split, image_id, classes in rows:
+                writer.writerow([split, image_id, *(int(c in classes) for c in range(len(CLASSES)))])
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+
+
+def load(data_root: Path | None = None, options: dict | None = None) -> Dataset:
+    """Generate (once) and read the dataset; ``data_root`` overrides the cache folder."""
+    folder = Path(data_root) if data_root else cache_root() / "shapes" / f"v{VERSION}"
+    if not (folder / "labels.csv").is_file():
+        generate(folder)
+    ids: dict[str, list[str]] = {split: [] for split in SPLIT_SIZES}
+    rows: dict[str, list[list[int]]] = {split: [] for split in SPLIT_SIZES}
+    with open(folder / "labels.csv", newline="") as stream:
+        reader = csv.reader(stream)
+        next(reader)
+        for split, image_id, *values in reader:
+            ids[split].append(image_id)
+            rows[split].append([int(v) for v in values])
+    splits = {
+        split: Split(
+            ids=ids[split],
+            image_paths=[folder / split / f"{i}.png" for i in ids[split]],
+            labels=np.array(rows[split], dtype=np.int8),
+        )
+        for split in SPLIT_SIZES
+    }
+    return Dataset(name="shapes", classes=CLASSES, splits=splits, info={"root": str(folder)})
+
+
+SHAPES = DatasetSpec(
+    name="shapes",
+    load=load,
+    version=VERSION,
+    description="synthetic multi-label shapes, generated on first use (no download)",
+    canonical=dict(SPLIT_SIZES),
+)

@@ -1,0 +1,106 @@
+"""Built-in models: the paper's VGG16 and ResNet-101 (PROTOCOL.md), smaller ResNets, any timm model.
+
+Pretrained weights are torchvision's ImageNet-1k V1 files, loaded from local disk through
+``harness.weights`` (never downloaded). The 1000-class layer is loaded with the rest and
+then replaced by a fresh ``Linear(·, C)``, exactly as fine-tuning from torchvision does.
+"""
+
+from __future__ import annotations
+
+from harness import ModelSpec, hookimpl
+from harness.weights import load_state_dict, resolve
+
+RESNET_WEIGHTS = {
+    "resnet18": "resnet18-f37072fd.pth",
+    "resnet50": "resnet50-0676ba61.pth",
+    "resnet101": "resnet101-63fe2227.pth",
+}
+VGG16_WEIGHTS = "vgg16-397923af.pth"
+
+
+def _resnet_builder(arch: str):
+    def build(num_classes: int, pretrained: bool):
+        """torchvision ResNet; global average pooling, then ``fc = Linear(features, C)``."""
+        import torch.nn as nn
+        import torchvision.models as tvm
+
+        model = getattr(tvm, arch)(weights=None)
+        if pretrained:
+            model.load_state_dict(load_state_dict(RESNET_WEIGHTS[arch]))
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+        return model
+
+    return build
+
+
+def build_vgg16(num_classes: int, pretrained: bool):
+    """torchvision VGG16: ``AdaptiveAvgPool2d((7, 7))``, classifier 4096-4096, last layer → C."""
+    import torch.nn as nn
+    import torchvision.models as tvm
+
+    model = tvm.vgg16(weights=None)
+    if pretrained:
+        model.load_state_dict(load_state_dict(VGG16_WEIGHTS))
+    model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
+    return model
+
+
+def timm_weights_filename(variant: str) -> str:
+    """The file name timm publishes for ``variant``'s default weights, or ``<variant>.pth``."""
+    import timm
+
+    config = timm.models.get_pretrained_cfg(variant) if timm.is_model(variant) else None
+    url = getattr(config, "url", None) if config is not None else None
+    return url.rsplit("/", 1)[-1] if url else f"{variant}.pth"
+
+
+def build_timm(num_classes: int, pretrained: bool, variant: str):
+    """Any timm model with a C-way classifier; pretrained weights from a local file.
+
+    The returned module carries ``head_prefixes`` naming timm's classifier module, which
+    differs between families (``fc``, ``head.fc``, ``classifier``).
+    """
+    import timm
+
+    from harness.errors import UserError
+
+    if not timm.is_model(variant):
+        raise UserError(f"timm has no model {variant!r}; `python -c \"import timm; print(timm.list_models('*{variant}*'))\"` lists similar names")
+    overlay = {"file": str(resolve(timm_weights_filename(variant)))} if pretrained else None
+    model = timm.create_model(
+        variant, pretrained=pretrained, num_classes=num_classes, pretrained_cfg_overlay=overlay
+    )
+    model.head_prefixes = (model.pretrained_cfg.get("classifier", "head"),)
+    return model
+
+
+@hookimpl
+def register_models(register):
+    for arch in ("resnet18", "resnet50", "resnet101"):
+        register(
+            ModelSpec(
+                name=arch,
+                version="1",
+                build=_resnet_builder(arch),
+                head_prefixes=("fc",),
+                description=f"torchvision {arch}, global average pooling, Linear head",
+            )
+        )
+    register(
+        ModelSpec(
+            name="vgg16",
+            version="1",
+            build=build_vgg16,
+            head_prefixes=("classifier",),
+            description="torchvision VGG16, adaptive 7x7 pooling, 4096-4096 classifier with a C-way last layer",
+        )
+    )
+    register(
+        ModelSpec(
+            name="timm",
+            version="1",
+            build=build_timm,
+            takes_variant=True,
+            description="any timm model as timm:<name>, classifier replaced by a C-way layer",
+        )
+    )
