@@ -1,0 +1,475 @@
+"""``bench check``: a conformance suite for the components a plugin registers.
+
+Every component gets a short checklist of its contract (``harness/specs.py``), run on the
+CPU with tiny inputs so the whole suite takes seconds. Each check catches whatever the
+component raises and reports it in one line, so one broken component never hides the rest.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from harness.data import fingerprint
+from harness.errors import UserError
+from harness.registry import Component, Registry, _one_line
+from harness.specs import COMPONENT_KINDS, Dataset
+
+MODEL_CLASSES = (7, 13)  # class counts no real dataset has (VOC 20, COCO 80, NUS 81)
+MODEL_SIZES = (64, 96)
+MODEL_BATCH = 2
+AUGMENT_BATCHES = (4, 1)
+AUGMENT_SIZES = (32, 48)
+AUGMENT_CLASSES = 5
+FUSION_SHAPE = (12, 5)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of the checklist."""
+
+    kind: str
+    component: str
+    plugin: str
+    check: str
+    status: str  # "pass", "fail" or "skip"
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+class Problem(Exception):
+    """A broken contract; the message says what is wrong."""
+
+
+class Skip(Exception):
+    """A check that cannot run here; the message says what it needs."""
+
+
+class _Checklist:
+    """Runs the checks of one component and records a ``CheckResult`` per check."""
+
+    def __init__(self, component: Component, name: str):
+        self.component = component
+        self.name = name
+        self.results: list[CheckResult] = []
+
+    def run(self, check: str, function: Callable[[], str | None]) -> bool:
+        """Run ``function`` (returning an optional detail); True when it passed."""
+        try:
+            detail, status = function() or "", "pass"
+        except Skip as skip:
+            detail, status = f"skipped: {skip}", "skip"
+        except Problem as problem:
+            detail, status = str(problem), "fail"
+        except Exception as error:  # the component's own failure, reported, never raised
+            detail, status = f"raised {_one_line(error)}", "fail"
+        self.results.append(
+            CheckResult(self.component.kind, self.name, self.component.plugin.name, check, status, detail)
+        )
+        return status == "pass"
+
+
+def select(registry: Registry, plugins: Iterable[str], names: Iterable[str]) -> list[tuple[Component, str]]:
+    """The components to check, as (component, name to check it under).
+
+    With ``plugins``, only what those plugins registered; with ``names``, only those
+    components (``NAME:VARIANT`` picks the variant of a component that takes one).
+    """
+    registry.check_requested()
+    plugins, names = tuple(plugins), tuple(names)
+    requested = [p for p in registry.plugins if p.requested]
+    for plugin in requested:
+        if not plugin.components:
+            raise UserError(
+                f"plugin {plugin.name!r} registered no components: its register_* hooks must call "
+                f"register(...) with a spec (see CONTRIBUTING.md)"
+            )
+    pool = [c for p in requested for c in p.components] if plugins else [
+        c for kind in COMPONENT_KINDS for c in registry.components(kind)
+    ]
+    order = list(COMPONENT_KINDS)
+    pool.sort(key=lambda c: (order.index(c.kind), c.name))
+    if not names:
+        return [(c, c.name) for c in pool]
+    chosen = []
+    for name in names:
+        found = [(c, name) for c in pool if c.name == name.split(":", 1)[0]]
+        if not found:
+            where = f"plugin(s) {', '.join(plugins)}" if plugins else "any loaded plugin"
+            known = ", ".join(sorted({c.name for c in pool})) or "none"
+            raise UserError(f"no component {name!r} in {where}; checkable components: {known}")
+        chosen += found
+    return chosen
+
+
+def run_checks(
+    registry: Registry, selected: list[tuple[Component, str]], data_root: Path | None = None
+) -> Iterator[list[CheckResult]]:
+    """Check each selected component in turn, yielding its results as soon as it is done."""
+    for component, name in selected:
+        checklist = _Checklist(component, name)
+        checklist.run("unique name", lambda: _unique_name(registry, component))
+        if component.kind == "model":
+            check_model(checklist, name)
+        elif component.kind == "dataset":
+            check_dataset(checklist, data_root)
+        elif component.kind == "augmentation":
+            check_augmentation(checklist)
+        else:
+            check_fusion(checklist)
+        yield checklist.results
+
+
+def _unique_name(registry: Registry, component: Component) -> None:
+    others = [c for c in registry.components(component.kind) if c.name == component.name and c is not component]
+    if others:
+        where = ", ".join(repr(c.plugin.name) for c in others)
+        raise Problem(
+            f"{component.kind} {component.name!r} is also registered by plugin {where}; rename one"
+        )
+
+
+# -- models --------------------------------------------------------------------------------
+
+
+def check_model(checklist: _Checklist, name: str) -> None:
+    """Build with ``pretrained=False``; check shapes, modes, head, gradients and seeding."""
+    import torch
+
+    spec = checklist.component.spec
+    variant = name.split(":", 1)[1] if ":" in name else None
+    if spec.takes_variant and variant is None:
+        checklist.run("build", _raise(Skip(f"takes a variant; check one with --component {name}:VARIANT")))
+        return
+    if variant and not spec.takes_variant:
+        checklist.run("build", _raise(Problem(f"takes no variant; check it as --component {spec.name}")))
+        return
+    extra = {"variant": variant} if variant else {}
+
+    def build(num_classes: int):
+        with seeded(0):
+            model = spec.build(num_classes, False, **extra)
+        if not isinstance(model, torch.nn.Module):
+            raise Problem(f"build returned {type(model).__name__}, not a torch.nn.Module")
+        return model
+
+    inputs = {
+        size: torch.randn(MODEL_BATCH, 3, size, size, generator=torch.Generator().manual_seed(size))
+        for size in MODEL_SIZES
+    }
+    small = inputs[MODEL_SIZES[0]]
+    built: dict[str, Any] = {}
+
+    def builds() -> None:
+        built["model"] = build(MODEL_CLASSES[0])
+
+    if not checklist.run(f"build(num_classes={MODEL_CLASSES[0]}, pretrained=False)", builds):
+        return
+    model = built["model"]
+
+    def same_seed_same_model() -> None:
+        twin = build(MODEL_CLASSES[0])
+        first, second = _forward(model, small, train=False), _forward(twin, small, train=False)
+        if first.shape != second.shape or not torch.allclose(first, second, rtol=1e-5, atol=1e-6, equal_nan=True):
+            raise Problem(
+                "two builds under the same seed give different eval outputs; draw every random "
+                "number from torch, numpy or random's global generators (the run seeds those)"
+            )
+
+    def output_shapes() -> str:
+        for size in MODEL_SIZES:
+            _expect_logits(_forward(model, inputs[size], train=False), MODEL_BATCH, MODEL_CLASSES[0], size)
+        for num_classes in MODEL_CLASSES[1:]:
+            _expect_logits(_forward(build(num_classes), small, train=False), MODEL_BATCH, num_classes, small.shape[-1])
+        return f"C={', '.join(map(str, MODEL_CLASSES))} at {', '.join(f'{s}×{s}' for s in MODEL_SIZES)}"
+
+    def batch_of_one() -> None:
+        for train in (False, True):
+            _expect_logits(_forward(model, small[:1], train=train), 1, MODEL_CLASSES[0], small.shape[-1], train)
+
+    def finite_outputs() -> None:
+        for train in (False, True):
+            if not torch.isfinite(_forward(model, small, train=train)).all():
+                raise Problem(f"non-finite logits (nan or inf) in {'train' if train else 'eval'} mode")
+
+    def head() -> str:
+        prefixes = tuple(getattr(model, "head_prefixes", spec.head_prefixes))
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        if not prefixes:
+            raise Problem("head_prefixes is empty: the protocol's head learning rate would train nothing")
+        unmatched = [p for p in prefixes if not any(in_head(n, (p,)) for n in names)]
+        if unmatched:
+            modules = ", ".join(sorted({n.rsplit(".", 1)[0] for n in names}))
+            raise Problem(f"{', '.join(map(repr, unmatched))} names no module with trainable parameters; modules: {modules}")
+        count = sum(in_head(n, prefixes) for n in names)
+        if count == len(names):
+            raise Problem(f"{prefixes} cover every trainable parameter: the backbone learning rate would train nothing")
+        return f"{prefixes}: {count} of {len(names)} trainable parameter tensors"
+
+    def backward() -> None:
+        model.zero_grad(set_to_none=True)
+        _forward(model, small, train=True, grad=True).float().sum().backward()
+        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if not trainable:
+            raise Problem("the model has no trainable parameters")
+        missing = [n for n, p in trainable if p.grad is None]
+        if missing:
+            raise Problem(
+                f"no gradient reaches {len(missing)} of {len(trainable)} trainable parameters "
+                f"({', '.join(missing[:3])}{', …' if len(missing) > 3 else ''}); remove unused modules"
+            )
+
+    checklist.run("same seed, same model (eval output)", same_seed_same_model)
+    checklist.run("output shape (B, C)", output_shapes)
+    checklist.run("batch of 1 in eval and train mode", batch_of_one)
+    checklist.run("finite outputs in eval and train mode", finite_outputs)
+    checklist.run("head_prefixes match some, not all, parameters", head)
+    checklist.run("backward reaches every trainable parameter", backward)
+
+
+def in_head(name: str, prefixes: tuple[str, ...]) -> bool:
+    """The trainer's rule (``harness.train.parameter_groups``): a prefix is a module path."""
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed python, numpy and torch as ``bench run`` does, and restore their states after."""
+    import torch
+
+    from harness.train import seed_everything
+
+    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    try:
+        seed_everything(seed)
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.random.set_rng_state(states[2])
+
+
+def _forward(model, images, *, train: bool, grad: bool = False):
+    import torch
+
+    model.train(train)
+    with torch.set_grad_enabled(grad):
+        output = model(images)
+    if not isinstance(output, torch.Tensor):
+        raise Problem(f"forward returned {type(output).__name__}, not a (B, C) tensor of logits")
+    return output
+
+
+def _expect_logits(output, batch: int, num_classes: int, size: int, train: bool = False) -> None:
+    if tuple(output.shape) != (batch, num_classes):
+        mode = "train" if train else "eval"
+        raise Problem(
+            f"expected ({batch}, {num_classes}) for {batch} images of {size}×{size} and "
+            f"{num_classes} classes in {mode} mode, got {tuple(output.shape)}"
+        )
+    if not output.is_floating_point():
+        raise Problem(f"logits must be floating point, got {output.dtype}")
+
+
+def _raise(error: Exception) -> Callable[[], None]:
+    def fail() -> None:
+        raise error
+
+    return fail
+
+
+# -- datasets ------------------------------------------------------------------------------
+
+
+def check_dataset(checklist: _Checklist, data_root: Path | None) -> None:
+    """Load twice; check classes, splits, label encoding, ids and the fingerprint."""
+    spec = checklist.component.spec
+    loaded: dict[str, Dataset] = {}
+
+    def load() -> Dataset:
+        dataset = spec.load(data_root, {})
+        if not isinstance(dataset, Dataset):
+            raise Problem(f"load returned {type(dataset).__name__}, not a harness.Dataset")
+        return dataset
+
+    def loads() -> str:
+        try:
+            loaded["dataset"] = load()
+        except UserError as error:
+            if data_root is None:
+                raise Skip(f"needs --data-root ({error})") from None
+            raise
+        dataset = loaded["dataset"]
+        return ", ".join(f"{name} {len(split)}" for name, split in sorted(dataset.splits.items()))
+
+    if not checklist.run("load(data_root, options)", loads):
+        return
+    dataset = loaded["dataset"]
+
+    def class_names() -> str:
+        classes = list(dataset.classes)
+        if not classes:
+            raise Problem("no class names")
+        bad = [c for c in classes if not isinstance(c, str) or not c.strip()]
+        if bad:
+            raise Problem(f"class names must be non-empty strings, got {bad[:3]!r}")
+        repeated = sorted(c for c, n in Counter(classes).items() if n > 1)
+        if repeated:
+            raise Problem(f"repeated class names: {', '.join(repeated)}")
+        return f"{len(classes)} classes"
+
+    def splits() -> None:
+        missing = [s for s in ("train", "test") if s not in dataset.splits]
+        if missing:
+            raise Problem(f"missing split(s) {', '.join(missing)}; has {', '.join(sorted(dataset.splits)) or 'none'}")
+        empty = [s for s, split in dataset.splits.items() if len(split) == 0]
+        if empty:
+            raise Problem(f"empty split(s): {', '.join(empty)}")
+
+    def labels() -> None:
+        expected = len(dataset.classes)
+        for name, split in sorted(dataset.splits.items()):
+            matrix = split.labels
+            if not isinstance(matrix, np.ndarray) or matrix.dtype != np.int8:
+                raise Problem(f"split {name}: labels must be an int8 numpy array, got {getattr(matrix, 'dtype', type(matrix).__name__)}")
+            if matrix.ndim != 2 or matrix.shape[1] != expected:
+                raise Problem(f"split {name}: labels must be N×{expected} (one column per class), got {matrix.shape}")
+            values = set(np.unique(matrix).tolist()) - {1, 0, -1}
+            if values:
+                raise Problem(f"split {name}: label values must be 1, 0 or -1, found {sorted(values)}")
+
+    def unique_ids() -> None:
+        for name, split in sorted(dataset.splits.items()):
+            repeated = sorted(i for i, n in Counter(map(str, split.ids)).items() if n > 1)
+            if repeated:
+                raise Problem(f"split {name}: {len(repeated)} image id(s) appear more than once, e.g. {repeated[0]}")
+        if {"train", "test"} <= dataset.splits.keys():
+            shared = set(map(str, dataset.splits["train"].ids)) & set(map(str, dataset.splits["test"].ids))
+            if shared:
+                raise Problem(f"train and test share {len(shared)} image id(s), e.g. {sorted(shared)[0]}")
+
+    def image_files() -> None:
+        for name, split in sorted(dataset.splits.items()):
+            ends = (split.image_paths[0], split.image_paths[-1]) if len(split) else ()
+            for path in map(Path, ends):
+                if not path.is_file():
+                    raise Problem(f"split {name}: image file {path} does not exist")
+
+    def stable_fingerprint() -> str:
+        first, second = fingerprint(dataset), fingerprint(load())
+        if first != second:
+            raise Problem(f"loading twice gives fingerprints {first} and {second}; fix the order of ids and classes")
+        return first
+
+    checklist.run("unique, non-empty class names", class_names)
+    checklist.run("train and test splits present", splits)
+    checklist.run("labels are int8 N×C of 1, 0, -1", labels)
+    checklist.run("unique image ids, disjoint train and test", unique_ids)
+    checklist.run("first and last image file of each split exist", image_files)
+    checklist.run("stable fingerprint (loaded twice)", stable_fingerprint)
+
+
+# -- augmentations -------------------------------------------------------------------------
+
+
+def check_augmentation(checklist: _Checklist) -> None:
+    """Apply to small batches; check shapes, target range and determinism under a seed."""
+    import torch
+
+    augment = checklist.component.spec.augment
+
+    def batch(size: int, count: int):
+        generator = torch.Generator().manual_seed(size * 10 + count)
+        images = torch.rand(count, 3, size, size, generator=generator)
+        targets = (torch.rand(count, AUGMENT_CLASSES, generator=generator) < 0.4).float()
+        return images, targets
+
+    def apply(size: int, count: int, epoch: int, seed: int, global_seed: int = 0):
+        images, targets = batch(size, count)
+        with seeded(global_seed):
+            output = augment(images, targets, epoch, torch.Generator().manual_seed(seed))
+        if not (isinstance(output, tuple) and len(output) == 2 and all(isinstance(t, torch.Tensor) for t in output)):
+            raise Problem("augment must return a pair of tensors (images, targets)")
+        return output
+
+    cases = [(size, count, epoch) for size in AUGMENT_SIZES for count in AUGMENT_BATCHES for epoch in (0, 1)]
+
+    def shapes() -> str:
+        for size, count, epoch in cases:
+            images, targets = apply(size, count, epoch, seed=1)
+            expected = ((count, 3, size, size), (count, AUGMENT_CLASSES))
+            if (tuple(images.shape), tuple(targets.shape)) != expected:
+                raise Problem(
+                    f"epoch {epoch}: images {tuple(images.shape)} and targets {tuple(targets.shape)}, "
+                    f"expected {expected[0]} and {expected[1]} (batch size and size S kept)"
+                )
+        return f"batch {', '.join(map(str, AUGMENT_BATCHES))}, S={', '.join(map(str, AUGMENT_SIZES))}, epochs 0 and 1"
+
+    def target_range() -> None:
+        for size, count, epoch in cases:
+            _, targets = apply(size, count, epoch, seed=2)
+            outside = ~torch.isfinite(targets) | (targets < 0) | (targets > 1)
+            if outside.any():
+                raise Problem(f"epoch {epoch}: targets left [0, 1], e.g. {targets[outside][0].item():g}")
+
+    def deterministic() -> None:
+        for epoch in (0, 1):
+            first = apply(AUGMENT_SIZES[0], AUGMENT_BATCHES[0], epoch, seed=3, global_seed=0)
+            second = apply(AUGMENT_SIZES[0], AUGMENT_BATCHES[0], epoch, seed=3, global_seed=1)
+            if not all(torch.equal(a, b) for a, b in zip(first, second)):
+                raise Problem(
+                    f"epoch {epoch}: the same generator seed gave different outputs; draw every "
+                    f"random number from the generator argument, not torch's global one"
+                )
+
+    checklist.run("keeps batch size and shapes", shapes)
+    checklist.run("targets stay in [0, 1]", target_range)
+    checklist.run("same generator seed, same output", deterministic)
+
+
+# -- fusions -------------------------------------------------------------------------------
+
+
+def check_fusion(checklist: _Checklist) -> None:
+    """Fuse small score arrays; check shape, order invariance and that self-fusion keeps rankings."""
+    fuse = checklist.component.spec.fuse
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.normal(0, 2, FUSION_SHAPE).astype(np.float32) for _ in range(3))
+
+    def fused(arrays: list[np.ndarray]) -> np.ndarray:
+        output = fuse([x.copy() for x in arrays])
+        if not isinstance(output, np.ndarray):
+            raise Problem(f"fuse returned {type(output).__name__}, not a numpy array")
+        return output
+
+    def shape() -> None:
+        for arrays in ([a, b], [a, b, c]):
+            output = fused(arrays)
+            if output.shape != FUSION_SHAPE:
+                raise Problem(f"fusing {len(arrays)} arrays of {FUSION_SHAPE} gave {output.shape}")
+            if not np.isfinite(output).all():
+                raise Problem("non-finite fused scores")
+
+    def order_invariant() -> None:
+        if not np.allclose(fused([a, b, c]), fused([c, a, b]), rtol=1e-5, atol=1e-6):
+            raise Problem("fuse([a, b, c]) differs from fuse([c, a, b]); the order of runs must not matter")
+
+    def self_fusion() -> None:
+        output = fused([a, a])
+        for axis, what in ((0, "class"), (1, "image")):
+            if not np.array_equal(np.argsort(output, axis=axis), np.argsort(a, axis=axis)):
+                raise Problem(f"fuse([a, a]) ranks differently from a within a {what}")
+        if not np.array_equal(output > 0, a > 0):
+            raise Problem("fuse([a, a]) > 0 differs from a > 0: fused scores must be logits (threshold 0)")
+
+    checklist.run("output N×C, finite", shape)
+    checklist.run("order of runs does not matter", order_invariant)
+    checklist.run("fuse([a, a]) ranks and thresholds like a", self_fusion)

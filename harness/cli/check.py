@@ -1,0 +1,64 @@
+"""``bench check``: run the conformance suite on the components of one or more plugins."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from harness.cli.options import load_registry, plugin_option
+from harness.errors import UserError
+
+MARKS = {"pass": "✓", "fail": "✗", "skip": "-"}
+
+
+@click.command("check")
+@plugin_option
+@click.option(
+    "--component",
+    "names",
+    multiple=True,
+    metavar="NAME",
+    help="Check only this component (NAME:VARIANT for one that takes a variant). Repeatable.",
+)
+@click.option(
+    "--data-root",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="Data folder for datasets that need one; without it they are skipped.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON list.")
+def check_command(plugins: tuple[str, ...], names: tuple[str, ...], data_root: Path | None, as_json: bool) -> None:
+    """Check that every component the --plugin plugins register keeps its contract.
+
+    Runs on the CPU in seconds with tiny inputs: models (shapes for 7 and 13 classes at two
+    sizes, batch of 1, train and eval mode, finite logits, head_prefixes, gradients, seeding),
+    datasets (label encoding, ids, splits, stable fingerprint), augmentations (shapes, target
+    range, determinism) and fusions (shape, order invariance, rankings). Without --plugin,
+    every loaded plugin is checked. Exits 1 when any check fails.
+    """
+    from harness.check import run_checks, select
+
+    registry = load_registry(plugins)
+    selected = select(registry, plugins, names)
+    results = []
+    for component_results in run_checks(registry, selected, data_root):
+        results += component_results
+        if not as_json:
+            first = component_results[0]
+            click.echo(f"{first.kind} {first.component} (plugin {first.plugin})")
+            for result in component_results:
+                detail = f": {result.detail}" if result.detail else ""
+                click.echo(f"  {MARKS[result.status]} {result.check}{detail}")
+    failed = [r for r in results if r.status == "fail"]
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        counts = {status: sum(r.status == status for r in results) for status in MARKS}
+        click.echo(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped")
+    if failed:
+        where = "; ".join(f"{r.kind} {r.component}: {r.check}" for r in failed)
+        raise UserError(f"{len(failed)} check(s) failed ({where})")
+
+
+COMMANDS = [check_command]
