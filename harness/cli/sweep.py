@@ -1,0 +1,83 @@
+"""``bench sweep``: run a grid file's cells and ensembles, resumably."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from harness.errors import UserError
+
+
+def _seeds(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds {value!r}: give comma-separated integers, e.g. --seeds 0,1,2") from None
+
+
+@click.command("sweep")
+@click.argument("grid_file", type=click.Path(path_type=Path))
+@click.option("--out", default="runs", show_default=True, type=click.Path(path_type=Path), help="Folder for the run folders.")
+@click.option("--data-root", "data_roots", multiple=True, metavar="[DATASET=]PATH",
+              help="Dataset folder for every cell, or DATASET=PATH for one dataset. Repeatable.")
+@click.option("--dry-run", is_flag=True, help="Print the commands (or the Slurm scripts) without running anything.")
+@click.option("--per-gpu", type=click.IntRange(min=1), help="Run this many cells at once on each visible GPU.")
+@click.option("--launcher", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
+              help="local: run here; slurm: write a job array (one task per cell) and a dependent ensembles job.")
+@click.option("--seeds", help="Comma-separated seeds replacing the grid's, e.g. 0,1,2.")
+@click.option("--sbatch-option", "sbatch_options", multiple=True, metavar="OPTION",
+              help="An #SBATCH line for the Slurm jobs, e.g. --sbatch-option=--gres=gpu:1. Repeatable.")
+def sweep(
+    grid_file: Path,
+    out: Path,
+    data_roots: tuple[str, ...],
+    dry_run: bool,
+    per_gpu: int | None,
+    launcher: str,
+    seeds: str | None,
+    sbatch_options: tuple[str, ...],
+) -> None:
+    """Train every cell of GRID_FILE not finished yet in OUT, then build its ensembles.
+
+    One line per cell and ensemble (done, skipped or failed) and a summary; exits 1 when
+    any failed. Run it again to retry what failed: finished runs are skipped.
+    """
+    from harness import sweep as sweeps
+
+    grid = sweeps.load_grid(grid_file, _seeds(seeds))
+    out = out.expanduser().resolve()
+    roots = sweeps.parse_data_roots(data_roots, {c.dataset for c in grid.cells})
+    if launcher == "slurm":
+        if per_gpu:
+            raise UserError("--per-gpu applies to --launcher local; give Slurm its resources with --sbatch-option")
+        scripts = sweeps.slurm_scripts(grid, out, roots, sbatch_options)
+        if dry_run:
+            for name, text in scripts.items():
+                click.echo(f"# --- {name}\n{text}")
+            return
+        folder = out / sweeps.SWEEP_FOLDER / "slurm"
+        folder.mkdir(parents=True, exist_ok=True)
+        (out / sweeps.SWEEP_FOLDER / "logs").mkdir(exist_ok=True)  # Slurm does not create --output folders
+        for name, text in scripts.items():
+            (folder / name).write_text(text)
+            os.chmod(folder / name, 0o755)
+        click.echo(f"wrote {len(scripts)} scripts to {folder}; submit with: bash {folder / 'submit.sh'}")
+        return
+    if dry_run:
+        lines = sweeps.dry_run_lines(grid, out, roots)
+        for line in lines:
+            click.echo(line)
+        skipped = sum(line.startswith("skip ") for line in lines)
+        click.echo(f"{len(grid.cells)} cells and {len(grid.ensembles)} ensembles: {len(lines) - skipped} to run, {skipped} finished")
+        return
+    summary = sweeps.LocalSweep(grid, out, roots, per_gpu=per_gpu, echo=click.echo).run()
+    click.echo(summary.line())
+    if summary.failed:
+        raise UserError(f"{summary.failed} failed; logs in {out / sweeps.SWEEP_FOLDER / 'logs'}; run the same command again to retry them")
+
+
+COMMANDS = [sweep]

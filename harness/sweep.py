@@ -1,0 +1,410 @@
+"""Grids of runs: a TOML file expanded to cells (one ``bench run`` each) and ensembles.
+
+A grid file::
+
+    name = "wang2019-table2"        # optional; default: the file name without .toml
+    protocol = "wang2019"
+    datasets = ["voc2007"]
+    models = ["resnet101"]
+    seeds = [0]                     # optional, default [0]; `bench sweep --seeds` overrides
+    augmentations = ["flip"]        # with sizes: every combination is a cell
+    sizes = [384, 448, 512]
+
+    [run]                           # optional: extra `bench run` options for every cell
+    epochs = 10
+
+    [[ensembles]]                   # fused with `bench fuse` once its members are finished
+    name = "ScaleEn"                # the leaderboard's method name
+    method = "mean"                 # fusion component, default "mean"
+    augmentations = ["mixup"]       # members: every augmentation × size, for each
+    sizes = [384, 448, 512]         #   dataset × model × seed of the grid
+    datasets = ["voc2007"]          # optional subsets of the grid's datasets and models
+    models = ["resnet101"]
+    exclude = [{dataset = "voc2007", model = "vgg16"}]   # optional
+
+Every ensemble member is a cell too, so a grid of ensembles alone trains what it needs.
+Cells and ensembles keep deterministic run ids, so a sweep resumes: finished run folders are
+skipped, unfinished ones are continued with ``bench run --resume``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.errors import UserError
+from harness.fusion import fusion_run_id
+from harness.results import is_finished
+from harness.runner import RUN_CONFIG_FILE, default_run_id
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+SWEEP_FOLDER = "_sweep"
+_GRID_KEYS = {"name", "protocol", "datasets", "models", "seeds", "augmentations", "sizes", "run", "ensembles"}
+_ENSEMBLE_KEYS = {"name", "method", "augmentations", "sizes", "datasets", "models", "exclude"}
+_RUN_OPTIONS = {"epochs", "batch_size", "pretrained", "device", "precision"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the grid."""
+
+    dataset: str
+    model: str
+    augmentation: str
+    size: int
+    seed: int
+    protocol: str
+
+    @property
+    def run_id(self) -> str:
+        return default_run_id(self.dataset, self.model, self.augmentation, self.size, self.protocol, self.seed)
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """One fused run: its label, fusion method and member cells."""
+
+    name: str
+    method: str
+    members: tuple[Cell, ...]
+
+    @property
+    def run_id(self) -> str:
+        first = self.members[0]
+        return fusion_run_id(
+            first.dataset,
+            [m.model for m in self.members],
+            [m.augmentation for m in self.members],
+            [m.size for m in self.members],
+            first.protocol,
+            [m.seed for m in self.members],
+            self.name,
+        )
+
+
+@dataclass
+class Grid:
+    """An expanded grid file."""
+
+    name: str
+    path: Path
+    cells: list[Cell]
+    ensembles: list[Ensemble]
+    run_options: dict[str, Any] = field(default_factory=dict)
+
+
+def _list(table: dict, key: str, kind: type, where: str, default: list | None = None) -> list:
+    value = table.get(key, default)
+    if value is None:
+        raise UserError(f"{where}: missing key {key!r}; give a list, e.g. {key} = [...]")
+    if not isinstance(value, list) or not value or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+        raise UserError(f"{where}: {key} must be a non-empty list of {kind.__name__}s, got {value!r}")
+    return value
+
+
+def _check_keys(table: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def load_grid(path: Path, seeds: list[int] | None = None) -> Grid:
+    """Read and expand a grid file; ``seeds`` replaces the file's seeds."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such grid file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{path}: invalid TOML ({error})") from None
+    where = str(path)
+    _check_keys(data, _GRID_KEYS, where)
+    protocol = data.get("protocol")
+    if not isinstance(protocol, str):
+        raise UserError(f"{where}: missing key 'protocol'; e.g. protocol = \"wang2019\"")
+    datasets = _list(data, "datasets", str, where)
+    models = _list(data, "models", str, where)
+    seeds = seeds or _list(data, "seeds", int, where, default=[0])
+    run_options = data.get("run", {})
+    if not isinstance(run_options, dict):
+        raise UserError(f"{where}: [run] must be a table of `bench run` options")
+    _check_keys(run_options, _RUN_OPTIONS, f"{where} [run]")
+
+    cells: dict[Cell, None] = {}
+    if "augmentations" in data or "sizes" in data:
+        augmentations = _list(data, "augmentations", str, where)
+        sizes = _list(data, "sizes", int, where)
+        for dataset, model, augmentation, size, seed in itertools.product(datasets, models, augmentations, sizes, seeds):
+            cells[Cell(dataset, model, augmentation, size, seed, protocol)] = None
+
+    ensembles = []
+    for index, entry in enumerate(data.get("ensembles", [])):
+        at = f"{where} ensembles[{index}]"
+        _check_keys(entry, _ENSEMBLE_KEYS, at)
+        name = entry.get("name")
+        if not isinstance(name, str) or not name:
+            raise UserError(f"{at}: missing key 'name' (the leaderboard's method name, e.g. \"ScaleEn\")")
+        augmentations = _list(entry, "augmentations", str, at)
+        sizes = _list(entry, "sizes", int, at)
+        if len(augmentations) * len(sizes) < 2:
+            raise UserError(f"{at}: an ensemble needs at least two members (augmentations × sizes)")
+        excluded = {(e.get("dataset"), e.get("model")) for e in entry.get("exclude", [])}
+        for dataset, model, seed in itertools.product(
+            _list(entry, "datasets", str, at, default=datasets), _list(entry, "models", str, at, default=models), seeds
+        ):
+            if (dataset, model) in excluded:
+                continue
+            members = tuple(
+                Cell(dataset, model, augmentation, size, seed, protocol)
+                for augmentation, size in itertools.product(augmentations, sizes)
+            )
+            cells.update(dict.fromkeys(members))
+            ensembles.append(Ensemble(name, entry.get("method", "mean"), members))
+    if not cells:
+        raise UserError(f"{where}: the grid has no cells; give augmentations and sizes, or [[ensembles]]")
+    return Grid(data.get("name", path.stem), path, list(cells), ensembles, run_options)
+
+
+def parse_data_roots(values: tuple[str, ...], datasets: set[str]) -> dict[str | None, str]:
+    """``--data-root PATH`` (every dataset) or ``--data-root NAME=PATH`` (one dataset)."""
+    roots: dict[str | None, str] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if sep and name in datasets:
+            roots[name] = str(Path(path).expanduser().resolve())
+        else:
+            roots[None] = str(Path(value).expanduser().resolve())
+    return roots
+
+
+def run_args(cell: Cell, grid: Grid, out: Path, data_roots: dict[str | None, str]) -> list[str]:
+    """The ``bench`` arguments that train ``cell``, or continue it when it was interrupted."""
+    run_dir = out / cell.run_id
+    root = data_roots.get(cell.dataset, data_roots.get(None))
+    root_args = ["--data-root", root] if root else []
+    if (run_dir / RUN_CONFIG_FILE).is_file():
+        return ["run", "--resume", str(run_dir), *root_args, "--quiet"]
+    args = [
+        "run",
+        "--dataset", cell.dataset,
+        "--model", cell.model,
+        "--aug", cell.augmentation,
+        "--size", str(cell.size),
+        "--protocol", cell.protocol,
+        "--seed", str(cell.seed),
+        *root_args,
+        "--out", str(out),
+        "--run-id", cell.run_id,
+    ]
+    for key, value in sorted(grid.run_options.items()):
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return [*args, "--quiet"]
+
+
+def fuse_args(ensemble: Ensemble, out: Path) -> list[str]:
+    """The ``bench`` arguments that build ``ensemble`` from its finished members."""
+    return [
+        "fuse",
+        *(str(out / m.run_id) for m in ensemble.members),
+        "--out", str(out),
+        "--method", ensemble.method,
+        "--name", ensemble.name,
+        "--run-id", ensemble.run_id,
+    ]
+
+
+def bench_command() -> list[str]:
+    """How to call ``bench`` from here: the script next to this Python, else the one on PATH."""
+    beside = Path(sys.executable).with_name("bench")
+    found = str(beside) if beside.is_file() else shutil.which("bench")
+    if not found:
+        raise UserError("cannot find the `bench` command; install this package (pip install -e .) in this environment")
+    return [found]
+
+
+def visible_gpus() -> list[str]:
+    """GPU indices from ``CUDA_VISIBLE_DEVICES``, else from ``nvidia-smi -L``; empty without GPUs."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g.strip() for g in visible.split(",") if g.strip() and g.strip() != "-1"]
+    if not shutil.which("nvidia-smi"):
+        return []
+    listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+    return [str(i) for i, line in enumerate(listing.stdout.splitlines()) if line.startswith("GPU ")]
+
+
+@dataclass
+class Summary:
+    """Counts per status for cells and ensembles."""
+
+    counts: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {kind: {"done": 0, "skipped": 0, "failed": 0} for kind in ("cells", "ensembles")}
+    )
+
+    @property
+    def failed(self) -> int:
+        return sum(c["failed"] for c in self.counts.values())
+
+    def line(self) -> str:
+        return "; ".join(
+            f"{sum(c.values())} {kind}: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed"
+            for kind, c in self.counts.items()
+        )
+
+
+def _last_line(log: Path) -> str:
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no output"
+
+
+class LocalSweep:
+    """Runs a grid's cells as ``bench run`` subprocesses, then its ensembles with ``bench fuse``.
+
+    Without ``per_gpu`` one process runs at a time with the environment as it is; with it,
+    ``per_gpu`` processes share each visible GPU, each pinned through ``CUDA_VISIBLE_DEVICES``.
+    Each process writes to ``OUT/_sweep/logs/<run-id>.log``; ``echo`` receives one line per
+    cell and ensemble.
+    """
+
+    def __init__(self, grid: Grid, out: Path, data_roots: dict[str | None, str], *, per_gpu: int | None, echo: Callable[[str], None]):
+        self.grid, self.out, self.data_roots, self.echo = grid, Path(out), data_roots, echo
+        self.logs = self.out / SWEEP_FOLDER / "logs"
+        self.summary = Summary()
+        self.total = len(grid.cells) + len(grid.ensembles)
+        self.position = 0
+        self.lock = threading.Lock()
+        gpus = visible_gpus() if per_gpu else []
+        if per_gpu and not gpus:
+            echo("no GPU visible: running one cell at a time")
+        self.slots: list[str | None] = [g for g in gpus for _ in range(per_gpu or 0)] or [None]
+
+    def _report(self, kind: str, status: str, run_id: str, detail: str = "") -> None:
+        with self.lock:
+            self.position += 1
+            self.summary.counts[kind][status] += 1
+            width = len(str(self.total))
+            self.echo(f"[{self.position:>{width}}/{self.total}] {status:<7} {run_id}{'  ' + detail if detail else ''}")
+
+    def _execute(self, kind: str, run_id: str, args: list[str], slots: "queue.Queue[str | None]") -> None:
+        slot = slots.get()
+        try:
+            env = dict(os.environ)
+            if slot is not None:
+                env["CUDA_VISIBLE_DEVICES"] = slot
+            self.logs.mkdir(parents=True, exist_ok=True)
+            log = self.logs / f"{run_id}.log"
+            started = time.monotonic()
+            with open(log, "w") as stream:
+                code = subprocess.run([*bench_command(), *args], stdout=stream, stderr=subprocess.STDOUT, env=env).returncode
+            seconds = time.monotonic() - started
+            where = f" on GPU {slot}" if slot is not None else ""
+            if code == 0 and is_finished(self.out / run_id):
+                self._report(kind, "done", run_id, f"{seconds:.0f} s{where}")
+            else:
+                self._report(kind, "failed", run_id, f"exit {code}: {_last_line(log)} (log: {log})")
+        finally:
+            slots.put(slot)
+
+    def _run_all(self, kind: str, jobs: list[tuple[str, list[str]]]) -> None:
+        slots: "queue.Queue[str | None]" = queue.Queue()
+        for slot in self.slots:
+            slots.put(slot)
+        with ThreadPoolExecutor(max_workers=len(self.slots)) as pool:
+            for future in [pool.submit(self._execute, kind, run_id, args, slots) for run_id, args in jobs]:
+                future.result()
+
+    def run(self) -> Summary:
+        jobs = []
+        for cell in self.grid.cells:
+            if is_finished(self.out / cell.run_id):
+                self._report("cells", "skipped", cell.run_id, "finished")
+            else:
+                jobs.append((cell.run_id, run_args(cell, self.grid, self.out, self.data_roots)))
+        self._run_all("cells", jobs)
+        jobs = []
+        for ensemble in self.grid.ensembles:
+            missing = [m.run_id for m in ensemble.members if not is_finished(self.out / m.run_id)]
+            if is_finished(self.out / ensemble.run_id):
+                self._report("ensembles", "skipped", ensemble.run_id, "finished")
+            elif missing:
+                self._report("ensembles", "failed", ensemble.run_id, f"member {missing[0]} is not finished")
+            else:
+                jobs.append((ensemble.run_id, fuse_args(ensemble, self.out)))
+        self._run_all("ensembles", jobs)
+        return self.summary
+
+
+def dry_run_lines(grid: Grid, out: Path, data_roots: dict[str | None, str]) -> list[str]:
+    """The commands a local sweep would run, one line each; finished run folders are noted as skipped."""
+    lines = []
+    for cell in grid.cells:
+        finished = is_finished(out / cell.run_id)
+        lines.append(f"skip {cell.run_id} (finished)" if finished else shlex.join(["bench", *run_args(cell, grid, out, data_roots)]))
+    for ensemble in grid.ensembles:
+        finished = is_finished(out / ensemble.run_id)
+        lines.append(f"skip {ensemble.run_id} (finished)" if finished else shlex.join(["bench", *fuse_args(ensemble, out)]))
+    return lines
+
+
+def slurm_scripts(grid: Grid, out: Path, data_roots: dict[str | None, str], sbatch_options: tuple[str, ...] = ()) -> dict[str, str]:
+    """Scripts for a Slurm cluster, by file name: a job array over the unfinished cells, a job
+    for the ensembles, and ``submit.sh``, which submits the first and makes the second wait for it.
+
+    ``sbatch_options`` become ``#SBATCH`` lines of both jobs (``--partition=gpu``, ``--gres=gpu:1``).
+    The jobs call ``bench`` from PATH; sbatch exports the submitting shell's environment.
+    """
+    logs = out / SWEEP_FOLDER / "logs"
+    header = [f"#SBATCH {option}" for option in sbatch_options]
+    cells = [c for c in grid.cells if not is_finished(out / c.run_id)]
+    ensembles = [e for e in grid.ensembles if not is_finished(out / e.run_id)]
+    scripts: dict[str, str] = {}
+    submit = ["#!/bin/bash", f"# Submits the unfinished part of grid {grid.name} ({grid.path}).", "set -euo pipefail", 'here="$(cd "$(dirname "$0")" && pwd)"']
+    if cells:
+        name = f"{grid.name}-cells.sbatch"
+        body = [
+            "#!/bin/bash",
+            f"#SBATCH --job-name=bench-{grid.name}",
+            f"#SBATCH --array=0-{len(cells) - 1}",
+            f"#SBATCH --output={logs}/%x-%A_%a.log",
+            *header,
+            "set -euo pipefail",
+            'case "$SLURM_ARRAY_TASK_ID" in',
+        ]
+        for index, cell in enumerate(cells):
+            body.append(f"  {index}) {shlex.join(['bench', *run_args(cell, grid, out, data_roots)])} ;;")
+        body += ['  *) echo "no cell for array task $SLURM_ARRAY_TASK_ID" >&2; exit 1 ;;', "esac"]
+        scripts[name] = "\n".join(body) + "\n"
+        submit.append(f'cells=$(sbatch --parsable "$here/{name}")')
+        submit.append('echo "cells: job $cells"')
+    if ensembles:
+        name = f"{grid.name}-ensembles.sbatch"
+        body = [
+            "#!/bin/bash",
+            f"#SBATCH --job-name=bench-{grid.name}-ensembles",
+            f"#SBATCH --output={logs}/%x-%j.log",
+            *header,
+            "# each ensemble is fused on its own, so one with a failed member does not stop the rest",
+            "status=0",
+        ]
+        body += [f"{shlex.join(['bench', *fuse_args(e, out)])} || status=1" for e in ensembles]
+        body.append("exit $status")
+        scripts[name] = "\n".join(body) + "\n"
+        dependency = ' --dependency="afterany:${cells%%;*}"' if cells else ""
+        submit.append(f'sbatch --parsable{dependency} "$here/{name}"')
+    scripts["submit.sh"] = "\n".join(submit) + "\n"
+    return scripts
