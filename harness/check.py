@@ -71,10 +71,13 @@ class _Checklist:
             detail, status = str(problem), "fail"
         except Exception as error:  # the component's own failure, reported, never raised
             detail, status = f"raised {_one_line(error)}", "fail"
+        self.add(check, status, detail)
+        return status == "pass"
+
+    def add(self, check: str, status: str, detail: str = "") -> None:
         self.results.append(
             CheckResult(self.component.kind, self.name, self.component.plugin.name, check, status, detail)
         )
-        return status == "pass"
 
 
 def select(registry: Registry, plugins: Iterable[str], names: Iterable[str]) -> list[tuple[Component, str]]:
@@ -147,10 +150,10 @@ def check_model(checklist: _Checklist, name: str) -> None:
     spec = checklist.component.spec
     variant = name.split(":", 1)[1] if ":" in name else None
     if spec.takes_variant and variant is None:
-        checklist.run("build", _raise(Skip(f"takes a variant; check one with --component {name}:VARIANT")))
+        checklist.add("build", "skip", f"skipped: takes a variant; check one with --component {name}:VARIANT")
         return
     if variant and not spec.takes_variant:
-        checklist.run("build", _raise(Problem(f"takes no variant; check it as --component {spec.name}")))
+        checklist.add("build", "fail", f"takes no variant; check it as --component {spec.name}")
         return
     extra = {"variant": variant} if variant else {}
 
@@ -207,8 +210,11 @@ def check_model(checklist: _Checklist, name: str) -> None:
             raise Problem("head_prefixes is empty: the protocol's head learning rate would train nothing")
         unmatched = [p for p in prefixes if not any(in_head(n, (p,)) for n in names)]
         if unmatched:
-            modules = ", ".join(sorted({n.rsplit(".", 1)[0] for n in names}))
-            raise Problem(f"{', '.join(map(repr, unmatched))} names no module with trainable parameters; modules: {modules}")
+            modules = ", ".join(sorted({n.split(".", 1)[0] for n in names}))
+            raise Problem(
+                f"{', '.join(map(repr, unmatched))} names no module with trainable parameters; "
+                f"top-level modules: {modules}"
+            )
         count = sum(in_head(n, prefixes) for n in names)
         if count == len(names):
             raise Problem(f"{prefixes} cover every trainable parameter: the backbone learning rate would train nothing")
@@ -277,13 +283,6 @@ def _expect_logits(output, batch: int, num_classes: int, size: int, train: bool 
         )
     if not output.is_floating_point():
         raise Problem(f"logits must be floating point, got {output.dtype}")
-
-
-def _raise(error: Exception) -> Callable[[], None]:
-    def fail() -> None:
-        raise error
-
-    return fail
 
 
 # -- datasets ------------------------------------------------------------------------------

@@ -220,7 +220,7 @@ EXPECTED_FAILURES = {
     ("nan", "finite outputs in eval and train mode"): "non-finite logits",
     ("unseeded-init", "same seed, same model (eval output)"): "different eval outputs",
     ("batchnorm-head", "batch of 1 in eval and train mode"): "raised ValueError: Expected more than 1 value per channel",
-    ("wrong-prefix", "head_prefixes match some, not all, parameters"): "'fc' names no module with trainable parameters; modules: features, head",
+    ("wrong-prefix", "head_prefixes match some, not all, parameters"): "'fc' names no module with trainable parameters; top-level modules: features, head",
     ("all-head", "head_prefixes match some, not all, parameters"): "('head', 'features') cover every trainable parameter",
     ("no-head", "head_prefixes match some, not all, parameters"): "head_prefixes is empty",
     ("boom", "build(num_classes=7, pretrained=False)"): "raised RuntimeError: boom: no such layer",

@@ -25,7 +25,8 @@ MARKS = {"pass": "✓", "fail": "✗", "skip": "-"}
 @click.option(
     "--data-root",
     type=click.Path(path_type=Path, exists=True, file_okay=False),
-    help="Data folder for datasets that need one; without it they are skipped.",
+    help="Data folder passed to every dataset checked (pick one with --component); "
+    "without it, datasets that need one are skipped.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON list.")
 def check_command(plugins: tuple[str, ...], names: tuple[str, ...], data_root: Path | None, as_json: bool) -> None:
