@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from harness import results, weights
+from harness import pipeline, results, weights
 from harness.data import fingerprint
 from harness.distributed import World, barrier, finish, init_world
 from harness.errors import PluginError, UserError
@@ -90,15 +90,19 @@ def _configure_precision(precision: str, device) -> tuple[str, bool]:
     return precision, tf32
 
 
-def _protocol_for(config: RunConfig, size: int, pretrained_mode: str) -> tuple[Protocol, dict]:
+def _protocol_for(config: RunConfig, size: int) -> tuple[Protocol, dict]:
     base = get_protocol(config.protocol)
     protocol, deviations = base.with_overrides(epochs=config.epochs, batch_size=config.batch_size)
     if size not in base.sizes:
         deviations["sizes"] = {"protocol": list(base.sizes), "used": [size]}
-    init = "none" if pretrained_mode == "none" else "imagenet"
-    if init != base.init:
-        deviations["init"] = {"protocol": base.init, "used": init}
     return protocol, deviations
+
+
+def _init_used(pretrained_record: dict) -> str:
+    """"imagenet" only when every weights file is the one torchvision published; "file" for others."""
+    if pretrained_record["mode"] == "none":
+        return "none"
+    return "imagenet" if all(f["matches_published"] for f in pretrained_record["files"]) else "file"
 
 
 def _load_dataset(component, config: RunConfig):
@@ -108,19 +112,18 @@ def _load_dataset(component, config: RunConfig):
     missing = [s for s in ("train", "test") if s not in dataset.splits]
     if missing:
         raise PluginError(f"dataset {spec.name!r} has no {' or '.join(missing)} split; a benchmark needs both")
-    if dataset.problems and not config.skip_missing:
+    if dataset.problems:
         first = ", ".join(f"{p.get('id')} ({p.get('problem')})" for p in list(dataset.problems)[:3])
+        only_missing = all(p.get("problem") == "image file not found" for p in dataset.problems)
+        advice = " or pass --skip-missing to leave them out (the coverage is recorded)" if only_missing else ""
         raise UserError(
-            f"dataset {spec.name!r} has {len(dataset.problems)} problem image(s), first: {first}; "
-            f"run `bench data verify --dataset {spec.name} --data-root {config.data_root}` "
-            f"or pass --skip-missing to leave them out (the coverage is recorded)"
+            f"dataset {spec.name!r} has {len(dataset.problems)} problem(s), first: {first}; "
+            f"run `bench data verify --dataset {spec.name} --data-root {config.data_root}`{advice}"
         )
     return dataset
 
 
 def _image_arrays(dataset, size: int, dataset_fingerprint: str, config: RunConfig, world: World):
-    from harness import pipeline
-
     arrays = {}
     for split in ("train", "test"):
         paths = dataset.splits[split].image_paths
@@ -136,7 +139,7 @@ def _image_arrays(dataset, size: int, dataset_fingerprint: str, config: RunConfi
     return arrays
 
 
-def _build_model(component, model_name: str, num_classes: int, pretrained: str, protocol_name: str):
+def _build_model(component, model_name: str, num_classes: int, pretrained: str):
     spec = component.spec
     kwargs = {"variant": model_name.split(":", 1)[1]} if spec.takes_variant else {}
     override = None if pretrained in ("imagenet", "none") else Path(pretrained).expanduser()
@@ -211,7 +214,7 @@ def run(config: RunConfig, *, resume: bool = False) -> Path:
     augmentation_component = registry.get("augmentation", augmentation_name)
     size = config.size or base_protocol.default_size
     pretrained = config.pretrained or base_protocol.init
-    protocol, deviations = _protocol_for(config, size, pretrained)
+    protocol, deviations = _protocol_for(config, size)
 
     world = init_world("cuda" if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()) else "cpu")
     try:
@@ -228,13 +231,17 @@ def run(config: RunConfig, *, resume: bool = False) -> Path:
             results.write_json(run_dir / RUN_CONFIG_FILE, dataclasses.asdict(config) | {"overwrite": False})
         barrier(world)
 
+        seed_everything(config.seed)
+        model, pretrained_record = _build_model(model_component, model_name, len(dataset.classes), pretrained)
+        head_prefixes = tuple(getattr(model, "head_prefixes", model_component.spec.head_prefixes))
+        init = _init_used(pretrained_record)
+        if init != protocol.init:
+            deviations["init"] = {"protocol": protocol.init, "used": init}
+        sample = np.stack([pipeline.decode_resized(p, size) for p in dataset.splits["test"].image_paths[:2]])
+        sample = torch.from_numpy(sample).permute(0, 3, 1, 2).float().div(255)
+        _check_output(model, model_name, model_component.plugin.name, sample, len(dataset.classes))
         arrays = _image_arrays(dataset, size, dataset_fingerprint, config, world)
         train_targets = (dataset.splits["train"].labels != 0).astype(np.float32)  # ignored (difficult) → positive
-        seed_everything(config.seed)
-        model, pretrained_record = _build_model(model_component, model_name, len(dataset.classes), pretrained, protocol.name)
-        head_prefixes = tuple(getattr(model, "head_prefixes", model_component.spec.head_prefixes))
-        sample = torch.from_numpy(np.array(arrays["test"][:2])).permute(0, 3, 1, 2).float().div(255)
-        _check_output(model, model_name, model_component.plugin.name, sample, len(dataset.classes))
 
         setup = TrainSetup(
             train_images=arrays["train"], train_targets=train_targets, test_images=arrays["test"],

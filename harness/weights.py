@@ -70,8 +70,21 @@ def resolve(filename: str) -> Path:
             f"or train from scratch with --pretrained none"
         )
     if record is not None:
-        record.files.append({"file": str(path), "expected_name": filename, "sha256": sha256_of(path)})
+        digest = sha256_of(path)
+        record.files.append({"file": str(path), "expected_name": filename, "sha256": digest,
+                             "matches_published": matches_published(filename, digest)})
     return path
+
+
+def matches_published(filename: str, digest: str) -> bool:
+    """Whether ``digest`` is the file torchvision published as ``filename``.
+
+    torchvision names each weights file ``<arch>-<first 8 hex digits of its sha256>.pth``,
+    so the name itself says which bytes are the published ones.
+    """
+    stem = Path(filename).stem
+    published = stem.rsplit("-", 1)[-1] if "-" in stem else ""
+    return len(published) >= 8 and all(c in "0123456789abcdef" for c in published) and digest.startswith(published)
 
 
 def load_state_dict(filename: str) -> dict:

@@ -1,4 +1,4 @@
-"""Built-in models: the paper's VGG16 and ResNet-101 (PROTOCOL.md), smaller ResNets, any timm model.
+"""Built-in models: the paper's VGG16 and ResNet-101 (PROTOCOL.md), smaller ResNets, a CPU-sized CNN, any timm model.
 
 Pretrained weights are torchvision's ImageNet-1k V1 files, loaded from local disk through
 ``harness.weights`` (never downloaded). The 1000-class layer is loaded with the rest and
@@ -42,6 +42,34 @@ def build_vgg16(num_classes: int, pretrained: bool):
     if pretrained:
         model.load_state_dict(load_state_dict(VGG16_WEIGHTS))
     model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
+    return model
+
+
+def build_smallcnn(num_classes: int, pretrained: bool):
+    """Four 3×3 conv-BN-ReLU blocks (32-64-128-256 channels, 2×2 max pooling between),
+    global max pooling and a Linear head: a model that learns in minutes on a CPU.
+
+    Global max pooling answers "is this class anywhere in the image", which suits small
+    objects in multi-label images better than average pooling does when training from scratch.
+    """
+    import torch.nn as nn
+
+    from harness.errors import UserError
+
+    if pretrained:
+        raise UserError("smallcnn has no pretrained weights; use --pretrained none")
+
+    def block(inputs: int, outputs: int) -> list:
+        return [nn.Conv2d(inputs, outputs, 3, padding=1, bias=False), nn.BatchNorm2d(outputs), nn.ReLU(inplace=True)]
+
+    features = nn.Sequential(
+        *block(3, 32), nn.MaxPool2d(2), *block(32, 64), nn.MaxPool2d(2),
+        *block(64, 128), nn.MaxPool2d(2), *block(128, 256),
+    )
+    model = nn.Sequential()
+    model.add_module("features", features)
+    model.add_module("pool", nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten()))
+    model.add_module("head", nn.Linear(256, num_classes))
     return model
 
 
@@ -93,6 +121,15 @@ def register_models(register):
             build=build_vgg16,
             head_prefixes=("classifier",),
             description="torchvision VGG16, adaptive 7x7 pooling, 4096-4096 classifier with a C-way last layer",
+        )
+    )
+    register(
+        ModelSpec(
+            name="smallcnn",
+            version="1",
+            build=build_smallcnn,
+            head_prefixes=("head",),
+            description="4-block CNN with global max pooling, for the smoke protocol on a CPU",
         )
     )
     register(

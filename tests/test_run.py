@@ -58,7 +58,7 @@ def test_run_folder_holds_result_scores_and_provenance(finished_run, tiny_root):
     assert plugin["source"] == "file" and plugin["sha256"] == sha256_of(TINY_PLUGIN)
     assert record["augmentation"]["name"] == "flip" and record["augmentation"]["plugin"]["source"] == "built-in"
     assert record["protocol"]["name"] == "smoke"
-    assert record["protocol"]["deviations"] == {"epochs": {"protocol": 6, "used": 3}}
+    assert record["protocol"]["deviations"] == {"epochs": {"protocol": 20, "used": 3}}
     assert record["model"]["pretrained"] == {"mode": "none", "files": []}
     assert record["precision"] == "fp32" and record["device"] == "cpu" and record["world_size"] == 1
     assert record["environment"]["versions"]["torch"]

@@ -28,7 +28,7 @@ from harness.cli.options import plugin_option
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Continue the unfinished run in this folder from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished or unfinished run of the same id.")
-@click.option("--skip-missing", is_flag=True, help="Leave out missing or broken images (the coverage is recorded).")
+@click.option("--skip-missing", is_flag=True, help="Leave out images whose files are missing (the coverage is recorded).")
 @click.option("--no-cache", is_flag=True, help="Decode images into memory instead of the on-disk uint8 cache.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @plugin_option

@@ -27,7 +27,7 @@ VERSION = "1"
 CLASSES = ("circle", "square", "triangle", "diamond", "hexagon", "star", "cross", "ring", "crescent", "bar")
 BASE_FREQUENCY = np.array([1.4, 1.2, 1.0, 0.8, 0.7, 0.9, 0.8, 0.6, 0.5, 1.1])
 PARTNERS = {"ring": "circle", "circle": "ring", "cross": "square", "square": "cross", "crescent": "star", "star": "crescent"}
-SPLIT_SIZES = {"train": 2400, "test": 1000}
+SPLIT_SIZES = {"train": 4000, "test": 1000}
 IMAGE_SIZE = 96
 SEED = 20190922
 
@@ -93,6 +93,15 @@ def _sample_classes(rng: np.random.Generator) -> list[int]:
     return chosen
 
 
+def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> tuple[int, int, int]:
+    """A random colour at least 150 away (L1) from the background's base colour, so that every
+    object is visible; the colour says nothing about the class."""
+    while True:
+        colour = rng.integers(0, 256, size=3)
+        if np.abs(colour - background).sum() >= 150:
+            return tuple(int(c) for c in colour)
+
+
 def render(split: str, index: int):
     """Image ``index`` of ``split`` as (PIL RGB image, list of class indices present)."""
     from PIL import Image, ImageDraw
@@ -105,7 +114,7 @@ def render(split: str, index: int):
     background = base + xx[..., None] * tilt[0] + yy[..., None] * tilt[1]
     canvas = Image.fromarray(np.clip(background, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(canvas)
-    for _ in range(rng.integers(3, 9)):
+    for _ in range(rng.integers(2, 7)):
         colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
         x0, y0, x1, y1 = rng.uniform(0, size, size=4)
         if rng.random() < 0.5:
@@ -114,14 +123,18 @@ def render(split: str, index: int):
             r = rng.uniform(1, 3)
             draw.ellipse((x0 - r, y0 - r, x0 + r, y0 + r), fill=colour)
     classes = _sample_classes(rng)
+    placed: list[tuple[np.ndarray, float]] = []
     for class_index in classes:
-        radius = size * rng.choice([rng.uniform(0.06, 0.1), rng.uniform(0.1, 0.24)], p=[0.3, 0.7])
-        center = rng.uniform(radius, size - radius, size=2)
+        radius = size * (rng.uniform(0.08, 0.12) if rng.random() < 0.25 else rng.uniform(0.14, 0.26))
+        for _ in range(20):  # objects may touch but not hide each other
+            center = rng.uniform(radius, size - radius, size=2)
+            if all(np.hypot(*(center - c)) > 0.8 * (radius + r) for c, r in placed):
+                break
+        placed.append((center, radius))
         mask = Image.new("L", (size, size), 0)
         _draw_shape(ImageDraw.Draw(mask), CLASSES[class_index], center, radius, rng.uniform(0, 2 * math.pi))
-        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
-        canvas.paste(Image.new("RGB", (size, size), colour), mask=mask)
-    pixels = np.asarray(canvas, dtype=np.float32) + rng.normal(0, 12, size=(size, size, 3))
+        canvas.paste(Image.new("RGB", (size, size), _contrasting_colour(rng, base)), mask=mask)
+    pixels = np.asarray(canvas, dtype=np.float32) + rng.normal(0, 10, size=(size, size, 3))
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), sorted(set(classes))
 
 
