@@ -1,7 +1,9 @@
 """Several processes under ``torchrun``: who this process is, and the few collectives we need.
 
 The global batch is the protocol's; each of W processes trains on its own contiguous
-slice of every global batch, batch norm is synchronised, and only rank 0 writes files.
+slice of every global batch, batch norm is synchronised on GPUs (PyTorch's SyncBatchNorm
+has no CPU kernel, so CPU processes keep their own statistics), evaluation scores every
+test image exactly once, and only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -49,6 +51,18 @@ def gather_rows(array: np.ndarray, world: World) -> np.ndarray:
     parts: list = [None] * world.size
     dist.all_gather_object(parts, array)
     return np.concatenate(parts)
+
+
+def sum_over_processes(value: float, world: World) -> float:
+    """The sum of ``value`` over every process (itself, alone)."""
+    if world.size == 1:
+        return value
+    import torch
+    import torch.distributed as dist
+
+    total = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(total)
+    return float(total)
 
 
 def barrier(world: World) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from harness import pipeline
-from harness.distributed import World, gather_rows, shard_of_batch
+from harness.distributed import World, gather_rows, shard_of_batch, sum_over_processes
 from harness.errors import PluginError
 from harness.protocol import Protocol
 from harness.results import _atomic_write
@@ -53,11 +53,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def epoch_generator(seed: int, epoch: int, stream: int):
-    """A CPU generator for one epoch and purpose (0: data order, 1: augmentation)."""
+def epoch_generator(seed: int, epoch: int, stream: int, rank: int = 0):
+    """A CPU generator for one epoch, purpose (0: data order, 1: augmentation) and process.
+
+    The data order is the same in every process (each takes its share of every global
+    batch); augmentation draws differ between processes, so that no two shards are
+    augmented alike.
+    """
     import torch
 
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0]))
+    entropy = [seed, epoch, stream] + ([rank] if rank else [])
+    return torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
 
 
 def parameter_groups(model, head_prefixes: tuple[str, ...], protocol: Protocol, model_name: str):
@@ -108,7 +114,8 @@ class Trainer:
             self.optimizer, milestones=list(protocol.lr_milestones), gamma=protocol.lr_gamma
         )
         if setup.world.size > 1:
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            if setup.device.type == "cuda":  # PyTorch's SyncBatchNorm runs on GPUs only
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             device_ids = [setup.device.index] if setup.device.type == "cuda" else None
             model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         self.model = model
@@ -173,7 +180,7 @@ class Trainer:
         if world.size > 1 and len(global_batches[-1]) < world.size:
             global_batches.pop()  # too small to give every process a sample
         local_batches = [shard_of_batch(batch, world) for batch in global_batches]
-        augment_generator = epoch_generator(setup.seed, self.epoch, 1)
+        augment_generator = epoch_generator(setup.seed, self.epoch, 1, world.rank)
         mean, std = protocol.normalize_mean, protocol.normalize_std
         self.model.train()
         loss_sum = torch.zeros((), device=setup.device)
@@ -196,16 +203,17 @@ class Trainer:
             self.optimizer.step()
             loss_sum += loss.detach() * images.shape[0]
             seen += images.shape[0]
-            bar.set_postfix_str(f"{seen * world.size / (time.perf_counter() - start):.0f} img/s", refresh=False)
+            bar.set_postfix_str(f"{seen * world.size / (time.perf_counter() - start):.0f} img/s (all processes)", refresh=False)
         if setup.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
+        total_seen = sum_over_processes(seen, world)
         record = {
             "epoch": self.epoch,
             "lr": {group["name"]: group["lr"] for group in self.optimizer.param_groups},
-            "loss": float(loss_sum) / max(seen, 1),
+            "loss": sum_over_processes(float(loss_sum), world) / max(total_seen, 1),
             "seconds": seconds,
-            "images_per_s": seen * world.size / seconds,
+            "images_per_s": total_seen / seconds,
         }
         self.scheduler.step()
         self.epoch += 1

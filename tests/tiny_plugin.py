@@ -64,6 +64,23 @@ def build_tiny_cnn(num_classes: int, pretrained: bool):
     return model
 
 
+def build_tiny_plain(num_classes: int, pretrained: bool):
+    """No batch norm and no dropout: the same function of the data in one process or several."""
+    import torch.nn as nn
+
+    model = nn.Sequential()
+    model.add_module("features", nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+        nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+    ))
+    model.add_module("head", nn.Linear(16, num_classes))
+    return model
+
+
+def augment_identity(images, targets, epoch, generator):
+    return images, targets
+
+
 def augment_recording(images, targets, epoch, generator):
     """flip; appends the targets it sees to $TINY_RECORD_TARGETS, and SIGKILLs itself at $TINY_KILL_AT_EPOCH."""
     if os.environ.get("TINY_RECORD_TARGETS"):
@@ -82,8 +99,10 @@ def register_datasets(register):
 @hookimpl
 def register_models(register):
     register(ModelSpec(name="tiny-cnn", build=build_tiny_cnn, version="1", head_prefixes=("head",)))
+    register(ModelSpec(name="tiny-plain", build=build_tiny_plain, version="1", head_prefixes=("head",)))
 
 
 @hookimpl
 def register_augmentations(register):
     register(AugmentationSpec(name="recording-flip", augment=augment_recording, version="1"))
+    register(AugmentationSpec(name="identity", augment=augment_identity, version="1"))
