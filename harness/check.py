@@ -18,8 +18,9 @@ import numpy as np
 
 from harness.data import fingerprint
 from harness.errors import UserError
-from harness.registry import Component, Registry, _one_line
+from harness.registry import Component, Registry, one_line
 from harness.specs import COMPONENT_KINDS, Dataset
+from harness.train import in_head, seed_everything
 
 MODEL_CLASSES = (7, 13)  # class counts no real dataset has (VOC 20, COCO 80, NUS 81)
 MODEL_SIZES = (64, 96)
@@ -70,7 +71,7 @@ class _Checklist:
         except Problem as problem:
             detail, status = str(problem), "fail"
         except Exception as error:  # the component's own failure, reported, never raised
-            detail, status = f"raised {_one_line(error)}", "fail"
+            detail, status = f"raised {one_line(error)}", "fail"
         self.add(check, status, detail)
         return status == "pass"
 
@@ -241,17 +242,10 @@ def check_model(checklist: _Checklist, name: str) -> None:
     checklist.run("backward reaches every trainable parameter", backward)
 
 
-def in_head(name: str, prefixes: tuple[str, ...]) -> bool:
-    """The trainer's rule (``harness.train.parameter_groups``): a prefix is a module path."""
-    return any(name == p or name.startswith(p + ".") for p in prefixes)
-
-
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Seed python, numpy and torch as ``bench run`` does, and restore their states after."""
     import torch
-
-    from harness.train import seed_everything
 
     states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
     try:

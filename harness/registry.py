@@ -90,7 +90,8 @@ class Component:
         }
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
@@ -201,6 +202,7 @@ class Registry:
         self.plugins.append(plugin)
 
     def _register(self, plugin: Plugin, load) -> None:
+        module = None
         try:
             module = load()
             owner = next((p for p in self.plugins if p.module is module), None)
@@ -210,21 +212,32 @@ class Registry:
             self._manager.register(module, name=f"{plugin.source}:{plugin.name}")
             self._manager.check_pending()  # a hookimpl whose name matches no hook
         except Exception as error:  # a broken plugin must not break unrelated commands
-            self._fail(plugin, _one_line(error), traceback.format_exc())
+            if module is not None and self._manager.is_registered(module):
+                self._manager.unregister(module)
+            self._fail(plugin, one_line(error), traceback.format_exc())
             return
         plugin.module = module
         self.plugins.append(plugin)
         for kind, hook_name in _HOOK_FOR_KIND.items():
-            implementation = getattr(module, hook_name, None)
-            if implementation is None:
-                continue
-            try:
-                implementation(register=self._register_callback(plugin, kind))
-            except Exception as error:
-                plugin.error = f"{hook_name} raised {_one_line(error)}"
-                plugin.error_traceback = traceback.format_exc()
+            for implementation in getattr(self._manager.hook, hook_name).get_hookimpls():
+                if implementation.plugin is module:
+                    self._call_hook(plugin, kind, hook_name, implementation.function)
 
-    def _register_callback(self, plugin: Plugin, kind: str):
+    def _call_hook(self, plugin: Plugin, kind: str, hook_name: str, function) -> None:
+        """Call one ``@hookimpl``; if it raises, none of what it registered stays usable."""
+        registered: list[Component] = []
+        try:
+            function(register=self._register_callback(plugin, kind, registered))
+        except Exception as error:
+            for component in registered:
+                plugin.components.remove(component)
+                self._components[kind][component.name].remove(component)
+                if not self._components[kind][component.name]:
+                    del self._components[kind][component.name]
+            plugin.error = f"{hook_name} raised {one_line(error)}"
+            plugin.error_traceback = traceback.format_exc()
+
+    def _register_callback(self, plugin: Plugin, kind: str, registered: list[Component]):
         spec_type = COMPONENT_KINDS[kind]
 
         def register(spec) -> None:
@@ -238,6 +251,7 @@ class Registry:
                     f"plugin {plugin.name!r}: {kind} name {spec.name!r} must be non-empty and contain no ':'"
                 )
             component = Component(kind, spec, plugin)
+            registered.append(component)
             plugin.components.append(component)
             self._components[kind].setdefault(spec.name, []).append(component)
 

@@ -78,6 +78,8 @@ def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         path = path / SCORES_FILE
     if not path.is_file():
         raise BadInput(f"{path}: no such file; give a run folder or a scores.npz file")
+    if path.suffix != ".npz":
+        raise BadInput(f"{path}: not a .npz file; give a run folder or its scores.npz")
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = {"scores", "labels"} - set(data.files)

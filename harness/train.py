@@ -66,14 +66,19 @@ def epoch_generator(seed: int, epoch: int, stream: int, rank: int = 0):
     return torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
 
 
+def in_head(name: str, head_prefixes: tuple[str, ...]) -> bool:
+    """Whether parameter ``name`` belongs to the head: a prefix is a module path (``fc`` matches
+    ``fc.weight``, not ``fc2.weight``)."""
+    return any(name == p or name.startswith(p + ".") for p in head_prefixes)
+
+
 def parameter_groups(model, head_prefixes: tuple[str, ...], protocol: Protocol, model_name: str):
     """Split parameters into (head, backbone) by module-path prefix; both must be non-empty."""
     head, backbone = [], []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        is_head = any(name == p or name.startswith(p + ".") for p in head_prefixes)
-        (head if is_head else backbone).append(parameter)
+        (head if in_head(name, head_prefixes) else backbone).append(parameter)
     if not head or not backbone:
         which = "no" if not head else "every"
         raise PluginError(

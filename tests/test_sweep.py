@@ -56,7 +56,7 @@ def test_smoke_grid_is_small_and_has_both_ensembles():
     grid = sweep.load_grid(GRIDS / "smoke" / "shapes.toml")
     assert {(c.augmentation, c.size) for c in grid.cells} == {("flip", 64), ("crop", 64), ("mixup", 64), ("mixup", 48), ("mixup", 96)}
     assert [e.name for e in grid.ensembles] == ["ScaleEn", "DistrEn"]
-    assert all(c.protocol == "smoke" and c.dataset == "shapes" and c.model == "resnet18" for c in grid.cells)
+    assert all(c.protocol == "smoke" and c.dataset == "shapes" and c.model == "smallcnn" for c in grid.cells)
 
 
 def test_bad_grid_is_refused_with_one_line(tmp_path):
