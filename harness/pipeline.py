@@ -143,10 +143,14 @@ def to_model_input(images_uint8, device, channels_last: bool):
     return images.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
-def normalize(images, mean, std):
-    """ImageNet mean/std normalisation, as ``transforms.Normalize`` does."""
+def normalization(mean, std, device):
+    """(mean, std) as (1, 3, 1, 1) tensors on ``device``: made once, so that no step copies
+    from the host."""
     import torch
 
-    mean_t = torch.tensor(mean, device=images.device, dtype=images.dtype)[None, :, None, None]
-    std_t = torch.tensor(std, device=images.device, dtype=images.dtype)[None, :, None, None]
-    return (images - mean_t) / std_t
+    return (torch.tensor(mean, device=device).view(1, 3, 1, 1), torch.tensor(std, device=device).view(1, 3, 1, 1))
+
+
+def normalize(images, mean, std):
+    """ImageNet mean/std normalisation with tensors from ``normalization``, as ``transforms.Normalize`` does."""
+    return (images - mean) / std

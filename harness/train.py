@@ -125,6 +125,7 @@ class Trainer:
             model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         self.model = model
         self.loss = torch.nn.BCEWithLogitsLoss()
+        self.mean, self.std = pipeline.normalization(protocol.normalize_mean, protocol.normalize_std, setup.device)
         self.epoch = 0
         self.log: list[dict] = []
 
@@ -186,7 +187,6 @@ class Trainer:
             global_batches.pop()  # too small to give every process a sample
         local_batches = [shard_of_batch(batch, world) for batch in global_batches]
         augment_generator = epoch_generator(setup.seed, self.epoch, 1, world.rank)
-        mean, std = protocol.normalize_mean, protocol.normalize_std
         self.model.train()
         loss_sum = torch.zeros((), device=setup.device)
         seen = 0
@@ -199,7 +199,7 @@ class Trainer:
             images = pipeline.to_model_input(images_uint8, setup.device, self.channels_last)
             targets = targets.to(setup.device, non_blocking=True)
             images, targets = setup.augment(images, targets, self.epoch, augment_generator)
-            images = pipeline.normalize(images, mean, std)
+            images = pipeline.normalize(images, self.mean, self.std)
             with autocast(setup.device, setup.precision):
                 logits = self.model(images)
             loss = self.loss(logits.float(), targets)
@@ -242,8 +242,7 @@ class Trainer:
             for batch, _ in tqdm(batches, desc="scoring test images", unit="batch",
                                  disable=not (setup.progress and world.is_main), leave=False):
                 images = pipeline.normalize(
-                    pipeline.to_model_input(batch, setup.device, self.channels_last),
-                    setup.protocol.normalize_mean, setup.protocol.normalize_std,
+                    pipeline.to_model_input(batch, setup.device, self.channels_last), self.mean, self.std
                 )
                 with autocast(setup.device, setup.precision):
                     outputs.append(model(images).float())

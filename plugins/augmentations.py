@@ -12,12 +12,20 @@ import math
 from harness import AugmentationSpec, hookimpl
 
 
+def to_device_of(values, images):
+    """Move random draws made on the CPU to the images' device without a host sync
+    (a copy from pageable memory would wait for the GPU queue to drain)."""
+    if images.device.type == "cuda":
+        return values.pin_memory().to(images.device, non_blocking=True)
+    return values
+
+
 def random_flip(images, generator):
     """``RandomHorizontalFlip(p=0.5)`` for each image independently."""
     import torch
 
     flip = torch.rand(images.shape[0], generator=generator) < 0.5
-    return torch.where(flip.to(images.device)[:, None, None, None], images.flip(-1), images)
+    return torch.where(to_device_of(flip, images)[:, None, None, None], images.flip(-1), images)
 
 
 def random_resized_crop_boxes(batch: int, height: int, width: int, generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
@@ -67,7 +75,7 @@ def random_resized_crop(images, generator):
     from torchvision.ops import roi_align
 
     batch, _, height, width = images.shape
-    boxes = random_resized_crop_boxes(batch, height, width, generator).to(images)
+    boxes = to_device_of(random_resized_crop_boxes(batch, height, width, generator), images).to(images.dtype)
     rois = torch.cat([torch.arange(batch, dtype=images.dtype, device=images.device)[:, None], boxes], dim=1)
     return roi_align(images, rois, output_size=(height, width), spatial_scale=1.0, sampling_ratio=1, aligned=True)
 
@@ -87,7 +95,7 @@ def mix_batch(images, targets, generator):
     ``x = (x_i + x_j) / 2`` and ``y = y_i OR y_j``; the mixed batch replaces the original."""
     import torch
 
-    partner = torch.randperm(images.shape[0], generator=generator).to(images.device)
+    partner = to_device_of(torch.randperm(images.shape[0], generator=generator), images)
     return (images + images[partner]) / 2, torch.maximum(targets, targets[partner])
 
 
