@@ -64,3 +64,21 @@ def test_a_voc_run_records_the_fingerprint_verify_prints(tmp_path):
     assert record["dataset"]["n_test"] == report["splits"]["test"]["n"]
     with np.load(next((tmp_path / "runs").glob("*/scores.npz"))) as scores:
         assert (scores["labels"] == -1).sum() == report["splits"]["test"]["ignored"]
+
+
+@pytest.mark.slow
+def test_run_refuses_missing_images_unless_told_and_records_coverage(tmp_path):
+    layout = write_voc(tmp_path)
+    missing = layout["ids"]["test"][0]
+    (layout["base"] / "JPEGImages" / f"{missing}.jpg").unlink()
+    args = ["run", "--dataset", "voc2007", "--data-root", str(tmp_path), "--model", "smallcnn", "--protocol", "smoke",
+            "--size", "32", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "runs"), "--quiet"]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1
+    assert missing in refused.output and "bench data verify" in refused.output and "--skip-missing" in refused.output
+    ran = CliRunner().invoke(main, [*args, "--skip-missing"])
+    assert ran.exit_code == 0, ran.output
+    record = json.loads(next((tmp_path / "runs").glob("*/result.json")).read_text())
+    total = len(layout["ids"]["train"]) + len(layout["ids"]["test"])
+    assert record["dataset"]["coverage"] == pytest.approx((total - 1) / total)
+    assert record["dataset"]["n_test"] == len(layout["ids"]["test"]) - 1
