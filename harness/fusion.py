@@ -8,7 +8,6 @@ has the format of any other run, with ``kind: "fusion"`` and the list of its mem
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from harness.results import (
     write_json,
     write_scores,
 )
+from harness.weights import sha256_of
 
 # Training facts copied from the members when they all agree, else recorded as null.
 _SHARED_FIELDS = ("model", "augmentation", "size", "seed", "device", "gpu", "world_size", "precision", "tf32")
@@ -161,10 +161,6 @@ def _common(values: list[Any]) -> Any:
     return values[0] if all(v == values[0] for v in values) else None
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def fuse_runs(
     run_dirs: Sequence[Path],
     out_dir: Path,
@@ -248,7 +244,7 @@ def fuse_runs(
                 "augmentation": m.name_of("augmentation"),
                 "size": m.result.get("size"),
                 "seed": m.result.get("seed"),
-                "scores_sha256": _sha256(m.path / SCORES_FILE),
+                "scores_sha256": sha256_of(m.path / SCORES_FILE),
             }
             for m in members
         ],

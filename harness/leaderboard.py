@@ -395,6 +395,8 @@ def _group_key(entry: dict) -> str:
         "model": _plugin_id(result.get("model")),
         "pretrained": ((result.get("model") or {}).get("pretrained") or {}).get("mode"),
         "augmentation": _plugin_id(result.get("augmentation")),
+        "precision": result.get("precision"),
+        "tf32": result.get("tf32"),
     }
     if result["kind"] == "fusion":
         key["fusion"] = _plugin_id(result["fusion"])
@@ -458,6 +460,11 @@ def _difference(reproduced: Row, paper: Row) -> Row:
     return Row(reproduced.backbone, reproduced.method, reproduced.size, DELTA, values)
 
 
+def _comparable_to_paper(row: Row) -> bool:
+    """A difference to the paper means something only for runs without protocol deviations."""
+    return all(not run["result"]["protocol"]["deviations"] for run in row.runs)
+
+
 def table_rows(paper: list[Row], reproduced: list[Row]) -> list[Row]:
     """Paper rows in the paper's order per backbone, each followed by the reproduced rows it
     matches (backbone, method and size; an ensemble by method alone) and their differences;
@@ -470,7 +477,9 @@ def table_rows(paper: list[Row], reproduced: list[Row]) -> list[Row]:
             out.append(row)
             for match in [r for r in remaining if r.backbone == backbone and r.method == row.method and row.size in ("", r.size)]:
                 remaining.remove(match)
-                out += [match, _difference(match, row)]
+                out.append(match)
+                if _comparable_to_paper(match):
+                    out.append(_difference(match, row))
         out += [r for r in remaining if r.backbone == backbone]
     return out
 

@@ -31,7 +31,7 @@ def decode_resized(path: Path, size: int) -> np.ndarray:
         return np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR))
 
 
-def image_cache(paths: Sequence[Path], size: int, key: str, *, progress: bool = True, workers: int | None = None) -> np.ndarray:
+def image_cache(paths: Sequence[Path], size: int, key: str, *, progress: bool = True) -> np.ndarray:
     """The (N, S, S, 3) uint8 array of ``paths`` resized to ``size``, built once and memory-mapped.
 
     ``key`` identifies the image list (dataset fingerprint and split); the array lives in
@@ -59,7 +59,7 @@ def image_cache(paths: Sequence[Path], size: int, key: str, *, progress: bool = 
                         f"`bench data verify` lists every broken image"
                     ) from None
 
-            with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+            with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
                 for _ in tqdm(pool.map(fill, range(len(paths))), total=len(paths), desc=f"caching {size}px images",
                               unit="img", disable=not progress, leave=False):
                     pass
@@ -70,10 +70,13 @@ def image_cache(paths: Sequence[Path], size: int, key: str, *, progress: bool = 
     return np.load(data_file, mmap_mode="r")
 
 
-def decoded_images(paths: Sequence[Path], size: int, *, workers: int | None = None) -> np.ndarray:
+def decoded_images(paths: Sequence[Path], size: int) -> np.ndarray:
     """The same array as ``image_cache``, decoded now and kept in memory (no cache)."""
-    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
         return np.stack(list(pool.map(lambda p: decode_resized(p, size), paths)))
+
+
+READ_AHEAD = 3  # batches read ahead of the training step
 
 
 class Batches:
@@ -85,9 +88,9 @@ class Batches:
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batches: Sequence[np.ndarray],
-                 *, pin_memory: bool = False, read_ahead: int = 3):
+                 *, pin_memory: bool = False):
         self.images, self.labels, self.batches = images, labels, batches
-        self.pin_memory, self.read_ahead = pin_memory, read_ahead
+        self.pin_memory = pin_memory
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -106,7 +109,7 @@ class Batches:
         return images, labels
 
     def __iter__(self) -> Iterator:
-        slots: queue.Queue = queue.Queue(self.read_ahead)
+        slots: queue.Queue = queue.Queue(READ_AHEAD)
         stop = threading.Event()
 
         def produce() -> None:

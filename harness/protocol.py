@@ -65,11 +65,6 @@ class Protocol:
         record["hash"] = self.hash
         return record
 
-    def lr_factor(self, epoch: int) -> float:
-        """The multiplier of both learning rates during ``epoch`` (counted from 0)."""
-        steps = sum(1 for milestone in self.lr_milestones if epoch >= milestone)
-        return self.lr_gamma**steps
-
     def with_overrides(self, **overrides: Any) -> tuple["Protocol", dict[str, dict[str, Any]]]:
         """A copy with some fields changed, and the deviations as {field: {protocol, used}}."""
         deviations = {}

@@ -28,6 +28,7 @@ import pluggy
 from harness import hookspecs
 from harness.errors import PluginError, UserError
 from harness.specs import COMPONENT_KINDS
+from harness.weights import sha256_of
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 THIS_DISTRIBUTION = "multilabel-bench"
@@ -96,11 +97,6 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def _sha256_of_file(path: Path) -> str:
-    """The file's plain sha256, as ``sha256sum`` prints it."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _sha256_of_files(paths: Iterable[Path]) -> str:
     """One sha256 over a package's files: each file's name and bytes, in sorted order."""
     digest = hashlib.sha256()
@@ -128,14 +124,13 @@ class Registry:
 
     # -- loading -----------------------------------------------------------------------
 
-    def _load_entry_point(self, entry_point: metadata.EntryPoint, requested: bool = False) -> None:
+    def _load_entry_point(self, entry_point: metadata.EntryPoint) -> None:
         dist = entry_point.dist
         dist_name = dist.metadata["Name"] if dist is not None else None
         builtin = dist_name is not None and dist_name.lower() == THIS_DISTRIBUTION
         plugin = Plugin(
             name=entry_point.value if builtin else entry_point.name,
             source="built-in" if builtin else "distribution",
-            requested=requested,
             distribution=dist_name,
             distribution_version=dist.version if dist is not None else None,
             entry_point=entry_point.name,
@@ -151,7 +146,7 @@ class Registry:
                 return
             if self._claim_loaded(path):
                 return
-            plugin.sha256 = _sha256_of_file(path)
+            plugin.sha256 = sha256_of(path)
             self._register(plugin, lambda: _import_file(path, path.stem, None))
             return
         if path.is_dir():
@@ -182,7 +177,7 @@ class Registry:
             module = importlib.import_module(value)
             plugin.path = getattr(module, "__file__", None)
             if plugin.path:
-                plugin.sha256 = _sha256_of_file(Path(plugin.path))
+                plugin.sha256 = sha256_of(Path(plugin.path))
             return module
 
         self._register(plugin, load_module)

@@ -28,7 +28,8 @@ RESULT_FILE = "result.json"
 SCORES_FILE = "scores.npz"
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(stream)`` on a temporary file beside ``path``, then rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -46,7 +47,7 @@ def _atomic_write(path: Path, write) -> None:
 def write_json(path: Path, record: Any) -> None:
     """Write ``record`` as indented JSON, atomically."""
     text = json.dumps(record, indent=2, sort_keys=False, default=_json_default) + "\n"
-    _atomic_write(path, lambda stream: stream.write(text.encode()))
+    atomic_write(path, lambda stream: stream.write(text.encode()))
 
 
 def _json_default(value: Any):
@@ -54,8 +55,8 @@ def _json_default(value: Any):
         return int(value)
     if isinstance(value, (np.floating,)):
         return float(value)
-    if isinstance(value, (np.ndarray, tuple)):
-        return value.tolist() if isinstance(value, np.ndarray) else list(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
@@ -68,7 +69,7 @@ def write_scores(path: Path, scores: np.ndarray, labels: np.ndarray, ids) -> Non
         "labels": np.asarray(labels, dtype=np.int8),
         "ids": np.asarray([str(i) for i in ids]),
     }
-    _atomic_write(path, lambda stream: np.savez(stream, **arrays))
+    atomic_write(path, lambda stream: np.savez(stream, **arrays))
 
 
 def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -116,10 +117,13 @@ def claim_run_dir(run_dir: Path, *, overwrite: bool, resume: bool = False) -> Pa
         )
     if run_dir.exists() and any(run_dir.iterdir()) and not (overwrite or resume):
         raise UserError(
-            f"{run_dir} holds an unfinished run; pass --resume {run_dir} to continue it or --overwrite to restart"
+            f"{run_dir} holds an unfinished run; continue it with `bench run --resume {run_dir}` "
+            f"or pass --overwrite to start again"
         )
-    if overwrite:
-        (run_dir / RESULT_FILE).unlink(missing_ok=True)
+    if overwrite and run_dir.exists():
+        for stale in run_dir.iterdir():
+            if stale.is_file() and not stale.name.startswith("."):
+                stale.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 

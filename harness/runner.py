@@ -6,8 +6,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import io
 import json
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,7 +25,7 @@ from harness.data import fingerprint
 from harness.distributed import World, barrier, finish, init_world
 from harness.errors import PluginError, UserError
 from harness.protocol import Protocol, get_protocol
-from harness.registry import Registry
+from harness.registry import Registry, one_line
 
 RUN_CONFIG_FILE = "run.json"
 MODEL_FILE = "model.pt"
@@ -108,10 +112,20 @@ def _init_used(pretrained_record: dict) -> str:
 def _load_dataset(component, config: RunConfig):
     spec = component.spec
     root = Path(config.data_root).expanduser() if config.data_root else None
-    dataset = spec.load(root, {"skip_missing": config.skip_missing})
+    with plugin_call(component, "load"):
+        dataset = spec.load(root, {"skip_missing": config.skip_missing})
     missing = [s for s in ("train", "test") if s not in dataset.splits]
     if missing:
         raise PluginError(f"dataset {spec.name!r} has no {' or '.join(missing)} split; a benchmark needs both")
+    if len(dataset.classes) < 3:
+        raise PluginError(f"dataset {spec.name!r} has {len(dataset.classes)} classes; the top-3 metrics need at least 3")
+    for split_name, split in dataset.splits.items():
+        bad = ~np.isin(split.labels, (1, 0, -1))
+        if split.labels.shape[1:] != (len(dataset.classes),) or bad.any():
+            raise PluginError(
+                f"dataset {spec.name!r}, split {split_name}: labels must be N×{len(dataset.classes)} "
+                f"with values 1, 0, -1; `bench check --component {spec.name}` shows the problem"
+            )
     if dataset.problems:
         first = ", ".join(f"{p.get('id')} ({p.get('problem')})" for p in list(dataset.problems)[:3])
         only_missing = all(p.get("problem") == "image file not found" for p in dataset.problems)
@@ -128,7 +142,7 @@ def _image_arrays(dataset, size: int, dataset_fingerprint: str, config: RunConfi
     for split in ("train", "test"):
         paths = dataset.splits[split].image_paths
         if config.cache:
-            key = f"{dataset.name}-{dataset_fingerprint}-{split}"
+            key = _image_cache_key(dataset, split, dataset_fingerprint)
             if world.is_main:
                 arrays[split] = pipeline.image_cache(paths, size, key, progress=config.progress)
             barrier(world)
@@ -139,22 +153,54 @@ def _image_arrays(dataset, size: int, dataset_fingerprint: str, config: RunConfi
     return arrays
 
 
+@contextlib.contextmanager
+def plugin_call(component, what: str):
+    """Report anything but a ``UserError`` raised inside a plugin as one line naming the plugin."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as error:
+        raise PluginError(
+            f"{component.kind} {component.name!r} (plugin {component.plugin.name!r}): {what} raised "
+            f"{one_line(error)}; `bench --verbose` shows the traceback"
+        ) from error
+
+
+def _image_cache_key(dataset, split: str, dataset_fingerprint: str) -> str:
+    """The fingerprint covers ids and labels; the files' paths, sizes and times say which pixels."""
+    digest = hashlib.sha256()
+    for path in dataset.splits[split].image_paths:
+        status = os.stat(path)
+        digest.update(f"{path}\x1f{status.st_size}\x1f{status.st_mtime_ns}\x1e".encode())
+    return f"{dataset.name}-{dataset_fingerprint}-{split}-{digest.hexdigest()[:12]}"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Hold ``.<run-id>.lock`` beside the run folder for the whole run: one process per run."""
+    from filelock import FileLock, Timeout
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir.parent / f".{run_dir.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UserError(f"{run_dir} is being written by another bench process; wait for it to finish") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def _build_model(component, model_name: str, num_classes: int, pretrained: str):
     spec = component.spec
     kwargs = {"variant": model_name.split(":", 1)[1]} if spec.takes_variant else {}
     override = None if pretrained in ("imagenet", "none") else Path(pretrained).expanduser()
     if override is not None and not override.is_file():
         raise UserError(f"--pretrained {pretrained}: no such file; give a weights file, imagenet or none")
-    with weights.recording(override) as record:
-        try:
-            model = spec.build(num_classes, pretrained != "none", **kwargs)
-        except UserError:
-            raise
-        except Exception as error:
-            raise PluginError(
-                f"model {model_name!r} (plugin {component.plugin.name!r}): build raised "
-                f"{type(error).__name__}: {error}"
-            ) from error
+    with weights.recording(override) as record, plugin_call(component, "build"):
+        model = spec.build(num_classes, pretrained != "none", **kwargs)
     if pretrained != "none" and not record.files:
         raise PluginError(
             f"model {model_name!r} (plugin {component.plugin.name!r}) did not load pretrained weights through "
@@ -174,7 +220,7 @@ def _check_output(model, model_name: str, plugin_name: str, sample, num_classes:
             output = model(sample)
         except Exception as error:
             raise PluginError(f"model {model_name!r} (plugin {plugin_name!r}) failed on a test batch: "
-                              f"{type(error).__name__}: {error}") from error
+                              f"{one_line(error)}; `bench --verbose` shows the traceback") from error
     if not isinstance(output, torch.Tensor) or tuple(output.shape) != (sample.shape[0], num_classes):
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         raise PluginError(f"model {model_name!r} (plugin {plugin_name!r}) returned {shape} for a batch of "
@@ -205,7 +251,6 @@ def run(config: RunConfig, *, resume: bool = False) -> Path:
 
     started = time.perf_counter()
     registry = Registry(config.plugins)
-    registry.check_requested()
     base_protocol = get_protocol(config.protocol)
     dataset_component = registry.get("dataset", config.dataset)
     model_name = config.model or base_protocol.default_model
@@ -216,6 +261,7 @@ def run(config: RunConfig, *, resume: bool = False) -> Path:
     pretrained = config.pretrained or base_protocol.init
     protocol, deviations = _protocol_for(config, size)
 
+    held = contextlib.ExitStack()
     world = init_world("cuda" if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()) else "cpu")
     try:
         if protocol.batch_size % world.size:
@@ -226,10 +272,8 @@ def run(config: RunConfig, *, resume: bool = False) -> Path:
         dataset_fingerprint = fingerprint(dataset)
         run_id = config.run_id or default_run_id(dataset.name, model_name, augmentation_name, size, protocol.name, config.seed)
         run_dir = Path(config.out).expanduser() / run_id
-        if world.is_main:
-            results.claim_run_dir(run_dir, overwrite=config.overwrite, resume=resume)
-            results.write_json(run_dir / RUN_CONFIG_FILE, dataclasses.asdict(config) | {"overwrite": False})
-        barrier(world)
+        if world.is_main and results.is_finished(run_dir) and not config.overwrite:
+            results.claim_run_dir(run_dir, overwrite=False)  # refuses, before any work is done
 
         seed_everything(config.seed)
         model, pretrained_record = _build_model(model_component, model_name, len(dataset.classes), pretrained)
@@ -242,10 +286,17 @@ def run(config: RunConfig, *, resume: bool = False) -> Path:
         _check_output(model, model_name, model_component.plugin.name, sample, len(dataset.classes))
         arrays = _image_arrays(dataset, size, dataset_fingerprint, config, world)
         train_targets = (dataset.splits["train"].labels != 0).astype(np.float32)  # ignored (difficult) → positive
+        if world.is_main:
+            held.enter_context(run_lock(run_dir))
+            results.claim_run_dir(run_dir, overwrite=config.overwrite, resume=resume)
+            results.write_json(run_dir / RUN_CONFIG_FILE, dataclasses.asdict(config) | {"overwrite": False})
+        barrier(world)
 
         setup = TrainSetup(
             train_images=arrays["train"], train_targets=train_targets, test_images=arrays["test"],
             protocol=protocol, augment=augmentation_component.spec.augment, seed=config.seed,
+            augmentation_call=lambda: plugin_call(augmentation_component, "augment"),
+            model_call=lambda: plugin_call(model_component, "forward"),
             device=device, precision=precision, world=world, progress=config.progress,
             eval_batch_size=256 if device.type == "cuda" else 64,
         )
@@ -253,6 +304,7 @@ def run(config: RunConfig, *, resume: bool = False) -> Path:
         checkpoint = run_dir / CHECKPOINT_FILE
         if resume and checkpoint.is_file():
             trainer.load_checkpoint(checkpoint)
+        earlier_segments_s = sum(entry["seconds"] for entry in trainer.log)
         while trainer.epoch < protocol.epochs:
             record = trainer.train_epoch()
             if world.is_main:
@@ -269,8 +321,9 @@ def run(config: RunConfig, *, resume: bool = False) -> Path:
         test = dataset.splits["test"]
         metric_values = metrics.evaluate(scores, test.labels)
         results.write_scores(run_dir / results.SCORES_FILE, scores, test.labels, test.ids)
-        torch.save(trainer.bare_model.state_dict(), run_dir / MODEL_FILE)
-        checkpoint.unlink(missing_ok=True)
+        state = io.BytesIO()
+        torch.save(trainer.bare_model.state_dict(), state)
+        results.atomic_write(run_dir / MODEL_FILE, lambda stream: stream.write(state.getvalue()))
         environment = results.environment()
         record = {
             "schema_version": results.RESULT_SCHEMA_VERSION,
@@ -292,7 +345,7 @@ def run(config: RunConfig, *, resume: bool = False) -> Path:
             "augmentation": augmentation_component.provenance(),
             "size": size,
             "protocol": {"name": protocol.name, "version": protocol.version,
-                         "hash": get_protocol(protocol.name).hash, "deviations": deviations},
+                         "hash": base_protocol.hash, "deviations": deviations},
             "seed": config.seed,
             "device": str(device),
             "gpu": environment["gpu"],
@@ -300,11 +353,13 @@ def run(config: RunConfig, *, resume: bool = False) -> Path:
             "precision": precision,
             "tf32": tf32,
             "environment": environment,
-            "wall_time_s": time.perf_counter() - started,
+            "wall_time_s": earlier_segments_s + time.perf_counter() - started,
             "train_images_per_s": float(np.mean([r["images_per_s"] for r in trainer.log])),
             "eval_images_per_s": eval_rate,
         }
         results.write_json(run_dir / results.RESULT_FILE, record)
+        checkpoint.unlink(missing_ok=True)  # only once the result is safely written
         return run_dir
     finally:
+        held.close()
         finish(world)

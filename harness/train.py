@@ -10,6 +10,7 @@ generators seeded by (seed, epoch) and the global RNG states are saved.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 import time
@@ -21,9 +22,9 @@ import numpy as np
 
 from harness import pipeline
 from harness.distributed import World, gather_rows, shard_of_batch, sum_over_processes
-from harness.errors import PluginError
+from harness.errors import PluginError, UserError
 from harness.protocol import Protocol
-from harness.results import _atomic_write
+from harness.results import atomic_write
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -43,6 +44,8 @@ class TrainSetup:
     world: World = field(default_factory=World)
     progress: bool = True
     eval_batch_size: int = 64
+    augmentation_call: Callable = contextlib.nullcontext  # context naming the plugin on failure
+    model_call: Callable = contextlib.nullcontext
 
 
 def seed_everything(seed: int) -> None:
@@ -97,6 +100,28 @@ def autocast(device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
+IMPLEMENTED_RULES = {
+    "optimizer": "sgd",
+    "loss": "bce_with_logits_mean",
+    "test_transform": "resize_square",
+    "ignored_labels_in_training": "positive",
+    "evaluation": "last_epoch",
+}
+
+
+def check_implemented(protocol: Protocol) -> None:
+    """Refuse a protocol whose rules this trainer does not implement, rather than ignore them.
+
+    (``mixup_epochs`` is carried out by the ``mixup`` augmentation, which receives the epoch.)
+    """
+    for field_name, implemented in IMPLEMENTED_RULES.items():
+        if getattr(protocol, field_name) != implemented:
+            raise UserError(
+                f"protocol {protocol.name!r}: {field_name}={getattr(protocol, field_name)!r} is not implemented "
+                f"by this harness (it implements {implemented!r})"
+            )
+
+
 class Trainer:
     """Trains one model under a protocol and scores the test split."""
 
@@ -105,6 +130,7 @@ class Trainer:
 
         self.setup = setup
         protocol = setup.protocol
+        check_implemented(protocol)
         self.channels_last = setup.device.type == "cuda"
         model = model.to(setup.device)
         if self.channels_last:
@@ -157,7 +183,7 @@ class Trainer:
 
         buffer = io.BytesIO()
         torch.save(self.state(), buffer)
-        _atomic_write(run_dir / CHECKPOINT_FILE, lambda stream: stream.write(buffer.getvalue()))
+        atomic_write(run_dir / CHECKPOINT_FILE, lambda stream: stream.write(buffer.getvalue()))
 
     def load_checkpoint(self, path: Path) -> None:
         import torch
@@ -198,9 +224,10 @@ class Trainer:
         for images_uint8, targets in bar:
             images = pipeline.to_model_input(images_uint8, setup.device, self.channels_last)
             targets = targets.to(setup.device, non_blocking=True)
-            images, targets = setup.augment(images, targets, self.epoch, augment_generator)
+            with setup.augmentation_call():
+                images, targets = setup.augment(images, targets, self.epoch, augment_generator)
             images = pipeline.normalize(images, self.mean, self.std)
-            with autocast(setup.device, setup.precision):
+            with setup.model_call(), autocast(setup.device, setup.precision):
                 logits = self.model(images)
             loss = self.loss(logits.float(), targets)
             self.optimizer.zero_grad(set_to_none=True)

@@ -98,7 +98,8 @@ def build_timm(num_classes: int, pretrained: bool, variant: str):
     model = timm.create_model(
         variant, pretrained=pretrained, num_classes=num_classes, pretrained_cfg_overlay=overlay
     )
-    model.head_prefixes = (model.pretrained_cfg.get("classifier", "head"),)
+    classifier = model.pretrained_cfg.get("classifier", "head")
+    model.head_prefixes = tuple(classifier) if isinstance(classifier, (tuple, list)) else (classifier,)
     return model
 
 

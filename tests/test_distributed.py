@@ -34,8 +34,8 @@ def test_two_processes_match_one_and_only_rank_zero_writes(tiny_root, tmp_path):
     assert double.returncode == 0, double.stderr[-3000:]
     assert double.stdout.count("run folder:") == 1
 
-    [one] = (tmp_path / "one").iterdir()
-    [two] = (tmp_path / "two").iterdir()
+    [one] = [p for p in (tmp_path / "one").iterdir() if p.is_dir()]
+    [two] = [p for p in (tmp_path / "two").iterdir() if p.is_dir()]
     record = json.loads((two / "result.json").read_text())
     assert record["world_size"] == 2
     with np.load(one / "scores.npz") as a, np.load(two / "scores.npz") as b:

@@ -158,7 +158,8 @@ def test_a_build_that_raises(tmp_path, tiny_root):
     assert one_error_line(checked) == "Error: 1 check(s) failed (model exploding: build(num_classes=7, pretrained=False))"
     ran = tiny_run(tiny_root, tmp_path, "--plugin", plugin, "--model", "exploding", "--pretrained", "none")
     assert one_error_line(ran) == (
-        f"Error: model 'exploding' (plugin '{plugin}'): build raised RuntimeError: layer4 has no attribute 'conv9'"
+        f"Error: model 'exploding' (plugin '{plugin}'): build raised RuntimeError: layer4 has no attribute 'conv9'; "
+        "`bench --verbose` shows the traceback"
     )
 
 

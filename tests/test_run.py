@@ -93,7 +93,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(finished_run, tiny_root,
     assert (run_dir / "checkpoint.pt").is_file() and not (run_dir / "result.json").exists()
     assert [e["epoch"] for e in json.loads((run_dir / "log.json").read_text())] == [0, 1]
     refused = CliRunner().invoke(main, tiny_args(tiny_root, tmp_path, "--aug", "recording-flip"))
-    assert refused.exit_code == 1 and "unfinished run; pass --resume" in refused.output
+    assert refused.exit_code == 1 and "holds an unfinished run; continue it with `bench run --resume" in refused.output
     resumed = invoke(["run", "--resume", str(run_dir), "--plugin", TINY_PLUGIN, "--quiet"])
     assert resumed.exit_code == 0, resumed.output
     assert np.array_equal(np.load(run_dir / "scores.npz")["scores"], reference)

@@ -15,6 +15,7 @@ import click
 
 from harness import __version__
 from harness.errors import UserError
+from harness.registry import one_line
 
 
 class BenchGroup(click.Group):
@@ -28,6 +29,14 @@ class BenchGroup(click.Group):
                 traceback.print_exc()
             click.echo(f"Error: {error}", err=True)
             sys.exit(error.exit_code)
+        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+            raise
+        except Exception as error:  # a bug: still one line, the traceback on request
+            if ctx.obj and ctx.obj.get("verbose"):
+                traceback.print_exc()
+            click.echo(f"Error: unexpected {one_line(error)}; rerun with `bench --verbose` for the traceback",
+                       err=True)
+            sys.exit(1)
 
 
 @click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})

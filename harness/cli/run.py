@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from harness.cli.options import plugin_option
+from harness.errors import UserError
 
 
 @click.command()
@@ -14,11 +16,11 @@ from harness.cli.options import plugin_option
 @click.option("--data-root", type=click.Path(path_type=str), help="Folder holding the dataset in its official layout.")
 @click.option("--model", help="Model name, or timm:<name>. Default: the protocol's.")
 @click.option("--aug", "augmentation", help="Augmentation: flip (M1), crop (M2), mixup (M3). Default: the protocol's.")
-@click.option("--size", type=int, help="Square input size. Default: the protocol's.")
+@click.option("--size", type=click.IntRange(min=8), help="Square input size. Default: the protocol's.")
 @click.option("--protocol", default="smoke", show_default=True, help="Training protocol (`bench protocol list`).")
-@click.option("--epochs", type=int, help="Override the protocol's epochs (recorded as a deviation).")
-@click.option("--batch-size", type=int, help="Override the protocol's global batch (recorded as a deviation).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the protocol's epochs (recorded as a deviation).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Override the protocol's global batch (recorded as a deviation).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="auto: bf16 autocast on a GPU, fp32 on a CPU. fp32 on a GPU turns TF32 off.")
@@ -43,8 +45,13 @@ def run(resume: Path | None, no_cache: bool, quiet: bool, plugins: tuple[str, ..
     from harness.runner import run as run_training
 
     if resume is not None:
-        config = resume_config(resume, device=options["device"] if options["device"] != "auto" else None,
-                               data_root=options["data_root"], plugins=plugins)
+        context = click.get_current_context()
+        given = [name for name in [*options, "no_cache"] if name != "data_root"
+                 and context.get_parameter_source(name) is not ParameterSource.DEFAULT]
+        if given:
+            names = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise UserError(f"--resume continues a run with its stored settings; drop {names}")
+        config = resume_config(resume, data_root=options["data_root"], plugins=plugins)
         config.progress = not quiet
     else:
         config = RunConfig(**options, plugins=plugins, cache=not no_cache, progress=not quiet)
