@@ -1,0 +1,82 @@
+"""The throughput benchmarks run end to end on tiny settings and write the JSON they promise.
+
+Smoke tests only: no timing is asserted. ``OMP_WAIT_POLICY=PASSIVE`` keeps torch's threads
+from spinning against other processes on a busy machine (see benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_script(name: str, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    result = subprocess.run([sys.executable, str(BENCHMARKS / name), *arguments], capture_output=True, text=True,
+                            env=environment, timeout=120)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_input_pipeline_compares_decoding_with_the_cache(tmp_path):
+    output = tmp_path / "input.json"
+    result = run_script("input_pipeline.py", "--images", "32", "--size", "32", "--epochs", "1",
+                        "--workdir", str(tmp_path / "work"), "--json", str(output))
+    record = json.loads(output.read_text())
+    assert record["benchmark"] == "input_pipeline"
+    assert record["settings"]["images"] == 32 and record["settings"]["size"] == 32
+    assert record["machine"]["cpu_count"] >= 1
+    for path in ("decode_each_epoch", "harness_cache"):
+        assert record[path]["images_per_s"] > 0 and len(record[path]["epoch_images_per_s"]) == 1
+    assert record["harness_cache"]["build_seconds"] > 0
+    assert record["ratio"] > 0 and "input_pipeline.py" in record["command"]
+    assert "harness cache" in result.stdout
+    assert not list((tmp_path / "work").glob("cache-*")), "the image cache is removed after the run"
+
+
+def test_gpu_throughput_quick_runs_every_mode_it_can(tmp_path):
+    output = tmp_path / "gpu.json"
+    run_script("gpu_throughput.py", "--quick", "--device", "cpu", "--models", "smallcnn", "--size", "32",
+               "--images", "32", "--warmup", "1", "--steps", "1", "--repeats", "1", "--eval-steps", "1",
+               "--json", str(output))
+    record = json.loads(output.read_text())
+    assert {"benchmark", "command", "created", "device", "gpu", "torch", "settings", "cache_build_seconds",
+            "rows"} <= record.keys()
+    assert record["device"] == "cpu" and record["gpu"] is None and record["torch"] == torch.__version__
+    measured = {(r["mode"], r["phase"], r["input"]): r for r in record["rows"] if r["status"] == "ok"}
+    assert set(measured) == {(mode, phase, source) for mode in ("paper", "default")
+                             for phase in ("train", "eval") for source in ("synthetic", "pipeline")}
+    for row in measured.values():
+        assert row["model"] == "smallcnn" and row["images_per_s"] > 0 and row["vs_paper"] > 0
+        assert (row["pipeline_cost_percent"] is None) == (row["input"] == "synthetic")
+    assert measured[("paper", "train", "synthetic")]["vs_paper"] == 1
+    assert measured[("paper", "train", "synthetic")]["flags"]["precision"] == "fp32"
+    graphs = [r for r in record["rows"] if r["mode"] == "default+cuda-graphs"]
+    assert [r["status"] for r in graphs] == ["n/a (needs CUDA)"]
+
+
+def test_gpu_throughput_says_when_there_is_no_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible")
+    result = run_script("gpu_throughput.py", "--device", "cuda", check=False)
+    assert result.returncode == 2 and "no CUDA device is visible" in result.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_cuda_graph_step_matches_the_eager_step(tmp_path):
+    output = tmp_path / "graphs.json"
+    run_script("gpu_throughput.py", "--quick", "--device", "cuda", "--modes", "default,default+cuda-graphs",
+               "--json", str(output))
+    rows = json.loads(output.read_text())["rows"]
+    graphed = [r for r in rows if r["mode"] == "default+cuda-graphs"]
+    assert graphed and all(r["status"] == "ok" and r["graph_check_ok"] for r in graphed), graphed
+    assert all(r["host_syncs_per_step"] == 0 for r in graphed if r["input"] == "synthetic")
