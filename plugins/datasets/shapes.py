@@ -201,4 +201,5 @@ SHAPES = DatasetSpec(
     version=VERSION,
     description="synthetic multi-label shapes, generated on first use (no download)",
     canonical=dict(SPLIT_SIZES),
+    canonical_fingerprint="05baaec02a922d09",
 )
