@@ -187,6 +187,10 @@ def parse_data_roots(values: tuple[str, ...], datasets: set[str]) -> dict[str | 
         name, sep, path = value.partition("=")
         if sep and name in datasets:
             roots[name] = str(Path(path).expanduser().resolve())
+        elif sep and not Path(value).expanduser().exists():
+            raise UserError(
+                f"--data-root {value}: the grid has no dataset {name!r} (it has {', '.join(sorted(datasets))})"
+            )
         else:
             roots[None] = str(Path(value).expanduser().resolve())
     return roots

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from harness import sweep
@@ -128,3 +129,12 @@ def test_per_gpu_pins_each_process_to_a_visible_gpu(tmp_path, monkeypatch):
     assert runner.run().failed == 0
     assert {read_result(tmp_path / "runs" / c.run_id)["gpu"] for c in grid.cells} == {"0", "1"}
     assert sum(" on GPU " in line for line in lines) == 4
+
+
+def test_a_data_root_for_a_dataset_the_grid_lacks_is_refused(tmp_path):
+    from harness.errors import UserError
+    from harness.sweep import parse_data_roots
+
+    assert parse_data_roots(("voc2007=/data/voc",), {"voc2007"}) == {"voc2007": "/data/voc"}
+    with pytest.raises(UserError, match=r"--data-root vco2007=/x: the grid has no dataset 'vco2007' \(it has voc2007\)"):
+        parse_data_roots(("vco2007=/x",), {"voc2007"})
