@@ -163,3 +163,19 @@ def test_compare_refuses_mismatched_runs(files):
         assert result.exit_code == 2, (name, result.output)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert all(m in result.stderr for m in messages), result.stderr
+
+
+def test_compare_and_metrics_name_classes_from_the_run_folder(tmp_path):
+    from runs import make_run
+
+    run_a = make_run(tmp_path / "a", score_seed=1)
+    run_b = make_run(tmp_path / "b", score_seed=2)
+    compared = CliRunner().invoke(main, ["compare", str(run_a), str(run_b), "--bootstrap", "50", "--json"])
+    assert compared.exit_code == 0, compared.output
+    largest = json.loads(compared.output)["largest_changes"]
+    shown = CliRunner().invoke(main, ["metrics", str(run_a)])
+    assert shown.exit_code == 0
+    assert all(f"class{c}" in shown.output for c in range(5))
+    table = CliRunner().invoke(main, ["compare", str(run_a), str(run_b), "--bootstrap", "50"])
+    assert "class" in table.output and any(f"class{c} " in table.output for c in range(5))
+    assert largest and all(item["name"] == f"class{item['class']}" for item in largest)

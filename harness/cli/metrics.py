@@ -16,7 +16,7 @@ from tabulate import tabulate
 
 from harness.errors import BadInput
 from harness.metrics import PAPER_COLUMNS, bootstrap, evaluate, format_table, paired_bootstrap, validate
-from harness.results import read_scores
+from harness.results import RESULT_FILE, read_scores
 
 
 def _load_npy(path: str) -> np.ndarray:
@@ -35,6 +35,20 @@ def _load_npy(path: str) -> np.ndarray:
 
 def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
+
+
+def _class_names(path: str, count: int) -> list[str]:
+    """The class names a run folder's result.json records (beside a scores.npz too), else indices."""
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    result_file = folder / RESULT_FILE
+    if result_file.is_file():
+        try:
+            classes = json.loads(result_file.read_text())["dataset"]["classes"]
+        except (ValueError, KeyError, TypeError):
+            classes = None
+        if isinstance(classes, list) and len(classes) == count:
+            return [str(c) for c in classes]
+    return [str(c) for c in range(count)]
 
 
 def _load(inputs: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -101,7 +115,8 @@ def metrics(inputs: tuple[str, ...], output: str, k: int, threshold: float, n_bo
         (key, value if isinstance(value, int) else _percent(value)) for key, value in result.items() if key not in shown
     ]
     click.echo("\n" + _table(others, ["metric", "value (% or count)"]))
-    per_class = [(c, _percent(ap)) for c, ap in enumerate(result["per_class_ap"])]
+    names = _class_names(inputs[0], len(result["per_class_ap"])) if len(inputs) == 1 else None
+    per_class = [(names[c] if names else c, _percent(ap)) for c, ap in enumerate(result["per_class_ap"])]
     click.echo("\n" + _table(per_class, ["class", "per_class_ap (%)"]))
     if intervals:
         rows = [(key, _percent(result[key]), _percent(low), _percent(high)) for key, (low, high) in intervals.items()]
@@ -159,9 +174,11 @@ def compare(run_a: str, run_b: str, n_bootstrap: int, seed: int, top: int, as_js
     excludes_zero = low is not None and (low > 0 or high < 0)
     changed = [c for c, diff in enumerate(result["per_class_ap_diff"]) if diff]
     changed.sort(key=lambda c: -abs(result["per_class_ap_diff"][c]))
+    names = _class_names(run_b, len(result["per_class_ap_diff"]))
     largest = [
         {
             "class": c,
+            "name": names[c],
             "ap_a": result["per_class_ap_a"][c],
             "ap_b": result["per_class_ap_b"][c],
             "diff": result["per_class_ap_diff"][c],
@@ -185,7 +202,7 @@ def compare(run_a: str, run_b: str, n_bootstrap: int, seed: int, top: int, as_js
     else:
         click.echo("The interval includes 0: the difference in map is not significant at the 95% level.")
     if largest:
-        rows = [(x["class"], _percent(x["ap_a"]), _percent(x["ap_b"]), _percent(x["diff"], 1, True)) for x in largest]
+        rows = [(x["name"], _percent(x["ap_a"]), _percent(x["ap_b"]), _percent(x["diff"], 1, True)) for x in largest]
         click.echo(
             "\nlargest per-class AP changes (B − A)\n"
             + _table(rows, ["class", "AP A (%)", "AP B (%)", "change (points)"])
