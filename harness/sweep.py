@@ -106,6 +106,7 @@ class Grid:
     cells: list[Cell]
     ensembles: list[Ensemble]
     run_options: dict[str, Any] = field(default_factory=dict)
+    plugins: tuple[str, ...] = ()  # --plugin values passed to every bench run and bench fuse
 
 
 def _list(table: dict, key: str, kind: type, where: str, default: list | None = None) -> list:
@@ -201,8 +202,9 @@ def run_args(cell: Cell, grid: Grid, out: Path, data_roots: dict[str | None, str
     run_dir = out / cell.run_id
     root = data_roots.get(cell.dataset, data_roots.get(None))
     root_args = ["--data-root", root] if root else []
+    plugin_args = [arg for plugin in grid.plugins for arg in ("--plugin", plugin)]
     if (run_dir / RUN_CONFIG_FILE).is_file():
-        return ["run", "--resume", str(run_dir), *root_args, "--quiet"]
+        return ["run", "--resume", str(run_dir), *root_args, *plugin_args, "--quiet"]
     args = [
         "run",
         "--dataset", cell.dataset,
@@ -214,13 +216,14 @@ def run_args(cell: Cell, grid: Grid, out: Path, data_roots: dict[str | None, str
         *root_args,
         "--out", str(out),
         "--run-id", cell.run_id,
+        *plugin_args,
     ]
     for key, value in sorted(grid.run_options.items()):
         args += [f"--{key.replace('_', '-')}", str(value)]
     return [*args, "--quiet"]
 
 
-def fuse_args(ensemble: Ensemble, out: Path) -> list[str]:
+def fuse_args(ensemble: Ensemble, grid: Grid, out: Path) -> list[str]:
     """The ``bench`` arguments that build ``ensemble`` from its finished members."""
     return [
         "fuse",
@@ -229,6 +232,7 @@ def fuse_args(ensemble: Ensemble, out: Path) -> list[str]:
         "--method", ensemble.method,
         "--name", ensemble.name,
         "--run-id", ensemble.run_id,
+        *(arg for plugin in grid.plugins for arg in ("--plugin", plugin)),
     ]
 
 
@@ -348,7 +352,7 @@ class LocalSweep:
             elif missing:
                 self._report("ensembles", "failed", ensemble.run_id, f"member {missing[0]} is not finished")
             else:
-                jobs.append((ensemble.run_id, fuse_args(ensemble, self.out)))
+                jobs.append((ensemble.run_id, fuse_args(ensemble, self.grid, self.out)))
         self._run_all("ensembles", jobs)
         return self.summary
 
@@ -361,7 +365,7 @@ def dry_run_lines(grid: Grid, out: Path, data_roots: dict[str | None, str]) -> l
         lines.append(f"skip {cell.run_id} (finished)" if finished else shlex.join(["bench", *run_args(cell, grid, out, data_roots)]))
     for ensemble in grid.ensembles:
         finished = is_finished(out / ensemble.run_id)
-        lines.append(f"skip {ensemble.run_id} (finished)" if finished else shlex.join(["bench", *fuse_args(ensemble, out)]))
+        lines.append(f"skip {ensemble.run_id} (finished)" if finished else shlex.join(["bench", *fuse_args(ensemble, grid, out)]))
     return lines
 
 
@@ -405,7 +409,7 @@ def slurm_scripts(grid: Grid, out: Path, data_roots: dict[str | None, str], sbat
             "# each ensemble is fused on its own, so one with a failed member does not stop the rest",
             "status=0",
         ]
-        body += [f"{shlex.join(['bench', *fuse_args(e, out)])} || status=1" for e in ensembles]
+        body += [f"{shlex.join(['bench', *fuse_args(e, grid, out)])} || status=1" for e in ensembles]
         body.append("exit $status")
         scripts[name] = "\n".join(body) + "\n"
         dependency = ' --dependency="afterany:${cells%%;*}"' if cells else ""

@@ -138,3 +138,13 @@ def test_a_data_root_for_a_dataset_the_grid_lacks_is_refused(tmp_path):
     assert parse_data_roots(("voc2007=/data/voc",), {"voc2007"}) == {"voc2007": "/data/voc"}
     with pytest.raises(UserError, match=r"--data-root vco2007=/x: the grid has no dataset 'vco2007' \(it has voc2007\)"):
         parse_data_roots(("vco2007=/x",), {"voc2007"})
+
+
+def test_plugins_reach_every_run_and_fusion(tmp_path):
+    plugin = tmp_path / "my_plugin.py"
+    plugin.write_text("")
+    result = CliRunner().invoke(main, ["sweep", str(GRIDS / "smoke" / "shapes.toml"), "--out", str(tmp_path / "runs"),
+                                       "--dry-run", "--plugin", str(plugin)])
+    assert result.exit_code == 0, result.output
+    commands = [line for line in result.output.splitlines() if line.startswith("bench ")]
+    assert len(commands) == 7 and all(f"--plugin {plugin.resolve()}" in line for line in commands)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from harness.cli.options import plugin_option
 from harness.errors import UserError
 
 
@@ -31,6 +32,7 @@ def _seeds(value: str | None) -> list[int] | None:
 @click.option("--seeds", help="Comma-separated seeds replacing the grid's, e.g. 0,1,2.")
 @click.option("--sbatch-option", "sbatch_options", multiple=True, metavar="OPTION",
               help="An #SBATCH line for the Slurm jobs, e.g. --sbatch-option=--gres=gpu:1. Repeatable.")
+@plugin_option
 def sweep(
     grid_file: Path,
     out: Path,
@@ -40,6 +42,7 @@ def sweep(
     launcher: str,
     seeds: str | None,
     sbatch_options: tuple[str, ...],
+    plugins: tuple[str, ...],
 ) -> None:
     """Train every cell of GRID_FILE not finished yet in OUT, then build its ensembles.
 
@@ -49,6 +52,7 @@ def sweep(
     from harness import sweep as sweeps
 
     grid = sweeps.load_grid(grid_file, _seeds(seeds))
+    grid.plugins = tuple(str(Path(p).resolve()) if Path(p).exists() else p for p in plugins)
     out = out.expanduser().resolve()
     roots = sweeps.parse_data_roots(data_roots, {c.dataset for c in grid.cells})
     if launcher == "slurm":
