@@ -1,7 +1,8 @@
 """Several processes under ``torchrun``: who this process is, and the few collectives we need.
 
-The global batch is the protocol's; each of W processes trains on its own contiguous
-slice of every global batch, batch norm is synchronised on GPUs (PyTorch's SyncBatchNorm
+The global batch is the protocol's; every process reads and augments the whole global
+batch with the same random draws (so mixup pairs within all 16 images, as on one GPU) and
+trains on its own contiguous slice of it, batch norm is synchronised on GPUs (PyTorch's SyncBatchNorm
 has no CPU kernel, so CPU processes keep their own statistics), evaluation scores every
 test image exactly once, and only rank 0 writes files.
 """

@@ -56,17 +56,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def epoch_generator(seed: int, epoch: int, stream: int, rank: int = 0):
-    """A CPU generator for one epoch, purpose (0: data order, 1: augmentation) and process.
+def epoch_generator(seed: int, epoch: int, stream: int):
+    """A CPU generator for one epoch and purpose (0: data order, 1: augmentation).
 
-    The data order is the same in every process (each takes its share of every global
-    batch); augmentation draws differ between processes, so that no two shards are
-    augmented alike.
+    Every process draws the same numbers: each augments the whole global batch alike and
+    then trains on its own share, so several processes see exactly what one would.
     """
     import torch
 
-    entropy = [seed, epoch, stream] + ([rank] if rank else [])
-    return torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0]))
 
 
 def in_head(name: str, head_prefixes: tuple[str, ...]) -> bool:
@@ -211,13 +209,12 @@ class Trainer:
         global_batches = [order[i:i + protocol.batch_size] for i in range(0, len(order), protocol.batch_size)]
         if world.size > 1 and len(global_batches[-1]) < world.size:
             global_batches.pop()  # too small to give every process a sample
-        local_batches = [shard_of_batch(batch, world) for batch in global_batches]
-        augment_generator = epoch_generator(setup.seed, self.epoch, 1, world.rank)
+        augment_generator = epoch_generator(setup.seed, self.epoch, 1)
         self.model.train()
         loss_sum = torch.zeros((), device=setup.device)
         seen = 0
         start = time.perf_counter()
-        batches = pipeline.Batches(setup.train_images, setup.train_targets, local_batches,
+        batches = pipeline.Batches(setup.train_images, setup.train_targets, global_batches,
                                    pin_memory=setup.device.type == "cuda")
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{protocol.epochs}",
                    unit="batch", disable=not (setup.progress and world.is_main), leave=False)
@@ -226,6 +223,9 @@ class Trainer:
             targets = targets.to(setup.device, non_blocking=True)
             with setup.augmentation_call():
                 images, targets = setup.augment(images, targets, self.epoch, augment_generator)
+            if world.size > 1:  # every process augmented the global batch alike; train on this one's share
+                mine = shard_of_batch(np.arange(images.shape[0]), world)
+                images, targets = images[mine[0]:mine[-1] + 1], targets[mine[0]:mine[-1] + 1]
             images = pipeline.normalize(images, self.mean, self.std)
             with setup.model_call(), autocast(setup.device, setup.precision):
                 logits = self.model(images)

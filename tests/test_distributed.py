@@ -1,4 +1,5 @@
-"""Two processes under torchrun (gloo, CPU) train like one: same global batches, every test image once."""
+"""Two processes under torchrun (gloo, CPU) train like one: the same augmented global batches
+(mixup pairs across the whole batch), every test image scored once, only rank 0 writing."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def free_port() -> int:
 
 def test_two_processes_match_one_and_only_rank_zero_writes(tiny_root, tmp_path):
     common = ["run", "--plugin", TINY_PLUGIN, "--dataset", "tiny", "--data-root", str(tiny_root),
-              "--model", "tiny-plain", "--aug", "identity", "--protocol", "smoke", "--batch-size", "16",
+              "--model", "tiny-plain", "--aug", "mixup", "--protocol", "smoke", "--batch-size", "16",
               "--size", "32", "--epochs", "2", "--device", "cpu", "--quiet"]
     single = subprocess.run([sys.executable, "-m", "harness", *common, "--out", str(tmp_path / "one")],
                             capture_output=True, text=True)

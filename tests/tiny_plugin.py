@@ -77,10 +77,6 @@ def build_tiny_plain(num_classes: int, pretrained: bool):
     return model
 
 
-def augment_identity(images, targets, epoch, generator):
-    return images, targets
-
-
 def augment_recording(images, targets, epoch, generator):
     """flip; appends the targets it sees to $TINY_RECORD_TARGETS, and SIGKILLs itself at $TINY_KILL_AT_EPOCH."""
     if os.environ.get("TINY_RECORD_TARGETS"):
@@ -105,4 +101,3 @@ def register_models(register):
 @hookimpl
 def register_augmentations(register):
     register(AugmentationSpec(name="recording-flip", augment=augment_recording, version="1"))
-    register(AugmentationSpec(name="identity", augment=augment_identity, version="1"))
