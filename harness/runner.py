@@ -304,11 +304,10 @@ def run(config: RunConfig, *, resume: bool = False) -> Path:
         checkpoint = run_dir / CHECKPOINT_FILE
         if resume and checkpoint.is_file():
             trainer.load_checkpoint(checkpoint)
-        earlier_segments_s = sum(entry["seconds"] for entry in trainer.log)
         while trainer.epoch < protocol.epochs:
             record = trainer.train_epoch()
             if world.is_main:
-                trainer.save_checkpoint(run_dir)
+                trainer.save_checkpoint(run_dir, trainer.earlier_wall_time_s + time.perf_counter() - started)
                 results.write_json(run_dir / "log.json", trainer.log)
                 if config.progress:
                     print(f"epoch {record['epoch'] + 1}/{protocol.epochs}  loss {record['loss']:.4f}  "
@@ -353,7 +352,7 @@ def run(config: RunConfig, *, resume: bool = False) -> Path:
             "precision": precision,
             "tf32": tf32,
             "environment": environment,
-            "wall_time_s": earlier_segments_s + time.perf_counter() - started,
+            "wall_time_s": trainer.earlier_wall_time_s + time.perf_counter() - started,
             "train_images_per_s": float(np.mean([r["images_per_s"] for r in trainer.log])),
             "eval_images_per_s": eval_rate,
         }

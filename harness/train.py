@@ -152,6 +152,7 @@ class Trainer:
         self.mean, self.std = pipeline.normalization(protocol.normalize_mean, protocol.normalize_std, setup.device)
         self.epoch = 0
         self.log: list[dict] = []
+        self.earlier_wall_time_s = 0.0  # wall time of the segments before a resume
 
     @property
     def bare_model(self):
@@ -159,11 +160,12 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------
 
-    def state(self) -> dict:
+    def state(self, wall_time_s: float) -> dict:
         import torch
 
         return {
             "epoch": self.epoch,
+            "wall_time_s": wall_time_s,
             "model": self.bare_model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -176,11 +178,12 @@ class Trainer:
             },
         }
 
-    def save_checkpoint(self, run_dir: Path) -> None:
+    def save_checkpoint(self, run_dir: Path, wall_time_s: float) -> None:
+        """Write everything a resume needs; ``wall_time_s`` is the run's wall time so far."""
         import torch
 
         buffer = io.BytesIO()
-        torch.save(self.state(), buffer)
+        torch.save(self.state(wall_time_s), buffer)
         atomic_write(run_dir / CHECKPOINT_FILE, lambda stream: stream.write(buffer.getvalue()))
 
     def load_checkpoint(self, path: Path) -> None:
@@ -190,7 +193,7 @@ class Trainer:
         self.bare_model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch, self.log = state["epoch"], state["log"]
+        self.epoch, self.log, self.earlier_wall_time_s = state["epoch"], state["log"], state["wall_time_s"]
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
         torch.set_rng_state(state["rng"]["torch"])

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from conftest import TINY_PLUGIN
 
@@ -92,11 +93,15 @@ def test_resume_after_kill_matches_an_uninterrupted_run(finished_run, tiny_root,
     run_dir = tmp_path / "tiny-tiny-cnn-recording-flip-32-smoke-seed0"
     assert (run_dir / "checkpoint.pt").is_file() and not (run_dir / "result.json").exists()
     assert [e["epoch"] for e in json.loads((run_dir / "log.json").read_text())] == [0, 1]
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    first_segment_s, first_epochs = checkpoint["wall_time_s"], checkpoint["log"]
     refused = CliRunner().invoke(main, tiny_args(tiny_root, tmp_path, "--aug", "recording-flip"))
     assert refused.exit_code == 1 and "holds an unfinished run; continue it with `bench run --resume" in refused.output
     resumed = invoke(["run", "--resume", str(run_dir), "--plugin", TINY_PLUGIN, "--quiet"])
     assert resumed.exit_code == 0, resumed.output
     assert np.array_equal(np.load(run_dir / "scores.npz")["scores"], reference)
+    record = json.loads((run_dir / "result.json").read_text())
+    assert record["wall_time_s"] > first_segment_s > sum(entry["seconds"] for entry in first_epochs)
 
 
 def test_ignored_labels_are_trained_as_positives(tiny_root, tmp_path, monkeypatch):
