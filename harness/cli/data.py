@@ -80,10 +80,12 @@ def verify_command(
     Exits with status 1 when there is any problem: missing or undecodable images, ids or
     files shared between splits, or sizes and counts that differ from the official data.
     """
+    from harness.runner import plugin_call
     from harness.verify import verify
 
     component = load_registry(plugins).get("dataset", dataset_name)
-    dataset = component.spec.load(data_root, {"skip_missing": skip_missing})
+    with plugin_call(component, "load"):
+        dataset = component.spec.load(data_root.expanduser() if data_root else None, {"skip_missing": skip_missing})
     report = verify(dataset, component.spec)
     if as_json:
         click.echo(json.dumps(report, indent=2))
