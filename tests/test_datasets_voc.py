@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from layouts import truncate, voc_sample, write_voc
 
 from harness.cli import main
-from harness.data import fingerprint
+from harness.data import compose, fingerprint, split_hash
 from harness.errors import UserError
 from plugins.datasets.voc2007 import (
     CANONICAL,
+    CANONICAL_FINGERPRINT,
     CANONICAL_IGNORED,
     CANONICAL_POSITIVES,
     CLASSES,
@@ -19,14 +22,40 @@ from plugins.datasets.voc2007 import (
     load,
 )
 
-# harness.data.fingerprint of the 40-image sample: when it changes, the fingerprint function
-# changed, and VOC2007's canonical_fingerprint must be recomputed from the full devkit labels.
-SAMPLE_FINGERPRINT = "810567c879f70f6e"
+FIXTURES = Path(__file__).parent / "fixtures"
+DEVKIT_TO_LABEL = {1: 1, -1: 0, 0: -1}
 
 
 @pytest.fixture
 def voc(tmp_path):
     return write_voc(tmp_path)
+
+
+def expected_fingerprint(layout) -> str:
+    """The fingerprint composed from the layout's own ids and labels, independently of the loader."""
+    hashes = {split: split_hash(layout["ids"][split], layout["labels"][split]) for split in ("train", "test")}
+    return compose(layout["classes"], hashes["train"], hashes["test"])
+
+
+def real_voc_labels() -> dict[str, tuple[list[str], np.ndarray]]:
+    """The complete official VOC2007 labels (tests/fixtures/voc2007_labels.npz, made from the
+    devkit's per-class files), in this project's encoding, per harness split."""
+    with np.load(FIXTURES / "voc2007_labels.npz") as data:
+        return {
+            split: ([f"{i:06d}" for i in data[f"{devkit}_ids"]],
+                    np.vectorize(DEVKIT_TO_LABEL.get)(data[f"{devkit}_devkit"]).astype(np.int8))
+            for split, devkit in (("train", "trainval"), ("test", "test"))
+        }
+
+
+def test_canonical_fingerprint_and_counts_are_those_of_the_real_labels():
+    real = real_voc_labels()
+    hashes = {split: split_hash(ids, labels) for split, (ids, labels) in real.items()}
+    assert compose(CLASSES, hashes["train"], hashes["test"]) == CANONICAL_FINGERPRINT == VOC2007.canonical_fingerprint
+    for split, (ids, labels) in real.items():
+        assert len(ids) == CANONICAL[split]
+        assert tuple((labels == 1).sum(axis=0)) == CANONICAL_POSITIVES[split]
+        assert tuple((labels == -1).sum(axis=0)) == CANONICAL_IGNORED[split]
 
 
 def test_labels_ids_and_class_order_follow_the_devkit(voc, tmp_path):
@@ -53,11 +82,11 @@ def test_difficult_only_classes_are_ignored_and_difficult_extras_are_not(voc, tm
 
 @pytest.mark.parametrize("where", ["", "VOCdevkit", "VOCdevkit/VOC2007"])
 def test_data_root_may_be_the_parent_vocdevkit_or_voc2007(voc, tmp_path, where):
-    assert fingerprint(load(tmp_path / where, {})) == SAMPLE_FINGERPRINT
+    assert fingerprint(load(tmp_path / where, {})) == expected_fingerprint(voc)
 
 
-def test_sample_fingerprint_is_stable(voc, tmp_path):
-    assert fingerprint(load(tmp_path, {})) == fingerprint(load(tmp_path, {})) == SAMPLE_FINGERPRINT
+def test_sample_fingerprint_is_composed_from_its_ids_and_labels(voc, tmp_path):
+    assert fingerprint(load(tmp_path, {})) == fingerprint(load(tmp_path, {})) == expected_fingerprint(voc)
 
 
 def test_changed_label_id_or_order_changes_the_fingerprint(voc, tmp_path):
@@ -73,7 +102,7 @@ def test_changed_label_id_or_order_changes_the_fingerprint(voc, tmp_path):
     changed_order = fingerprint(load(tmp_path, {}))
     test_list.write_text("\n".join(ids[:-1]))
     changed_ids = fingerprint(load(tmp_path, {}))
-    assert len({SAMPLE_FINGERPRINT, changed_label, changed_order, changed_ids}) == 4
+    assert len({expected_fingerprint(voc), changed_label, changed_order, changed_ids}) == 4
 
 
 def test_canonical_facts():
@@ -81,7 +110,6 @@ def test_canonical_facts():
     assert sum(CANONICAL_POSITIVES["test"]) == 7013 and sum(CANONICAL_IGNORED["test"]) == 619
     assert sum(CANONICAL_POSITIVES["train"]) == 7306 and sum(CANONICAL_IGNORED["train"]) == 607
     assert all(len(counts) == len(CLASSES) for counts in (*CANONICAL_POSITIVES.values(), *CANONICAL_IGNORED.values()))
-    assert VOC2007.canonical_fingerprint
 
 
 def test_missing_image_is_a_problem_or_skipped(voc, tmp_path):
@@ -94,7 +122,7 @@ def test_missing_image_is_a_problem_or_skipped(voc, tmp_path):
     assert skipped.problems == [] and gone not in skipped.splits["test"].ids
     assert skipped.coverage == pytest.approx(39 / 40)
     assert skipped.info["missing"] == {"train": 0, "test": 1}
-    assert fingerprint(skipped) != SAMPLE_FINGERPRINT
+    assert fingerprint(skipped) != expected_fingerprint(voc)
 
 
 def test_per_class_files_disagreeing_with_the_xml_are_problems(voc, tmp_path):
@@ -163,4 +191,4 @@ def test_bench_data_verify_reports_voc_against_the_official_sizes(voc, tmp_path)
     result = CliRunner().invoke(main, ["data", "verify", "--dataset", "voc2007", "--data-root", str(tmp_path / "VOCdevkit")])
     assert result.exit_code == 1
     assert "20 images listed; the official split has 5,011" in result.output
-    assert SAMPLE_FINGERPRINT in result.output and "aeroplane" in result.output
+    assert expected_fingerprint(voc) in result.output and "aeroplane" in result.output

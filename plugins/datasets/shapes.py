@@ -102,27 +102,41 @@ def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> tup
             return tuple(int(c) for c in colour)
 
 
+def _scene(split: str, index: int):
+    """The random draws of image ``index`` up to its classes: (generator, background base colour,
+    tilt, clutter, classes). Drawing pixels continues with the same generator."""
+    rng = np.random.default_rng([SEED, ["train", "test"].index(split), index])
+    base = rng.uniform(40, 200, size=3)
+    tilt = rng.uniform(-60, 60, size=(2, 3))
+    clutter = []
+    for _ in range(rng.integers(2, 7)):
+        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        x0, y0, x1, y1 = rng.uniform(0, IMAGE_SIZE, size=4)
+        radius = None if rng.random() < 0.5 else rng.uniform(1, 3)
+        clutter.append((colour, (x0, y0, x1, y1), radius))
+    return rng, base, tilt, clutter, _sample_classes(rng)
+
+
+def image_classes(split: str, index: int) -> list[int]:
+    """The class indices present in image ``index`` of ``split``, without drawing it."""
+    return sorted(set(_scene(split, index)[4]))
+
+
 def render(split: str, index: int):
     """Image ``index`` of ``split`` as (PIL RGB image, list of class indices present)."""
     from PIL import Image, ImageDraw
 
-    rng = np.random.default_rng([SEED, ["train", "test"].index(split), index])
+    rng, base, tilt, clutter, classes = _scene(split, index)
     size = IMAGE_SIZE
     yy, xx = np.mgrid[0:size, 0:size] / size
-    base = rng.uniform(40, 200, size=3)
-    tilt = rng.uniform(-60, 60, size=(2, 3))
     background = base + xx[..., None] * tilt[0] + yy[..., None] * tilt[1]
     canvas = Image.fromarray(np.clip(background, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(canvas)
-    for _ in range(rng.integers(2, 7)):
-        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
-        x0, y0, x1, y1 = rng.uniform(0, size, size=4)
-        if rng.random() < 0.5:
+    for colour, (x0, y0, x1, y1), r in clutter:
+        if r is None:
             draw.line((x0, y0, x1, y1), fill=colour, width=1)
         else:
-            r = rng.uniform(1, 3)
             draw.ellipse((x0 - r, y0 - r, x0 + r, y0 + r), fill=colour)
-    classes = _sample_classes(rng)
     placed: list[tuple[np.ndarray, float]] = []
     for class_index in classes:
         radius = size * (rng.uniform(0.08, 0.12) if rng.random() < 0.25 else rng.uniform(0.14, 0.26))
@@ -138,15 +152,27 @@ def render(split: str, index: int):
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), sorted(set(classes))
 
 
+def label_matrix(split: str) -> np.ndarray:
+    """The N×C label matrix of ``split``, computed without drawing a pixel."""
+    labels = np.zeros((SPLIT_SIZES[split], len(CLASSES)), dtype=np.int8)
+    for index in range(SPLIT_SIZES[split]):
+        labels[index, image_classes(split, index)] = 1
+    return labels
+
+
 def generate(folder: Path, workers: int | None = None) -> None:
-    """Write every image and ``labels.csv`` into ``folder`` (atomically: a temporary folder, then a rename)."""
+    """Write every image and ``labels.csv`` into ``folder`` (atomically: a temporary folder, then a
+    rename). A staging folder left by an interrupted generation is removed first."""
     from filelock import FileLock
-    from tqdm import tqdm
+
+    from harness.progress import bar
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder) + ".lock"):
         if (folder / "labels.csv").is_file():
             return
+        for orphan in folder.parent.glob(".shapes-*"):
+            shutil.rmtree(orphan, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=".shapes-", dir=folder.parent))
         jobs = [(split, i) for split, n in SPLIT_SIZES.items() for i in range(n)]
         for split in SPLIT_SIZES:
@@ -160,7 +186,7 @@ def generate(folder: Path, workers: int | None = None) -> None:
             return split, image_id, classes
 
         with ThreadPoolExecutor(workers or os.cpu_count()) as pool:
-            rows = list(tqdm(pool.map(write, jobs), total=len(jobs), desc="generating shapes", unit="img", leave=False))
+            rows = list(bar(pool.map(write, jobs), total=len(jobs), desc="generating shapes", unit="img"))
         with open(staging / "labels.csv", "w", newline="") as stream:
             writer = csv.writer(stream)
             writer.writerow(["split", "id", *CLASSES])
@@ -172,7 +198,8 @@ def generate(folder: Path, workers: int | None = None) -> None:
 
 
 def load(data_root: Path | None = None, options: dict | None = None) -> Dataset:
-    """Generate (once) and read the dataset; ``data_root`` overrides the cache folder."""
+    """Generate (once) and read the dataset from the cache folder. ``bench`` passes no
+    ``data_root`` (``takes_data_root=False``); tests pass one to generate elsewhere."""
     folder = Path(data_root) if data_root else cache_root() / "shapes" / f"v{VERSION}"
     if not (folder / "labels.csv").is_file():
         generate(folder)
@@ -201,5 +228,6 @@ SHAPES = DatasetSpec(
     version=VERSION,
     description="synthetic multi-label shapes, generated on first use (no download)",
     canonical=dict(SPLIT_SIZES),
-    canonical_fingerprint="05baaec02a922d09",
+    canonical_fingerprint="53bc472d3e1dc63c568b5aea1d1647e2",
+    takes_data_root=False,
 )
