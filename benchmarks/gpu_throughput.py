@@ -399,7 +399,7 @@ def main() -> None:
         os.environ["BENCH_CACHE_DIR"] = cache_dir
         paths = write_jpegs(workdir / "jpeg", args.images, args.seed)
         start = time.perf_counter()
-        images = pipeline.image_cache(paths, args.size, "gpu-benchmark", progress=False)
+        images = pipeline.image_cache(paths, args.size, "gpu-benchmark")
         cache_seconds = time.perf_counter() - start
         labels = random_labels(args.images, args.seed, args.classes)
         rows = []

@@ -152,7 +152,7 @@ def measure(args, workdir: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="cache-", dir=workdir) as cache_dir:
         os.environ["BENCH_CACHE_DIR"] = cache_dir
         start = time.perf_counter()
-        cached = pipeline.image_cache(paths, args.size, "input-benchmark", progress=False)
+        cached = pipeline.image_cache(paths, args.size, "input-benchmark")
         build_seconds = time.perf_counter() - start
         cache_epoch(cached, labels, args.batch, 0, args.seed)
         for epoch in range(1, args.epochs + 1):

@@ -1,11 +1,14 @@
 """User-facing failures: one line that names what is at fault and what to do.
 
 Raise ``UserError`` for anything a user can fix (a missing file, a bad value, a broken
-plugin). The CLI prints its message as a single line and exits with ``exit_code``; the
-traceback is shown only with ``bench --verbose``.
+plugin). The CLI prints its message as a single line of at most ``LINE_LIMIT`` characters
+and exits with ``exit_code``; the full message and the traceback are shown only with
+``bench --verbose``.
 """
 
 from __future__ import annotations
+
+LINE_LIMIT = 300
 
 
 class UserError(Exception):
@@ -27,3 +30,22 @@ class BadInput(UserError):
 
 class PluginError(UserError):
     """A plugin failed to import, registered a bad component, or a component misbehaved."""
+
+
+def cut(text: str, limit: int = LINE_LIMIT) -> str:
+    """``text`` as one line of at most ``limit`` characters (whitespace runs become one space)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """An exception as one short line: its type and its message, whitespace collapsed.
+
+    ``SystemExit`` and ``KeyboardInterrupt`` say what happened rather than their bare code.
+    """
+    if isinstance(error, SystemExit):
+        return f"called sys.exit({error.code!r})"
+    if isinstance(error, KeyboardInterrupt):
+        return "was interrupted (KeyboardInterrupt)"
+    message = " ".join(str(error).split())
+    return cut(f"{type(error).__name__}: {message}".rstrip(": "), limit)

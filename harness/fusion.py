@@ -13,53 +13,18 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from harness.errors import PluginError, UserError
 from harness.metrics import METRICS_VERSION, evaluate
-from harness.results import (
-    RESULT_FILE,
-    RESULT_SCHEMA_VERSION,
-    SCORES_FILE,
-    claim_run_dir,
-    environment,
-    read_result,
-    read_scores,
-    write_json,
-    write_scores,
-)
-from harness.weights import sha256_of
+from harness.naming import fusion_run_id, plain_name, sha256_of
+from harness.results import FusionRecord, MemberRecord, RunRecord, environment
+from harness.rundir import RESULT_FILE, SCORES_FILE, atomic_write, claim, publish, read_scores, run_lock, write_scores
 
 # Training facts copied from the members when they all agree, else recorded as null.
-_SHARED_FIELDS = ("model", "augmentation", "size", "seed", "device", "gpu", "world_size", "precision", "tf32")
-
-
-def safe_name(name: str) -> str:
-    """A component name as it appears in a run id (``:`` is not allowed in file names everywhere)."""
-    return str(name).replace(":", "_")
-
-
-def fusion_run_id(
-    dataset: str,
-    models: Iterable[str],
-    augmentations: Iterable[str],
-    sizes: Iterable[int],
-    protocol: str,
-    seeds: Iterable[int],
-    label: str,
-) -> str:
-    """``{dataset}-{models}-{augs}-{sizes}-{protocol}-seed{seeds}-{label}``, multi-valued parts
-    sorted and joined with ``+``, so the id does not depend on the order members are given in."""
-
-    def join(values: Iterable) -> str:
-        return "+".join(safe_name(v) for v in sorted(set(values), key=lambda v: (isinstance(v, str), v)))
-
-    return (
-        f"{safe_name(dataset)}-{join(models)}-{join(augmentations)}-{join(sizes)}-"
-        f"{safe_name(protocol)}-seed{join(seeds)}-{safe_name(label)}"
-    )
+_SHARED_FIELDS = ("model", "augmentation", "loss", "size", "seed", "device", "gpu", "world_size", "precision", "tf32")
 
 
 @dataclass
@@ -67,7 +32,7 @@ class Member:
     """One finished run read from its folder."""
 
     path: Path
-    result: dict[str, Any]
+    record: RunRecord
     scores: np.ndarray
     labels: np.ndarray
     ids: np.ndarray
@@ -75,44 +40,29 @@ class Member:
     @classmethod
     def load(cls, run_dir: Path) -> "Member":
         run_dir = Path(run_dir)
-        result = read_result(run_dir)
+        record = RunRecord.read(run_dir)
         scores, labels, ids = read_scores(run_dir)
         ids = np.asarray([str(i) for i in ids])
         if len(set(ids.tolist())) != len(ids):
             raise UserError(f"{run_dir / SCORES_FILE}: image ids are not unique; cannot align it with other runs")
-        return cls(run_dir, result, scores, labels, ids)
-
-    def field(self, *keys: str) -> Any:
-        value: Any = self.result
-        for key in keys:
-            value = value.get(key) if isinstance(value, dict) else None
-        return value
-
-    def name_of(self, block: str) -> str | None:
-        value = self.result.get(block)
-        return value.get("name") if isinstance(value, dict) else value
+        return cls(run_dir, record, scores, labels, ids)
 
     def leaves(self) -> list[dict[str, Any]]:
         """The trained runs behind this one: itself, or the members of a fusion run."""
-        if self.result.get("kind") == "fusion":
-            return list(self.result.get("members") or [])
-        return [
-            {
-                "model": self.name_of("model"),
-                "augmentation": self.name_of("augmentation"),
-                "size": self.result.get("size"),
-                "seed": self.result.get("seed"),
-            }
-        ]
+        if self.record.kind == "fusion":
+            return [{"model": m.model, "augmentation": m.augmentation, "size": m.size, "seed": m.seed}
+                    for m in self.record.members or []]
+        return [{"model": self.record.model.name, "augmentation": self.record.augmentation.name,
+                 "size": self.record.size, "seed": self.record.seed}]
 
 
-def _check_agree(members: Sequence[Member], keys: tuple[str, ...], what: str, hint: str) -> None:
+def _check_agree(members: Sequence[Member], value, what: str, hint: str) -> None:
     first = members[0]
     for other in members[1:]:
-        if first.field(*keys) != other.field(*keys):
+        if value(first.record) != value(other.record):
             raise UserError(
                 f"runs {first.path} and {other.path} have different {what} "
-                f"({first.field(*keys)!r} vs {other.field(*keys)!r}); {hint}"
+                f"({value(first.record)!r} vs {value(other.record)!r}); {hint}"
             )
 
 
@@ -169,9 +119,9 @@ def fuse_runs(
     *,
     run_id: str | None = None,
     overwrite: bool = False,
-) -> Path:
-    """Fuse finished runs with ``fusion_component`` (a registry ``Component``) and write
-    ``out_dir/<run-id>/``; returns that folder.
+) -> RunRecord:
+    """Fuse finished runs with ``fusion_component`` (a registry ``Component``) into
+    ``out_dir/<run-id>/``; returns the fused run's record (``record.path`` is the folder).
 
     ``name`` labels the ensemble (``ScaleEn``, ``DistrEn``) on leaderboards and in the run
     id; without it the fusion's name is used. The fused scores are stored as float32 and
@@ -184,71 +134,80 @@ def fuse_runs(
     if len(set(resolved)) != len(resolved):
         raise UserError("the same run folder is given twice; each member must be a different run")
     members = [Member.load(p) for p in run_dirs]
-    _check_agree(members, ("dataset", "fingerprint"), "dataset fingerprints", "fuse only runs scored on the same data")
-    _check_agree(members, ("protocol", "hash"), "protocol hashes", "fuse only runs trained under the same protocol")
-    _check_agree(
-        members, ("protocol", "deviations"), "protocol deviations", "fuse only runs trained with the same deviations"
-    )
+    _check_agree(members, lambda r: r.dataset.fingerprint, "dataset fingerprints", "fuse only runs scored on the same data")
+    _check_agree(members, lambda r: r.protocol.hash, "protocol hashes", "fuse only runs trained under the same protocol")
+    _check_agree(members, lambda r: r.protocol.deviations, "protocol deviations",
+                 "fuse only runs trained with the same deviations")
     ids, labels, scores = align(members)
 
     spec = fusion_component.spec
-    fused = np.asarray(spec.fuse(scores))
+    fused = np.asarray(fusion_component.call("fuse", spec.fuse, scores))
     if fused.shape != labels.shape or not np.isfinite(fused).all():
         raise PluginError(
-            f"fusion {spec.name!r} (plugin {fusion_component.plugin.name!r}) returned "
+            f"{fusion_component.label} returned "
             f"{'shape ' + str(fused.shape) if fused.shape != labels.shape else 'non-finite scores'}; "
             f"it must return finite N×C logits of shape {labels.shape}"
         )
     fused = fused.astype(np.float32)
 
-    label = name or spec.name
-    protocol = members[0].result["protocol"]
+    label = plain_name(name or spec.name, "--name")
+    first = members[0].record
     if run_id is None:
         leaves = [leaf for m in members for leaf in m.leaves()]
         run_id = fusion_run_id(
-            members[0].result["dataset"]["name"],
+            first.dataset.name,
             [leaf.get("model") or "none" for leaf in leaves],
             [leaf.get("augmentation") or "none" for leaf in leaves],
             [leaf.get("size") or 0 for leaf in leaves],
-            protocol["name"],
+            first.protocol.name,
             [leaf.get("seed") or 0 for leaf in leaves],
             label,
         )
-    run_dir = claim_run_dir(Path(out_dir) / run_id, overwrite=overwrite)
-    write_scores(run_dir / SCORES_FILE, fused, labels, ids)
-    shared = {key: _common([m.result.get(key) for m in members]) for key in _SHARED_FIELDS}
-    record: dict[str, Any] = {
-        "schema_version": RESULT_SCHEMA_VERSION,
-        "run_id": run_id,
-        "kind": "fusion",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "metrics_version": METRICS_VERSION,
-        "metrics": evaluate(fused, labels),
-        "dataset": members[0].result["dataset"],
-        "model": shared.pop("model"),
-        "augmentation": shared.pop("augmentation"),
-        "size": shared.pop("size"),
-        "protocol": protocol,
-        **shared,
-        "environment": environment(),
-        "wall_time_s": None,
-        "train_images_per_s": None,
-        "eval_images_per_s": None,
-        "fusion": {**fusion_component.provenance(), "label": label},
-        "members": [
-            {
-                "run_id": m.result.get("run_id"),
-                "path": os.path.relpath(m.path.resolve(), run_dir.resolve()),
-                "kind": m.result.get("kind"),
-                "model": m.name_of("model"),
-                "augmentation": m.name_of("augmentation"),
-                "size": m.result.get("size"),
-                "seed": m.result.get("seed"),
-                "scores_sha256": sha256_of(m.path / SCORES_FILE),
-            }
-            for m in members
-        ],
-    }
-    record["wall_time_s"] = round(time.perf_counter() - started, 3)
-    write_json(run_dir / RESULT_FILE, record)
-    return run_dir
+    run_dir = Path(out_dir).expanduser().resolve() / plain_name(run_id, "--run-id")
+    with run_lock(run_dir):
+        folder = claim(run_dir, overwrite=overwrite, resume=False)
+        write_scores(folder / SCORES_FILE, fused, labels, ids)
+        shared = {key: _common([getattr(m.record, key) for m in members]) for key in _SHARED_FIELDS}
+        plugins = {repr(p): p for m in members for p in m.record.plugins}
+        plugins[repr(fusion_component.plugin.provenance())] = fusion_component.plugin.provenance()
+        record = RunRecord(
+            run_id=run_id,
+            kind="fusion",
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            metrics_version=METRICS_VERSION,
+            metrics=evaluate(fused, labels),
+            dataset=first.dataset,
+            protocol=first.protocol,
+            **shared,
+            plugins=list(plugins.values()),
+            fusion=FusionRecord(**vars(fusion_component.provenance()), label=label),
+            members=[
+                MemberRecord(
+                    run_id=m.record.run_id,
+                    path=os.path.relpath(m.path.resolve(), run_dir),
+                    kind=m.record.kind,
+                    model=m.record.model.name if m.record.model else None,
+                    augmentation=m.record.augmentation.name if m.record.augmentation else None,
+                    size=m.record.size,
+                    seed=m.record.seed,
+                    scores_sha256=sha256_of(m.path / SCORES_FILE),
+                )
+                for m in members
+            ],
+            environment=environment(),
+            wall_time_s=round(time.perf_counter() - started, 3),
+        )
+        atomic_write(folder / RESULT_FILE, lambda stream: stream.write(record.to_json().encode()))
+        publish(folder, run_dir)
+    record.path = run_dir
+    return record
+
+
+def fuse(run_dirs: Sequence[Path | str], *, name: str | None = None, method: str = "mean", out: Path | str = "runs",
+         run_id: str | None = None, overwrite: bool = False, plugins: Sequence[str] = ()) -> RunRecord:
+    """``bench fuse`` as a function: fuse finished run folders with fusion ``method`` under the
+    ensemble label ``name``; returns the fused run's ``RunRecord``."""
+    from harness.registry import Registry
+
+    component = Registry(tuple(plugins)).get("fusion", method)
+    return fuse_runs([Path(p) for p in run_dirs], Path(out), component, name, run_id=run_id, overwrite=overwrite)

@@ -41,10 +41,11 @@ from tabulate import tabulate
 
 from harness import __version__
 from harness.errors import UserError
-from harness.fusion import safe_name
 from harness.metrics import METRICS_VERSION, evaluate
+from harness.naming import safe_name
 from harness.protocol import PROTOCOLS, protocol_by_hash
-from harness.results import RESULT_FILE, RESULT_SCHEMA_VERSION, SCORES_FILE, read_scores
+from harness.results import RESULT_FILE, RunRecord
+from harness.rundir import SCORES_FILE, read_scores
 
 SUBMISSIONS = "submissions"
 TABLES = "tables"
@@ -67,99 +68,12 @@ DELTA = "Δ reproduced − paper"
 
 # --- submission -----------------------------------------------------------------------
 
-_NUMBER = (int, float)
-_COMMON_SCHEMA: dict[str, tuple] = {
-    "schema_version": (int,),
-    "run_id": (str,),
-    "kind": (str,),
-    "created": (str,),
-    "metrics_version": (int,),
-    "metrics": (dict,),
-    "dataset": (dict,),
-    "dataset.name": (str,),
-    "dataset.fingerprint": (str,),
-    "dataset.coverage": _NUMBER,
-    "dataset.classes": (list,),
-    "dataset.n_test": (int,),
-    "protocol": (dict,),
-    "protocol.name": (str,),
-    "protocol.version": (int,),
-    "protocol.hash": (str,),
-    "protocol.deviations": (dict,),
-    "environment": (dict,),
-}
-_KIND_SCHEMA: dict[str, dict[str, tuple]] = {
-    "train": {
-        "model": (dict,),
-        "model.name": (str,),
-        "model.version": (str,),
-        "model.plugin": (dict,),
-        "augmentation": (dict,),
-        "augmentation.name": (str,),
-        "augmentation.version": (str,),
-        "augmentation.plugin": (dict,),
-        "size": (int,),
-        "seed": (int,),
-        "device": (str,),
-        "gpu": (str, type(None)),
-        "world_size": (int,),
-        "precision": (str,),
-        "tf32": (bool,),
-        "wall_time_s": _NUMBER,
-        "train_images_per_s": _NUMBER,
-        "eval_images_per_s": _NUMBER,
-    },
-    "fusion": {
-        "members": (list,),
-        "fusion": (dict,),
-        "fusion.name": (str,),
-        "fusion.version": (str,),
-        "fusion.plugin": (dict,),
-        "model": (dict, type(None)),
-        "augmentation": (dict, type(None)),
-        "size": (int, type(None)),
-        "seed": (int, type(None)),
-    },
-}
-_MEMBER_SCHEMA = {"run_id": (str,), "model": (str, type(None)), "augmentation": (str, type(None)), "size": (int, type(None)), "seed": (int, type(None))}
-
-
-def _lookup(record: dict, dotted: str) -> tuple[bool, Any]:
-    value: Any = record
-    for key in dotted.split("."):
-        if not isinstance(value, dict) or key not in value:
-            return False, None
-        value = value[key]
-    return True, value
-
-
-def _check_types(record: dict, schema: dict[str, tuple], where: str) -> None:
-    for key, types in schema.items():
-        present, value = _lookup(record, key)
-        if not present:
-            raise UserError(f"{where}: required key {key!r} is missing; is it a run folder written by `bench run` or `bench fuse`?")
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
-            raise UserError(f"{where}: {key!r} is {type(value).__name__}, expected {expected}")
-
-
 def check_schema(record: Any, where: str) -> None:
     """Refuse (one line) a result record without the keys and types of the result format."""
-    if not isinstance(record, dict):
-        raise UserError(f"{where}: expected a JSON object")
-    _check_types(record, _COMMON_SCHEMA, where)
-    if record["schema_version"] != RESULT_SCHEMA_VERSION:
-        raise UserError(f"{where}: schema_version {record['schema_version']}; this harness reads version {RESULT_SCHEMA_VERSION}")
-    if record["kind"] not in _KIND_SCHEMA:
-        raise UserError(f"{where}: kind {record['kind']!r}; expected one of {', '.join(_KIND_SCHEMA)}")
-    _check_types(record, _KIND_SCHEMA[record["kind"]], where)
-    if record["kind"] == "fusion":
-        if len(record["members"]) < 2:
-            raise UserError(f"{where}: a fusion run needs at least two members")
-        for index, member in enumerate(record["members"]):
-            if not isinstance(member, dict):
-                raise UserError(f"{where}: members[{index}] must be an object")
-            _check_types(member, _MEMBER_SCHEMA, f"{where} members[{index}]")
+    try:
+        RunRecord.from_json(record, where)
+    except UserError as error:
+        raise UserError(str(error)) from None
 
 
 def _same(stored: Any, recomputed: Any) -> bool:

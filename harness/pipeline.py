@@ -24,21 +24,27 @@ from harness.errors import UserError
 
 
 def decode_resized(path: Path, size: int) -> np.ndarray:
-    """One image file as an (S, S, 3) uint8 array, resized like ``Resize((s, s))``."""
+    """One image file as an (S, S, 3) uint8 array, resized like ``Resize((s, s))``; a file
+    that cannot be read or decoded is one ``UserError`` line naming it."""
     from PIL import Image
 
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR))
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise UserError(f"cannot decode image {path} ({' '.join(str(error).split())[:120]}); "
+                        "`bench data verify` lists every broken image") from None
 
 
-def image_cache(paths: Sequence[Path], size: int, key: str, *, progress: bool = True) -> np.ndarray:
+def image_cache(paths: Sequence[Path], size: int, key: str) -> np.ndarray:
     """The (N, S, S, 3) uint8 array of ``paths`` resized to ``size``, built once and memory-mapped.
 
     ``key`` identifies the image list (dataset fingerprint and split); the array lives in
     ``cache_root()/images/<key>-<size>.u8`` with a JSON header beside it.
     """
     from filelock import FileLock
-    from tqdm import tqdm
+
+    from harness.progress import bar
 
     folder = cache_root() / "images"
     folder.mkdir(parents=True, exist_ok=True)
@@ -51,17 +57,11 @@ def image_cache(paths: Sequence[Path], size: int, key: str, *, progress: bool = 
             array = np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8, shape=shape)
 
             def fill(index: int) -> None:
-                try:
-                    array[index] = decode_resized(paths[index], size)
-                except Exception as error:
-                    raise UserError(
-                        f"cannot decode image {paths[index]} ({type(error).__name__}: {error}); "
-                        f"`bench data verify` lists every broken image"
-                    ) from None
+                array[index] = decode_resized(paths[index], size)
 
             with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-                for _ in tqdm(pool.map(fill, range(len(paths))), total=len(paths), desc=f"caching {size}px images",
-                              unit="img", disable=not progress, leave=False):
+                for _ in bar(pool.map(fill, range(len(paths))), total=len(paths), desc=f"caching {size}px images",
+                             unit="img"):
                     pass
             array.flush()
             del array

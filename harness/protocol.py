@@ -21,7 +21,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class Protocol:
-    """Every rule of a training protocol (see PROTOCOL.md for the paper's values)."""
+    """Every rule of a training protocol (docs/PROTOCOL.md gives each field and the paper's value)."""
 
     name: str
     version: int
@@ -36,10 +36,11 @@ class Protocol:
     weight_decay: float
     lr_milestones: tuple[int, ...]  # epochs after which every rate is multiplied by lr_gamma
     lr_gamma: float
-    loss: str
+    loss: str  # the loss component trained with (``bench run --loss`` picks another: a deviation)
     sizes: tuple[int, ...]  # allowed square input sizes
     default_size: int
     test_transform: str
+    crop_source: str  # "original": random-resized crops are sampled in the original image's pixels
     normalize_mean: tuple[float, float, float]
     normalize_std: tuple[float, float, float]
     ignored_labels_in_training: str  # VOC "difficult": trained as "positive"
@@ -53,8 +54,10 @@ class Protocol:
 
     @property
     def hash(self) -> str:
-        """sha256 (first 16 hex digits) of the canonical JSON of every field."""
-        canonical = json.dumps(self.fields(), sort_keys=True, separators=(",", ":"))
+        """sha256 (first 16 hex digits) of the canonical JSON of every field but ``description``
+        (rewording the prose changes no rule)."""
+        rules = {key: value for key, value in self.fields().items() if key != "description"}
+        canonical = json.dumps(rules, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,8 +84,8 @@ class Protocol:
 
 WANG2019 = Protocol(
     name="wang2019",
-    version=1,
-    description="Wang, Jia & Breckon, ICIP 2019: the paper's training protocol (PROTOCOL.md)",
+    version=2,
+    description="Wang, Jia & Breckon, ICIP 2019: the paper's training protocol (docs/PROTOCOL.md)",
     init="imagenet",
     epochs=40,
     batch_size=16,
@@ -93,10 +96,11 @@ WANG2019 = Protocol(
     weight_decay=0.0,
     lr_milestones=(20,),
     lr_gamma=0.1,
-    loss="bce_with_logits_mean",
+    loss="bce",
     sizes=(384, 448, 512),
     default_size=448,
     test_transform="resize_square",
+    crop_source="original",
     normalize_mean=IMAGENET_MEAN,
     normalize_std=IMAGENET_STD,
     ignored_labels_in_training="positive",
@@ -109,7 +113,7 @@ WANG2019 = Protocol(
 SMOKE = dataclasses.replace(
     WANG2019,
     name="smoke",
-    version=1,
+    version=2,
     description="wang2019 scaled for a CPU: a small CNN from scratch, 64px images, 20 epochs; never mixed with wang2019 rows",
     init="none",
     epochs=20,

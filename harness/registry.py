@@ -11,24 +11,29 @@ it keep working, and a command that asks for a component it might have provided 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import importlib
 import importlib.metadata as metadata
 import importlib.util
+import inspect
+import re
 import sys
 import traceback
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import pluggy
 
 from harness import hookspecs
-from harness.errors import PluginError, UserError
-from harness.specs import COMPONENT_KINDS
-from harness.weights import sha256_of
+from harness.errors import PluginError, UserError, one_line
+from harness.naming import sha256_of, sha256_of_files
+from harness.results import ComponentRecord, PluginRecord
+from harness.specs import COMPONENT_KINDS, INPUT_CROPS
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 THIS_DISTRIBUTION = "multilabel-bench"
@@ -36,8 +41,14 @@ _HOOK_FOR_KIND = {
     "dataset": "register_datasets",
     "model": "register_models",
     "augmentation": "register_augmentations",
+    "loss": "register_losses",
     "fusion": "register_fusions",
 }
+_COMPONENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+# The core's own modules, imported before any plugin so that a plugin which patches them
+# at import is caught (see ``Registry._changes_to_core``).
+_CORE_MODULES = ("harness.train", "harness.runner", "harness.config", "harness.pipeline", "harness.metrics",
+                 "harness.results", "harness.weights", "harness.honesty", "harness.data", "harness.fusion")
 
 
 @dataclass
@@ -56,19 +67,25 @@ class Plugin:
     error_traceback: str | None = None
     components: list["Component"] = field(default_factory=list)
     module: ModuleType | None = field(default=None, repr=False)
+    changed_core: list[str] = field(default_factory=list)  # core attributes it replaced at import
 
     @property
     def status(self) -> str:
         return "failed" if self.error else "ok"
 
-    def provenance(self) -> dict[str, Any]:
-        """What a result record stores about the plugin that provided a component."""
-        record: dict[str, Any] = {"name": self.name, "source": self.source}
-        for key in ("distribution", "distribution_version", "path", "sha256"):
-            value = getattr(self, key)
-            if value is not None:
-                record[key] = value
-        return record
+    @cached_property
+    def code_sha256(self) -> str | None:
+        """The sha256 of the plugin's code: the file, or every ``.py`` file of its package."""
+        if self.sha256 is not None:
+            return self.sha256
+        return _source_sha256(self.module) if self.module is not None else None
+
+    def provenance(self) -> PluginRecord:
+        """What a result record stores about a plugin: where it came from and its code's hash."""
+        return PluginRecord(
+            name=self.name, source=self.source, distribution=self.distribution,
+            distribution_version=self.distribution_version, path=self.path, sha256=self.code_sha256,
+        )
 
 
 @dataclass
@@ -83,27 +100,76 @@ class Component:
     def name(self) -> str:
         return self.spec.name
 
-    def provenance(self, name: str | None = None) -> dict[str, Any]:
-        return {
-            "name": name or self.spec.name,
-            "version": self.spec.version,
-            "plugin": self.plugin.provenance(),
-        }
+    @property
+    def label(self) -> str:
+        """``model 'csra' (plugin 'csra_plugin')``: how messages name the component."""
+        return f"{self.kind} {self.name!r} (plugin {self.plugin.name!r})"
+
+    def provenance(self, name: str | None = None) -> ComponentRecord:
+        return ComponentRecord(name=name or self.spec.name, version=self.spec.version, plugin=self.plugin.provenance())
+
+    @contextlib.contextmanager
+    def guard(self, what: str) -> Iterator[None]:
+        """Run plugin code: anything it raises (``SystemExit`` and ``KeyboardInterrupt``
+        included) becomes one ``PluginError`` line naming this component and its plugin.
+
+        A ``UserError`` the plugin raises on purpose passes through unchanged.
+        """
+        try:
+            yield
+        except UserError:
+            raise
+        except (Exception, SystemExit, KeyboardInterrupt) as error:
+            raise PluginError(f"{self.label}: {what} {_failure(error)}; `bench --verbose` shows the traceback") from error
+
+    def call(self, what: str, function: Callable, *args, **kwargs):
+        """``function(*args, **kwargs)`` under ``guard(what)``."""
+        with self.guard(what):
+            return function(*args, **kwargs)
+
+    def accepts(self, function: Callable, keyword: str) -> bool:
+        """Whether ``function`` declares a keyword parameter ``keyword`` (``build(..., dataset=None)``)."""
+        try:
+            parameters = inspect.signature(function).parameters
+        except (TypeError, ValueError):
+            return False
+        found = parameters.get(keyword)
+        return found is not None and found.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
-def one_line(error: BaseException) -> str:
-    """An exception as one line: its type and the first line of its message."""
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+def _failure(error: BaseException) -> str:
+    """How a plugin failed, as the end of a sentence: ``raised ValueError: ...``, ``called sys.exit(0)``."""
+    if isinstance(error, (SystemExit, KeyboardInterrupt)):
+        return one_line(error)
+    return f"raised {one_line(error)}"
 
 
-def _sha256_of_files(paths: Iterable[Path]) -> str:
-    """One sha256 over a package's files: each file's name and bytes, in sorted order."""
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+def _source_sha256(module: ModuleType) -> str | None:
+    """sha256 of a module's file, or of every ``.py`` file of the package it is the ``__init__`` of."""
+    file = getattr(module, "__file__", None)
+    if not file:
+        return None
+    path = Path(file)
+    if path.name == "__init__.py":
+        return sha256_of_files(path.parent.rglob("*.py"), path.parent)
+    return sha256_of(path)
+
+
+def _core_snapshot() -> dict[str, int]:
+    """``{"harness.train.Trainer.train_epoch": id(value), ...}``: every attribute of the core's
+    loaded modules and of the classes they define, so that replacements can be found."""
+    snapshot = {}
+    for module_name, module in list(sys.modules.items()):
+        if module is None or not (module_name == "harness" or module_name.startswith("harness.")):
+            continue
+        for attribute, value in list(vars(module).items()):
+            if isinstance(value, ModuleType):
+                continue
+            snapshot[f"{module_name}.{attribute}"] = id(value)
+            if inspect.isclass(value) and value.__module__ == module_name:
+                for member, member_value in list(vars(value).items()):
+                    snapshot[f"{module_name}.{attribute}.{member}"] = id(member_value)
+    return snapshot
 
 
 class Registry:
@@ -116,6 +182,8 @@ class Registry:
         }
         self._manager = pluggy.PluginManager(hookspecs.PROJECT)
         self._manager.add_hookspecs(hookspecs)
+        for module_name in _CORE_MODULES:
+            importlib.import_module(module_name)
         entry_points = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
         for entry_point in entry_points:
             self._load_entry_point(entry_point)
@@ -157,7 +225,7 @@ class Registry:
                 return
             if self._claim_loaded(init):
                 return
-            plugin.sha256 = _sha256_of_files(path.rglob("*.py"))
+            plugin.sha256 = sha256_of_files(path.rglob("*.py"), path)
             self._register(plugin, lambda: _import_file(init, path.name, [str(path)]))
             return
         entry_point_names = sorted({entry_point.name for entry_point in entry_points})
@@ -198,6 +266,7 @@ class Registry:
 
     def _register(self, plugin: Plugin, load) -> None:
         module = None
+        before = _core_snapshot()
         try:
             module = load()
             owner = next((p for p in self.plugins if p.module is module), None)
@@ -206,11 +275,14 @@ class Registry:
                 return
             self._manager.register(module, name=f"{plugin.source}:{plugin.name}")
             self._manager.check_pending()  # a hookimpl whose name matches no hook
-        except Exception as error:  # a broken plugin must not break unrelated commands
+        except (Exception, SystemExit, KeyboardInterrupt) as error:  # a broken plugin must not break unrelated commands
             if module is not None and self._manager.is_registered(module):
                 self._manager.unregister(module)
-            self._fail(plugin, one_line(error), traceback.format_exc())
+            reason = f"{_failure(error)} at import" if isinstance(error, (SystemExit, KeyboardInterrupt)) else one_line(error)
+            self._fail(plugin, reason, traceback.format_exc())
             return
+        after = _core_snapshot()
+        plugin.changed_core = sorted(key for key, value in before.items() if after.get(key, value) != value)
         plugin.module = module
         self.plugins.append(plugin)
         for kind, hook_name in _HOOK_FOR_KIND.items():
@@ -223,13 +295,13 @@ class Registry:
         registered: list[Component] = []
         try:
             function(register=self._register_callback(plugin, kind, registered))
-        except Exception as error:
+        except (Exception, SystemExit, KeyboardInterrupt) as error:
             for component in registered:
                 plugin.components.remove(component)
                 self._components[kind][component.name].remove(component)
                 if not self._components[kind][component.name]:
                     del self._components[kind][component.name]
-            plugin.error = f"{hook_name} raised {one_line(error)}"
+            plugin.error = f"{hook_name} {_failure(error)}"
             plugin.error_traceback = traceback.format_exc()
 
     def _register_callback(self, plugin: Plugin, kind: str, registered: list[Component]):
@@ -241,9 +313,15 @@ class Registry:
                     f"plugin {plugin.name!r} registered a {type(spec).__name__} where a "
                     f"{spec_type.__name__} was expected"
                 )
-            if not spec.name or ":" in spec.name:
+            if not isinstance(spec.name, str) or not _COMPONENT_NAME.fullmatch(spec.name):
                 raise PluginError(
-                    f"plugin {plugin.name!r}: {kind} name {spec.name!r} must be non-empty and contain no ':'"
+                    f"plugin {plugin.name!r}: {kind} name {spec.name!r} must be letters, digits and . _ + - "
+                    "(starting with a letter or digit; ':' separates a variant on the command line)"
+                )
+            if kind == "augmentation" and spec.input_crop not in INPUT_CROPS:
+                raise PluginError(
+                    f"plugin {plugin.name!r}: augmentation {spec.name!r} has input_crop {spec.input_crop!r}; "
+                    f"use one of {', '.join(map(repr, INPUT_CROPS))}"
                 )
             component = Component(kind, spec, plugin)
             registered.append(component)
@@ -262,6 +340,21 @@ class Registry:
 
     def failed(self) -> list[Plugin]:
         return [p for p in self.plugins if p.error]
+
+    def check_core_unchanged(self) -> None:
+        """Refuse to train when a plugin replaced part of the harness at import: plugins
+        register components; they do not change the trainer, the protocol or the metrics."""
+        for plugin in self.plugins:
+            if plugin.changed_core:
+                shown = ", ".join(plugin.changed_core[:3]) + (", …" if len(plugin.changed_core) > 3 else "")
+                raise PluginError(
+                    f"plugin {plugin.name!r} replaced {shown} when it was imported; a plugin may register "
+                    "components (see CONTRIBUTING.md), never change the harness itself"
+                )
+
+    def provenance(self) -> list[PluginRecord]:
+        """Every plugin loaded, with its source and code hash: what a result records."""
+        return [plugin.provenance() for plugin in self.plugins if not plugin.error]
 
     def check_requested(self) -> None:
         """Fail when a plugin named with ``--plugin`` did not load: the command needs it."""

@@ -1,131 +1,343 @@
-"""The run folder: ``result.json`` (metrics and provenance) and ``scores.npz``.
+"""The result record: what ``result.json`` holds, as one typed ``RunRecord``.
 
-Every file is written atomically (a temporary file in the same folder, then ``os.replace``),
-so a crash never leaves a half-written result. A run folder whose ``result.json`` exists is
-finished and is never overwritten unless the caller says so.
+Every producer (the trainer, ``bench fuse``, test helpers that fake a run) builds a
+``RunRecord`` and writes it with ``to_json``; every consumer (leaderboards, ``bench
+compare``, ``reproduce``) reads it with ``from_json``, which checks every key and type and
+refuses anything else in one line naming the file and the field. ``SCHEMA_VERSION``
+changes whenever the layout does; reading an older record is explicit (``upgrade=True``),
+so no consumer meets an old layout by accident.
 
-``scores.npz`` holds ``scores`` (N×C float32 logits), ``labels`` (N×C int8: 1, 0, -1) and
-``ids`` (N strings), in the test split's order.
+Kinds: ``train`` (one trained model: model, augmentation, loss, size, seed, hardware) and
+``fusion`` (a score-level ensemble: the fusion and its members).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 import platform
 import subprocess
-import tempfile
+import types
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from harness import __version__
 from harness.errors import BadInput, UserError
 
-RESULT_SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RESULT_FILE = "result.json"
-SCORES_FILE = "scores.npz"
+KINDS = ("train", "fusion")
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(stream)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+@dataclass(kw_only=True)
+class PluginRecord:
+    """Where a plugin came from: ``source`` is built-in, distribution, file, directory or module;
+    ``sha256`` hashes its code (the file, or every ``.py`` file of its package)."""
+
+    name: str
+    source: str
+    distribution: str | None = None
+    distribution_version: str | None = None
+    path: str | None = None
+    sha256: str | None = None
 
 
-def write_json(path: Path, record: Any) -> None:
-    """Write ``record`` as indented JSON, atomically."""
-    text = json.dumps(record, indent=2, sort_keys=False, default=_json_default) + "\n"
-    atomic_write(path, lambda stream: stream.write(text.encode()))
+@dataclass(kw_only=True)
+class ComponentRecord:
+    """A component used by a run: its name, version and the plugin that provided it."""
+
+    name: str
+    version: str
+    plugin: PluginRecord
 
 
-def _json_default(value: Any):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
+@dataclass(kw_only=True)
+class WeightsFile:
+    """A pretrained-weights file a model build loaded."""
+
+    file: str
+    expected_name: str
+    sha256: str
+    matches_published: bool
+
+
+@dataclass(kw_only=True)
+class Pretrained:
+    """``mode``: imagenet, none or file (``--pretrained PATH``); ``files``: what was loaded."""
+
+    mode: str
+    files: list[WeightsFile] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class ModelRecord(ComponentRecord):
+    """The model: ``backbone`` is the baseline architecture it builds on (``ModelSpec.backbone``);
+    ``context`` lists what ``build`` was given besides the class count (``train_labels``...)."""
+
+    pretrained: Pretrained
+    head_prefixes: list[str]
+    backbone: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class FusionRecord(ComponentRecord):
+    """The fusion method and the ensemble's label (``ScaleEn``)."""
+
+    label: str
+
+
+@dataclass(kw_only=True)
+class MemberRecord:
+    """One run fused into an ensemble; ``path`` is relative to the fused run folder."""
+
+    run_id: str
+    path: str
+    kind: str
+    model: str | None
+    augmentation: str | None
+    size: int | None
+    seed: int | None
+    scores_sha256: str
+
+
+@dataclass(kw_only=True)
+class DatasetRecord:
+    """The data a run saw: ``fingerprint`` = H(classes, ``train_hash``, test-split hash)
+    (``harness.data``), so the test labels in ``scores.npz`` can be checked against it."""
+
+    name: str
+    version: str
+    plugin: PluginRecord
+    fingerprint: str
+    train_hash: str | None
+    classes: list[str]
+    n_train: int
+    n_test: int
+    coverage: float
+
+
+@dataclass(kw_only=True)
+class ProtocolRecord:
+    """The protocol's name, version and hash, and every field the run changed:
+    ``deviations[field] = {"protocol": value, "used": value, ...}``."""
+
+    name: str
+    version: int
+    hash: str
+    deviations: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class RunRecord:
+    """One finished run (``result.json``). ``path`` is the run folder, when known (not stored)."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    kind: str
+    created: str
+    harness_version: str = __version__
+    metrics_version: int
+    metrics: dict[str, Any]
+    dataset: DatasetRecord
+    protocol: ProtocolRecord
+    model: ModelRecord | None = None
+    augmentation: ComponentRecord | None = None
+    loss: ComponentRecord | None = None
+    size: int | None = None
+    seed: int | None = None
+    device: str | None = None
+    gpu: str | None = None
+    world_size: int | None = None
+    precision: str | None = None
+    tf32: bool | None = None
+    pipeline: dict[str, Any] = field(default_factory=dict)
+    plugins: list[PluginRecord] = field(default_factory=list)
+    fusion: FusionRecord | None = None
+    members: list[MemberRecord] | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+    wall_time_s: float | None = None
+    train_images_per_s: float | None = None
+    eval_images_per_s: float | None = None
+    path: Path | None = field(default=None, compare=False, repr=False, metadata={"stored": False})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.metadata.get("stored", True)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, data: str | bytes | dict, where: str = RESULT_FILE, *, upgrade: bool = False) -> "RunRecord":
+        """Parse and check a record; ``upgrade=True`` also reads older schema versions."""
+        if not isinstance(data, dict):
+            try:
+                data = json.loads(data)
+            except (ValueError, UnicodeDecodeError) as error:
+                raise BadInput(f"{where}: invalid JSON ({error})") from None
+        if not isinstance(data, dict):
+            raise BadInput(f"{where}: expected a JSON object")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            if upgrade and version == 1:
+                data = _upgrade_from_v1(data)
+            else:
+                hint = "; read it with upgrade=True" if version == 1 else ""
+                raise BadInput(f"{where}: schema_version {version!r}; this harness reads version {SCHEMA_VERSION}{hint}")
+        record = _parse(cls, data, where)
+        record._check_kind(where)
+        return record
+
+    @classmethod
+    def read(cls, run_dir: Path, *, upgrade: bool = False) -> "RunRecord":
+        """The record of a finished run folder, with ``path`` set."""
+        path = Path(run_dir) / RESULT_FILE
+        if not path.is_file():
+            raise UserError(f"{run_dir}: no {RESULT_FILE}; is it a finished run folder?")
+        record = cls.from_json(path.read_bytes(), str(path), upgrade=upgrade)
+        record.path = Path(run_dir)
+        return record
+
+    def _check_kind(self, where: str) -> None:
+        if self.kind not in KINDS:
+            raise BadInput(f"{where}: kind {self.kind!r}; expected one of {', '.join(KINDS)}")
+        if self.kind == "train":
+            for name in ("model", "augmentation", "loss", "size", "seed", "device", "world_size", "precision", "tf32"):
+                if getattr(self, name) is None:
+                    raise BadInput(f"{where}: a train record needs {name!r}")
+        elif self.fusion is None or not self.members or len(self.members) < 2:
+            raise BadInput(f"{where}: a fusion record needs 'fusion' and at least two 'members'")
+
+    # -- what tables and comparisons read --------------------------------------------
+
+    @property
+    def method_components(self) -> dict[str, str | None]:
+        """The names that say what was trained: model, augmentation, loss, size."""
+        return {
+            "model": self.model.name if self.model else None,
+            "augmentation": self.augmentation.name if self.augmentation else None,
+            "loss": self.loss.name if self.loss else None,
+            "size": self.size,
+        }
+
+
+def _plain(value: Any) -> Any:
+    """A record value as JSON data."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.metadata.get("stored", True)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, Path):
         return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    return value
 
 
-def write_scores(path: Path, scores: np.ndarray, labels: np.ndarray, ids) -> None:
-    """Write ``scores.npz`` atomically, with the dtypes the format fixes."""
-    arrays = {
-        "scores": np.asarray(scores, dtype=np.float32),
-        "labels": np.asarray(labels, dtype=np.int8),
-        "ids": np.asarray([str(i) for i in ids]),
-    }
-    atomic_write(path, lambda stream: np.savez(stream, **arrays))
+def _type_name(expected: Any) -> str:
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(expected))
+    if expected is type(None):
+        return "null"
+    if origin is not None:
+        return {list: "list", dict: "object"}.get(origin, str(origin))
+    return {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object"}.get(
+        expected, getattr(expected, "__name__", str(expected))
+    )
 
 
-def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read ``(scores, labels, ids)`` from a run folder or a ``.npz`` file."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / SCORES_FILE
-    if not path.is_file():
-        raise BadInput(f"{path}: no such file; give a run folder or a scores.npz file")
-    if path.suffix != ".npz":
-        raise BadInput(f"{path}: not a .npz file; give a run folder or its scores.npz")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = {"scores", "labels"} - set(data.files)
-            if missing:
-                raise BadInput(f"{path}: missing array(s) {', '.join(sorted(missing))}; expected scores, labels, ids")
-            scores, labels = data["scores"], data["labels"]
-            ids = data["ids"] if "ids" in data.files else np.arange(len(scores)).astype(str)
-    except (OSError, ValueError) as error:
-        raise BadInput(f"{path}: not a readable .npz file ({error})") from None
-    return scores, labels, ids
+def _parse(expected: Any, value: Any, where: str, key: str = "") -> Any:
+    """``value`` checked against the annotation ``expected``; dataclasses built recursively.
+
+    ``where`` names the file and ``key`` the dotted field, for one-line refusals such as
+    ``result.json: 'dataset.fingerprint' is an integer, expected string``.
+    """
+    origin = typing.get_origin(expected)
+    if expected is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(expected):
+            try:
+                return _parse(option, value, where, key)
+            except BadInput:
+                continue
+        raise _mismatch(value, expected, where, key)
+    if dataclasses.is_dataclass(expected):
+        if not isinstance(value, dict):
+            raise _mismatch(value, expected, where, key)
+        hints = typing.get_type_hints(expected)
+        stored = {f.name: f for f in dataclasses.fields(expected) if f.metadata.get("stored", True)}
+        unknown = sorted(set(value) - set(stored))
+        if unknown:
+            raise BadInput(f"{where}: unknown key {_join(key, unknown[0])!r}")
+        arguments = {}
+        for name, spec in stored.items():
+            if name in value:
+                arguments[name] = _parse(hints[name], value[name], where, _join(key, name))
+            elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                raise BadInput(f"{where}: required key {_join(key, name)!r} is missing")
+        return expected(**arguments)
+    if origin is list:
+        if not isinstance(value, list):
+            raise _mismatch(value, expected, where, key)
+        (item,) = typing.get_args(expected) or (Any,)
+        return [_parse(item, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or expected is dict:
+        if not isinstance(value, dict):
+            raise _mismatch(value, expected, where, key)
+        args = typing.get_args(expected)
+        item = args[1] if len(args) == 2 else Any
+        return {k: _parse(item, v, where, _join(key, k)) for k, v in value.items()}
+    if expected is type(None):
+        accepted = value is None
+    elif expected is float:
+        accepted = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if accepted else value
+    elif expected is int:
+        accepted = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        accepted = isinstance(value, expected)
+    if not accepted:
+        raise _mismatch(value, expected, where, key)
+    return value
 
 
-def read_result(run_dir: Path) -> dict[str, Any]:
-    """The ``result.json`` of a finished run folder."""
-    path = Path(run_dir) / RESULT_FILE
-    if not path.is_file():
-        raise UserError(f"{run_dir}: no {RESULT_FILE}; is it a finished run folder?")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise BadInput(f"{path}: invalid JSON ({error})") from None
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
 
 
-def is_finished(run_dir: Path) -> bool:
-    return (Path(run_dir) / RESULT_FILE).is_file()
+def _mismatch(value: Any, expected: Any, where: str, key: str) -> BadInput:
+    return BadInput(f"{where}: {key or 'the record'!r} is {_json_type(value)}, expected {_type_name(expected)}")
 
 
-def claim_run_dir(run_dir: Path, *, overwrite: bool, resume: bool = False) -> Path:
-    """Create ``run_dir`` for a new run, refusing to replace a finished or unfinished one."""
-    run_dir = Path(run_dir)
-    if is_finished(run_dir) and not overwrite:
-        raise UserError(
-            f"{run_dir} holds a finished run; pass --overwrite to replace it or --run-id to name another"
-        )
-    if run_dir.exists() and any(run_dir.iterdir()) and not (overwrite or resume):
-        raise UserError(
-            f"{run_dir} holds an unfinished run; continue it with `bench run --resume {run_dir}` "
-            f"or pass --overwrite to start again"
-        )
-    if overwrite and run_dir.exists():
-        for stale in run_dir.iterdir():
-            if stale.is_file() and not stale.name.startswith("."):
-                stale.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _upgrade_from_v1(data: dict) -> dict:
+    """A schema-1 record (harness 0.1) in the schema-2 layout. Facts version 1 did not record
+    stay unknown: ``train_hash`` is null (so the test labels cannot be proven), ``plugins``
+    is empty; the loss was always the built-in ``bce``."""
+    record = json.loads(json.dumps(data))
+    record["schema_version"] = SCHEMA_VERSION
+    record.setdefault("harness_version", record.get("environment", {}).get("versions", {}).get("harness", "0.1.0"))
+    dataset = record.get("dataset", {})
+    dataset.setdefault("train_hash", None)
+    dataset.setdefault("version", "1")
+    if record.get("kind") == "train":
+        record.setdefault("loss", {"name": "bce", "version": "1",
+                                   "plugin": {"name": "plugins.losses", "source": "built-in"}})
+        model = record.get("model") or {}
+        model.setdefault("head_prefixes", [])
+    for key in ("plugins", "pipeline"):
+        record.setdefault(key, [] if key == "plugins" else {"version": "1"})
+    return record
 
 
 def git_commit() -> str | None:
@@ -143,8 +355,21 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict[str, Any]:
-    """Library versions and the machine, for every result record."""
+    """Library versions, the machine and torch's thread count, for every result record
+    (``reproduce`` trains with the same thread count: CPU sums depend on how work is split)."""
+    import numpy as np
     import torch
     import torchvision
 
@@ -165,6 +390,18 @@ def environment() -> dict[str, Any]:
         "versions": versions,
         "git_commit": git_commit(),
         "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
+        "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
+
+
+def parse_record(cls: type, data: Any, where: str) -> Any:
+    """``data`` (JSON values) as an instance of the dataclass ``cls``, every key and type checked;
+    refusals are one ``BadInput`` line naming ``where`` and the field."""
+    return _parse(cls, data, where)
+
+
+def parse_value(annotation: Any, value: Any, where: str, key: str) -> Any:
+    """One value checked against a type annotation (``int | None``), refusals naming ``key``."""
+    return _parse(annotation, value, where, key)

@@ -1,64 +1,63 @@
-"""``bench run`` as a Python API: resolve components, train under a protocol, score, record.
+"""``bench run`` as a Python API: resolve once, build, check, train, score, record.
 
-    from harness.runner import RunConfig, run
-    run_dir = run(RunConfig(dataset="shapes", model="resnet18", protocol="smoke"))
+    from harness import run
+    record = run(dataset="shapes", protocol="smoke")     # a RunRecord; record.path is the run folder
+
+A run's settings make three hops: the options (``RunConfig``) resolve once to a
+``ResolvedRun`` (stored as ``run.json``), which the trainer takes, and the measurements
+made under it become the ``RunRecord`` (``result.json``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
-import hashlib
 import io
-import json
-import os
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness import pipeline, results, weights
-from harness.data import fingerprint
+from harness import honesty, pipeline, weights
+from harness.config import ResolvedRun, RunConfig
+from harness.data import fingerprint, train_hash
 from harness.distributed import World, barrier, finish, init_world
 from harness.errors import PluginError, UserError
-from harness.protocol import Protocol, get_protocol
-from harness.registry import Registry, one_line
+from harness.metrics import METRICS_VERSION, evaluate
+from harness.progress import log
+from harness.registry import Component, Registry
+from harness.results import (
+    DatasetRecord,
+    ModelRecord,
+    Pretrained,
+    ProtocolRecord,
+    RunRecord,
+    WeightsFile,
+    environment,
+)
+from harness.rundir import (
+    CHECKPOINT_FILE,
+    LOG_FILE,
+    MODEL_FILE,
+    RUN_FILE,
+    SCORES_FILE,
+    atomic_write,
+    claim,
+    human_bytes,
+    is_finished,
+    publish,
+    read_json,
+    refuse_if_taken,
+    run_lock,
+    write_json,
+    write_scores,
+)
+from harness.specs import DatasetInfo
 
-RUN_CONFIG_FILE = "run.json"
-MODEL_FILE = "model.pt"
-
-
-@dataclass
-class RunConfig:
-    """One training run. ``None`` fields take the protocol's defaults."""
-
-    dataset: str = "shapes"
-    data_root: str | None = None
-    model: str | None = None
-    augmentation: str | None = None
-    size: int | None = None
-    protocol: str = "smoke"
-    epochs: int | None = None
-    batch_size: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    pretrained: str | None = None  # "imagenet", "none" or a file path
-    out: str = "runs"
-    run_id: str | None = None
-    plugins: tuple[str, ...] = ()
-    skip_missing: bool = False
-    cache: bool = True
-    overwrite: bool = False
-    progress: bool = True
-
-
-def default_run_id(dataset: str, model: str, augmentation: str, size: int, protocol: str, seed: int) -> str:
-    """``{dataset}-{model}-{aug}-{size}-{protocol}-seed{seed}`` (``:`` → ``_``): the same cell, the same folder."""
-    return f"{dataset}-{model}-{augmentation}-{size}-{protocol}-seed{seed}".replace(":", "_").replace("/", "_")
+PIPELINE_VERSION = "2"
 
 
 def _choose_device(requested: str, world: World):
@@ -83,8 +82,6 @@ def _configure_precision(precision: str, device) -> tuple[str, bool]:
 
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision not in ("fp32", "bf16"):
-        raise UserError(f"--precision {precision!r}: use fp32 or bf16")
     tf32 = device.type == "cuda" and precision == "bf16"
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
@@ -94,26 +91,49 @@ def _configure_precision(precision: str, device) -> tuple[str, bool]:
     return precision, tf32
 
 
-def _protocol_for(config: RunConfig, size: int) -> tuple[Protocol, dict]:
-    base = get_protocol(config.protocol)
-    protocol, deviations = base.with_overrides(epochs=config.epochs, batch_size=config.batch_size)
-    if size not in base.sizes:
-        deviations["sizes"] = {"protocol": list(base.sizes), "used": [size]}
-    return protocol, deviations
+def available_memory(device) -> int:
+    """Bytes a batch may use: free GPU memory, or the host's available memory."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def _init_used(pretrained_record: dict) -> str:
+def check_batch_memory(run: ResolvedRun, device) -> None:
+    """Refuse, before any work, a batch whose input alone cannot fit: per image S×S×3 bytes
+    read plus two float32 copies (the model input and its normalised copy). A lower bound:
+    the model's activations come on top."""
+    per_batch = run.batch_size * run.size * run.size * 3 * (1 + 4 + 4)
+    free = available_memory(device)
+    if per_batch > free:
+        raise UserError(
+            f"--size {run.size} with batch {run.batch_size} needs at least {human_bytes(per_batch)} of "
+            f"{'GPU' if device.type == 'cuda' else 'host'} memory per batch for the input alone; "
+            f"{human_bytes(free)} is available; choose a smaller --size or --batch-size"
+        )
+
+
+def _init_used(pretrained: Pretrained) -> str:
     """"imagenet" only when every weights file is the one torchvision published; "file" for others."""
-    if pretrained_record["mode"] == "none":
+    if pretrained.mode == "none":
         return "none"
-    return "imagenet" if all(f["matches_published"] for f in pretrained_record["files"]) else "file"
+    return "imagenet" if all(f.matches_published for f in pretrained.files) else "file"
 
 
-def _load_dataset(component, config: RunConfig):
+def load_dataset(component: Component, data_root: str | None, skip_missing: bool):
+    """Load and check a dataset through its plugin; refusals name the dataset."""
     spec = component.spec
-    root = Path(config.data_root).expanduser() if config.data_root else None
-    with plugin_call(component, "load"):
-        dataset = spec.load(root, {"skip_missing": config.skip_missing})
+    root = Path(data_root) if data_root else None
+    dataset = component.call("load", spec.load, root, {"skip_missing": skip_missing})
     missing = [s for s in ("train", "test") if s not in dataset.splits]
     if missing:
         raise PluginError(f"dataset {spec.name!r} has no {' or '.join(missing)} split; a benchmark needs both")
@@ -130,235 +150,276 @@ def _load_dataset(component, config: RunConfig):
         first = ", ".join(f"{p.get('id')} ({p.get('problem')})" for p in list(dataset.problems)[:3])
         only_missing = all(p.get("problem") == "image file not found" for p in dataset.problems)
         advice = " or pass --skip-missing to leave them out (the coverage is recorded)" if only_missing else ""
+        where = f" --data-root {data_root}" if data_root else ""
         raise UserError(
             f"dataset {spec.name!r} has {len(dataset.problems)} problem(s), first: {first}; "
-            f"run `bench data verify --dataset {spec.name} --data-root {config.data_root}`{advice}"
+            f"run `bench data verify --dataset {spec.name}{where}`{advice}"
         )
     return dataset
 
 
-def _image_arrays(dataset, size: int, dataset_fingerprint: str, config: RunConfig, world: World):
+def _image_arrays(dataset, run: ResolvedRun, world: World):
     arrays = {}
     for split in ("train", "test"):
         paths = dataset.splits[split].image_paths
-        if config.cache:
-            key = _image_cache_key(dataset, split, dataset_fingerprint)
+        if run.cache:
+            key = f"{dataset.name}-{run.fingerprint}-{split}"
             if world.is_main:
-                arrays[split] = pipeline.image_cache(paths, size, key, progress=config.progress)
+                arrays[split] = pipeline.image_cache(paths, run.size, key)
             barrier(world)
             if not world.is_main:
-                arrays[split] = pipeline.image_cache(paths, size, key, progress=False)
+                arrays[split] = pipeline.image_cache(paths, run.size, key)
         else:
-            arrays[split] = pipeline.decoded_images(paths, size)
+            arrays[split] = pipeline.decoded_images(paths, run.size)
     return arrays
 
 
-@contextlib.contextmanager
-def plugin_call(component, what: str):
-    """Report anything but a ``UserError`` raised inside a plugin as one line naming the plugin."""
-    try:
-        yield
-    except UserError:
-        raise
-    except Exception as error:
-        raise PluginError(
-            f"{component.kind} {component.name!r} (plugin {component.plugin.name!r}): {what} raised "
-            f"{one_line(error)}; `bench --verbose` shows the traceback"
-        ) from error
+def dataset_info(dataset, dataset_fingerprint: str) -> DatasetInfo:
+    """What a model may see of its dataset: the train split's labels, read-only."""
+    labels = np.array(dataset.splits["train"].labels, dtype=np.int8, copy=True)
+    labels.flags.writeable = False
+    return DatasetInfo(name=dataset.name, classes=tuple(dataset.classes), fingerprint=dataset_fingerprint,
+                       train_labels=labels)
 
 
-def _image_cache_key(dataset, split: str, dataset_fingerprint: str) -> str:
-    """The fingerprint covers ids and labels; the files' paths, sizes and times say which pixels."""
-    digest = hashlib.sha256()
-    for path in dataset.splits[split].image_paths:
-        status = os.stat(path)
-        digest.update(f"{path}\x1f{status.st_size}\x1f{status.st_mtime_ns}\x1e".encode())
-    return f"{dataset.name}-{dataset_fingerprint}-{split}-{digest.hexdigest()[:12]}"
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path):
-    """Hold ``.<run-id>.lock`` beside the run folder for the whole run: one process per run."""
-    from filelock import FileLock, Timeout
-
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(run_dir.parent / f".{run_dir.name}.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise UserError(f"{run_dir} is being written by another bench process; wait for it to finish") from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def _build_model(component, model_name: str, num_classes: int, pretrained: str):
+def build_model(component: Component, model_name: str, num_classes: int, pretrained: str,
+                info: DatasetInfo | None, train_split_hash: str | None = None) -> tuple[Any, Pretrained, dict]:
+    """``build`` through the plugin, with the weights it loads recorded; returns the model,
+    the weights record and the context it was given (for ``result.json``: which labels)."""
     spec = component.spec
-    kwargs = {"variant": model_name.split(":", 1)[1]} if spec.takes_variant else {}
-    override = None if pretrained in ("imagenet", "none") else Path(pretrained).expanduser()
-    if override is not None and not override.is_file():
-        raise UserError(f"--pretrained {pretrained}: no such file; give a weights file, imagenet or none")
-    with weights.recording(override) as record, plugin_call(component, "build"):
-        model = spec.build(num_classes, pretrained != "none", **kwargs)
+    kwargs: dict[str, Any] = {"variant": model_name.split(":", 1)[1]} if spec.takes_variant else {}
+    context: dict[str, Any] = {}
+    if info is not None and component.accepts(spec.build, "dataset"):
+        kwargs["dataset"] = info
+        context = {"dataset": info.name, "classes": len(info.classes), "fingerprint": info.fingerprint,
+                   "train_labels": {"shape": list(info.train_labels.shape), "split_hash": train_split_hash}}
+    override = None if pretrained in ("imagenet", "none") else Path(pretrained)
+    with weights.recording(override) as record:
+        try:
+            model = component.call("build", spec.build, num_classes, pretrained != "none", **kwargs)
+        except PluginError as error:
+            if record.files:
+                loaded = record.files[-1]
+                raise PluginError(f"{error} (after loading weights file {loaded['file']}, sha256 {loaded['sha256'][:12]}…: "
+                                  "is it the file for this architecture?)") from error
+            raise
     if pretrained != "none" and not record.files:
         raise PluginError(
-            f"model {model_name!r} (plugin {component.plugin.name!r}) did not load pretrained weights through "
-            f"harness.weights; use --pretrained none or fix the plugin (a run never falls back to random weights)"
+            f"{component.label} did not load pretrained weights through harness.weights; use --pretrained none "
+            "or fix the plugin (a run never falls back to random weights)"
         )
     mode = {"imagenet": "imagenet", "none": "none"}.get(pretrained, "file")
-    return model, {"mode": mode, "files": record.files}
+    return model, Pretrained(mode=mode, files=[WeightsFile(**f) for f in record.files]), context
 
 
-def _check_output(model, model_name: str, plugin_name: str, sample, num_classes: int) -> None:
-    """One forward pass in eval mode on two test images: the logits must be (2, C)."""
+def check_outputs(component: Component, model, sample, num_classes: int, device) -> None:
+    """A forward pass in eval and in train mode on a copy: the logits must be (B, C), floating
+    point and finite in both (a model may behave differently in each)."""
     import torch
 
-    model.eval()
-    with torch.inference_mode():
-        try:
-            output = model(sample)
-        except Exception as error:
-            raise PluginError(f"model {model_name!r} (plugin {plugin_name!r}) failed on a test batch: "
-                              f"{one_line(error)}; `bench --verbose` shows the traceback") from error
-    if not isinstance(output, torch.Tensor) or tuple(output.shape) != (sample.shape[0], num_classes):
-        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-        raise PluginError(f"model {model_name!r} (plugin {plugin_name!r}) returned {shape} for a batch of "
-                          f"{sample.shape[0]}; expected ({sample.shape[0]}, {num_classes}) logits")
+    probe = copy.deepcopy(model).to(device)
+    sample = sample.to(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for train in (False, True):
+            probe.train(train)
+            mode = "train" if train else "eval"
+            with torch.no_grad(), component.guard(f"forward in {mode} mode"):
+                output = probe(sample)
+            expected = (sample.shape[0], num_classes)
+            if not isinstance(output, torch.Tensor) or tuple(output.shape) != expected:
+                shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+                raise PluginError(f"{component.label} returned {shape} in {mode} mode for a batch of "
+                                  f"{sample.shape[0]}; expected {expected} logits")
+            if not output.is_floating_point() or not torch.isfinite(output).all():
+                raise PluginError(f"{component.label} returned non-finite or non-float logits in {mode} mode")
 
 
-def resume_config(run_dir: Path, **overrides: Any) -> RunConfig:
-    """The stored configuration of an unfinished run, with ``overrides`` (device, data root, plugins)."""
-    run_dir = Path(run_dir)
-    if results.is_finished(run_dir):
+def _sample(dataset, size: int):
+    """Two training images as a float batch, for the output checks."""
+    import torch
+
+    paths = dataset.splits["train"].image_paths[:2]
+    images = np.stack([pipeline.decode_resized(p, size) for p in paths])
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
+
+
+def read_run_file(run_dir: Path) -> ResolvedRun:
+    """The resolved run stored in ``run_dir/run.json`` (validated: run folders travel)."""
+    path = Path(run_dir) / RUN_FILE
+    if not Path(run_dir).is_dir():
+        raise UserError(f"{run_dir}: no such run folder")
+    return ResolvedRun.from_dict(read_json(path, "run file"), str(path))
+
+
+def resolve_resume(run_dir: Path, data_root: str | None = None) -> tuple[ResolvedRun, Registry]:
+    """The stored run of an unfinished run folder, its plugin files re-hashed, and its registry;
+    ``data_root`` moves the data (the fingerprint must still match)."""
+    run_dir = Path(run_dir).expanduser().resolve()
+    if is_finished(run_dir):
         raise UserError(f"{run_dir} is finished; nothing to resume")
-    path = run_dir / RUN_CONFIG_FILE
-    if not path.is_file():
-        raise UserError(f"{run_dir}: no {RUN_CONFIG_FILE}; is it a run folder made by `bench run`?")
-    stored = json.loads(path.read_text())
-    stored["plugins"] = tuple(stored.get("plugins", ()))
-    stored.update({k: v for k, v in overrides.items() if v not in (None, ())})
-    stored.update(out=str(run_dir.parent), run_id=run_dir.name, overwrite=False)
-    return RunConfig(**stored)
+    resolved = read_run_file(run_dir)
+    if resolved.run_dir != run_dir:
+        resolved = dataclasses.replace(resolved, out=str(run_dir.parent), run_id=run_dir.name)
+    if data_root is not None:
+        resolved = dataclasses.replace(resolved, data_root=str(Path(data_root).expanduser().resolve()))
+    resolved.check_plugin_files()
+    registry = Registry(tuple(source.value for source in resolved.plugins))
+    for source in resolved.plugins:
+        match = next((p for p in registry.plugins if p.requested and p.path == source.plugin.path
+                      and p.name in (source.value, source.plugin.name)), None)
+        if source.plugin.source == "distribution" and match and match.distribution_version != source.plugin.distribution_version:
+            raise UserError(f"plugin {source.value}: version {match.distribution_version} is installed, the run started "
+                            f"with {source.plugin.distribution_version}; install that version to resume")
+    return resolved, registry
 
 
-def run(config: RunConfig, *, resume: bool = False) -> Path:
-    """Train and score one model; returns the run folder (see ``harness.results``)."""
+def run(config: RunConfig | None = None, *, resume: Path | str | None = None, data_root: str | None = None,
+        **options) -> RunRecord:
+    """Train and score one model; returns its ``RunRecord`` (``record.path`` is the run folder).
+
+    ``run(dataset="shapes")`` is ``run(RunConfig(dataset="shapes"))``. ``resume=RUN_DIR``
+    continues an unfinished run from its ``run.json`` and checkpoint (``data_root`` moves its
+    data). On a non-zero torchrun rank it returns ``None``.
+    """
+    if resume is not None:
+        if config is not None or options:
+            raise UserError("resume continues a run with its stored settings; give no other settings")
+        resolved, registry = resolve_resume(Path(resume), data_root)
+    else:
+        config = config or RunConfig(**options)
+        if data_root is not None:
+            config = dataclasses.replace(config, data_root=data_root)
+        registry = Registry(config.plugins)
+        resolved = config.resolve(registry)
+    registry.check_core_unchanged()
+    return _train(resolved, registry, resume=resume is not None, overwrite=bool(config and config.overwrite))
+
+
+def _components(resolved: ResolvedRun, registry: Registry) -> dict[str, Component]:
+    return {
+        "dataset": registry.get("dataset", resolved.dataset),
+        "model": registry.get("model", resolved.model),
+        "augmentation": registry.get("augmentation", resolved.augmentation),
+        "loss": registry.get("loss", resolved.loss),
+    }
+
+
+def _train(resolved: ResolvedRun, registry: Registry, *, resume: bool, overwrite: bool) -> RunRecord | None:
     import torch
 
-    from harness import metrics
-    from harness.train import CHECKPOINT_FILE, Trainer, TrainSetup, seed_everything
+    from harness.train import Trainer, epoch_line, seed_everything
 
     started = time.perf_counter()
-    registry = Registry(config.plugins)
-    base_protocol = get_protocol(config.protocol)
-    dataset_component = registry.get("dataset", config.dataset)
-    model_name = config.model or base_protocol.default_model
-    augmentation_name = config.augmentation or base_protocol.default_augmentation
-    model_component = registry.get("model", model_name)
-    augmentation_component = registry.get("augmentation", augmentation_name)
-    size = config.size or base_protocol.default_size
-    pretrained = config.pretrained or base_protocol.init
-    protocol, deviations = _protocol_for(config, size)
-
+    components = _components(resolved, registry)
     held = contextlib.ExitStack()
-    world = init_world("cuda" if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()) else "cpu")
+    wants_cuda = resolved.device.startswith("cuda") or (resolved.device == "auto" and torch.cuda.is_available())
+    world = init_world("cuda" if wants_cuda else "cpu")
     try:
-        if protocol.batch_size % world.size:
-            raise UserError(f"batch size {protocol.batch_size} does not divide over {world.size} processes")
-        device = _choose_device(config.device, world)
-        precision, tf32 = _configure_precision(config.precision, device)
-        dataset = _load_dataset(dataset_component, config)
-        dataset_fingerprint = fingerprint(dataset)
-        run_id = config.run_id or default_run_id(dataset.name, model_name, augmentation_name, size, protocol.name, config.seed)
-        run_dir = Path(config.out).expanduser() / run_id
-        if world.is_main and results.is_finished(run_dir) and not config.overwrite:
-            results.claim_run_dir(run_dir, overwrite=False)  # refuses, before any work is done
+        if resolved.batch_size % world.size:
+            raise UserError(f"batch size {resolved.batch_size} does not divide over {world.size} processes")
+        device = _choose_device(resolved.device, world)
+        precision, tf32 = _configure_precision(resolved.precision, device)
+        check_batch_memory(resolved, device)
+        run_dir = resolved.run_dir
+        if world.is_main:
+            refuse_if_taken(run_dir, overwrite=overwrite, resume=resume)  # before any work is done
+        dataset = load_dataset(components["dataset"], resolved.data_root, resolved.skip_missing)
+        found = fingerprint(dataset)
+        if resolved.fingerprint is not None and found != resolved.fingerprint:
+            raise UserError(
+                f"{run_dir / RUN_FILE}: the run started on dataset {resolved.dataset!r} with fingerprint "
+                f"{resolved.fingerprint}, but the data at {resolved.data_root or 'its default place'} has fingerprint "
+                f"{found}; resume with --data-root pointing at the run's own data"
+            )
+        resolved = resolved.with_fingerprint(found)
+        rules = resolved.rules()
+        num_classes = len(dataset.classes)
+        train_split_hash = train_hash(dataset)
 
-        seed_everything(config.seed)
-        model, pretrained_record = _build_model(model_component, model_name, len(dataset.classes), pretrained)
+        seed_everything(resolved.seed)
+        model_component, loss_component = components["model"], components["loss"]
+        model, pretrained, context = build_model(model_component, resolved.model, num_classes, resolved.pretrained,
+                                                 dataset_info(dataset, found), train_split_hash)
         head_prefixes = tuple(getattr(model, "head_prefixes", model_component.spec.head_prefixes))
-        init = _init_used(pretrained_record)
-        if init != protocol.init:
-            deviations["init"] = {"protocol": protocol.init, "used": init}
-        sample = np.stack([pipeline.decode_resized(p, size) for p in dataset.splits["test"].image_paths[:2]])
-        sample = torch.from_numpy(sample).permute(0, 3, 1, 2).float().div(255)
-        _check_output(model, model_name, model_component.plugin.name, sample, len(dataset.classes))
-        arrays = _image_arrays(dataset, size, dataset_fingerprint, config, world)
+        deviations = dict(resolved.deviations)
+        deviations.pop("init", None)  # decided by the files loaded: the published file is imagenet, whatever its path
+        init = _init_used(pretrained)
+        if init != rules.init:
+            deviations["init"] = {"protocol": rules.init, "used": init}
+        check_outputs(model_component, model, _sample(dataset, resolved.size), num_classes, device)
+        honesty.check_gradients(model_component, model, loss_component, num_classes, min(resolved.size, honesty.CHECK_SIZE))
+        arrays = _image_arrays(dataset, resolved, world)
         train_targets = (dataset.splits["train"].labels != 0).astype(np.float32)  # ignored (difficult) → positive
+
+        folder = run_dir
         if world.is_main:
             held.enter_context(run_lock(run_dir))
-            results.claim_run_dir(run_dir, overwrite=config.overwrite, resume=resume)
-            results.write_json(run_dir / RUN_CONFIG_FILE, dataclasses.asdict(config) | {"overwrite": False})
+            folder = claim(run_dir, overwrite=overwrite, resume=resume)
+            write_json(folder / RUN_FILE, resolved.to_dict())
         barrier(world)
 
-        setup = TrainSetup(
-            train_images=arrays["train"], train_targets=train_targets, test_images=arrays["test"],
-            protocol=protocol, augment=augmentation_component.spec.augment, seed=config.seed,
-            augmentation_call=lambda: plugin_call(augmentation_component, "augment"),
-            model_call=lambda: plugin_call(model_component, "forward"),
-            device=device, precision=precision, world=world, progress=config.progress,
-            eval_batch_size=256 if device.type == "cuda" else 64,
-        )
-        trainer = Trainer(model, head_prefixes, setup, model_name)
-        checkpoint = run_dir / CHECKPOINT_FILE
+        trainer = Trainer(model, head_prefixes, resolved, components, device=device, precision=precision, world=world)
+        checkpoint = folder / CHECKPOINT_FILE
         if resume and checkpoint.is_file():
             trainer.load_checkpoint(checkpoint)
-        while trainer.epoch < protocol.epochs:
-            record = trainer.train_epoch()
+        while trainer.epoch < resolved.epochs:
+            epoch = trainer.train_epoch(arrays["train"], train_targets)
             if world.is_main:
-                trainer.save_checkpoint(run_dir, trainer.earlier_wall_time_s + time.perf_counter() - started)
-                results.write_json(run_dir / "log.json", trainer.log)
-                if config.progress:
-                    print(f"epoch {record['epoch'] + 1}/{protocol.epochs}  loss {record['loss']:.4f}  "
-                          f"{record['images_per_s']:.0f} img/s", flush=True)
+                elapsed = trainer.earlier_wall_time_s + time.perf_counter() - started
+                trainer.save_checkpoint(folder, elapsed)
+                write_json(folder / LOG_FILE, trainer.log)
+                log.info(epoch_line(epoch, resolved.epochs, elapsed))
             barrier(world)
 
         scores, eval_rate = trainer.score(arrays["test"])
         if not world.is_main:
-            return run_dir
+            return None
         test = dataset.splits["test"]
-        metric_values = metrics.evaluate(scores, test.labels)
-        results.write_scores(run_dir / results.SCORES_FILE, scores, test.labels, test.ids)
+        write_scores(folder / SCORES_FILE, scores, test.labels, test.ids)
         state = io.BytesIO()
         torch.save(trainer.bare_model.state_dict(), state)
-        results.atomic_write(run_dir / MODEL_FILE, lambda stream: stream.write(state.getvalue()))
-        environment = results.environment()
-        record = {
-            "schema_version": results.RESULT_SCHEMA_VERSION,
-            "run_id": run_id,
-            "kind": "train",
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "metrics_version": metrics.METRICS_VERSION,
-            "metrics": metric_values,
-            "dataset": {
-                **dataset_component.provenance(dataset.name),
-                "fingerprint": dataset_fingerprint,
-                "coverage": dataset.coverage,
-                "classes": list(dataset.classes),
-                "n_train": len(dataset.splits["train"]),
-                "n_test": len(test),
-            },
-            "model": {**model_component.provenance(model_name), "pretrained": pretrained_record,
-                      "head_prefixes": list(head_prefixes)},
-            "augmentation": augmentation_component.provenance(),
-            "size": size,
-            "protocol": {"name": protocol.name, "version": protocol.version,
-                         "hash": base_protocol.hash, "deviations": deviations},
-            "seed": config.seed,
-            "device": str(device),
-            "gpu": environment["gpu"],
-            "world_size": world.size,
-            "precision": precision,
-            "tf32": tf32,
-            "environment": environment,
-            "wall_time_s": trainer.earlier_wall_time_s + time.perf_counter() - started,
-            "train_images_per_s": float(np.mean([r["images_per_s"] for r in trainer.log])),
-            "eval_images_per_s": eval_rate,
-        }
-        results.write_json(run_dir / results.RESULT_FILE, record)
-        checkpoint.unlink(missing_ok=True)  # only once the result is safely written
-        return run_dir
+        atomic_write(folder / MODEL_FILE, lambda stream: stream.write(state.getvalue()))
+        record = RunRecord(
+            run_id=resolved.run_id,
+            kind="train",
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            metrics_version=METRICS_VERSION,
+            metrics=evaluate(scores, test.labels),
+            dataset=DatasetRecord(
+                name=dataset.name, version=components["dataset"].spec.version,
+                plugin=components["dataset"].plugin.provenance(), fingerprint=found, train_hash=train_split_hash,
+                classes=list(dataset.classes), n_train=len(dataset.splits["train"]), n_test=len(test),
+                coverage=dataset.coverage,
+            ),
+            protocol=ProtocolRecord(name=resolved.protocol, version=rules.version, hash=resolved.protocol_hash,
+                                    deviations=deviations),
+            model=ModelRecord(
+                name=resolved.model, version=model_component.spec.version, plugin=model_component.plugin.provenance(),
+                pretrained=pretrained, head_prefixes=list(head_prefixes), backbone=model_component.spec.backbone,
+                context=context,
+            ),
+            augmentation=components["augmentation"].provenance(),
+            loss=loss_component.provenance(),
+            size=resolved.size,
+            seed=resolved.seed,
+            device=str(device),
+            gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            world_size=world.size,
+            precision=precision,
+            tf32=tf32,
+            pipeline={"version": PIPELINE_VERSION, "input_crop": components["augmentation"].spec.input_crop},
+            plugins=registry.provenance(),
+            environment=environment(),
+            wall_time_s=trainer.earlier_wall_time_s + time.perf_counter() - started,
+            train_images_per_s=float(np.mean([r["images_per_s"] for r in trainer.log])),
+            eval_images_per_s=eval_rate,
+        )
+        atomic_write(folder / "result.json", lambda stream: stream.write(record.to_json().encode()))
+        (folder / CHECKPOINT_FILE).unlink(missing_ok=True)  # only once the result is safely written
+        publish(folder, run_dir)
+        record.path = run_dir
+        return record
     finally:
         held.close()
         finish(world)
+

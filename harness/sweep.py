@@ -10,7 +10,9 @@ A grid file::
     augmentations = ["flip"]        # with sizes: every combination is a cell
     sizes = [384, 448, 512]
 
-    [run]                           # optional: extra `bench run` options for every cell
+    losses = ["bce"]                # optional: one cell per loss (default: the protocol's)
+
+    [run]                           # optional: any `bench run` option for every cell
     epochs = 10
 
     [[ensembles]]                   # fused with `bench fuse` once its members are finished
@@ -25,6 +27,11 @@ A grid file::
 Every ensemble member is a cell too, so a grid of ensembles alone trains what it needs.
 Cells and ensembles keep deterministic run ids, so a sweep resumes: finished run folders are
 skipped, unfinished ones are continued with ``bench run --resume``.
+
+A cell is a ``RunConfig``: the ``[run]`` keys are ``bench run``'s own option names, checked
+against that command's definitions. A local sweep trains its cells one after the other in
+this process; with ``--per-gpu`` (and on Slurm) each cell is a ``bench run`` process given
+the same options.
 """
 
 from __future__ import annotations
@@ -38,15 +45,22 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
+import typing
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.errors import UserError
-from harness.fusion import fusion_run_id
-from harness.results import is_finished
-from harness.runner import RUN_CONFIG_FILE, default_run_id
+from harness import runner
+from harness.config import RunConfig
+from harness.errors import UserError, cut, one_line
+from harness.fusion import fuse
+from harness.naming import default_run_id, fusion_run_id
+from harness.progress import log_to
+from harness.protocol import get_protocol
+from harness.results import parse_value
+from harness.rundir import RUN_FILE, is_finished
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,14 +68,15 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 SWEEP_FOLDER = "_sweep"
-_GRID_KEYS = {"name", "protocol", "datasets", "models", "seeds", "augmentations", "sizes", "run", "ensembles"}
+_GRID_KEYS = {"name", "protocol", "datasets", "models", "seeds", "augmentations", "sizes", "losses", "run", "ensembles"}
 _ENSEMBLE_KEYS = {"name", "method", "augmentations", "sizes", "datasets", "models", "exclude"}
-_RUN_OPTIONS = {"epochs", "batch_size", "pretrained", "device", "precision"}
+# What a cell fixes itself; the [run] table may set any other option of `bench run`.
+_CELL_FIELDS = {"dataset", "model", "augmentation", "size", "seed", "protocol", "out", "run_id", "plugins", "data_root"}
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One training run of the grid."""
+    """One training run of the grid (``loss`` None: the protocol's)."""
 
     dataset: str
     model: str
@@ -69,10 +84,13 @@ class Cell:
     size: int
     seed: int
     protocol: str
+    loss: str | None = None
 
     @property
     def run_id(self) -> str:
-        return default_run_id(self.dataset, self.model, self.augmentation, self.size, self.protocol, self.seed)
+        default = get_protocol(self.protocol).loss
+        loss = self.loss if self.loss and self.loss != default else None
+        return default_run_id(self.dataset, self.model, self.augmentation, self.size, self.protocol, self.seed, loss)
 
 
 @dataclass(frozen=True)
@@ -141,17 +159,21 @@ def load_grid(path: Path, seeds: list[int] | None = None) -> Grid:
     datasets = _list(data, "datasets", str, where)
     models = _list(data, "models", str, where)
     seeds = seeds or _list(data, "seeds", int, where, default=[0])
+    get_protocol(protocol)
     run_options = data.get("run", {})
     if not isinstance(run_options, dict):
         raise UserError(f"{where}: [run] must be a table of `bench run` options")
-    _check_keys(run_options, _RUN_OPTIONS, f"{where} [run]")
+    _check_run_options(run_options, f"{where} [run]")
+    losses = _list(data, "losses", str, where, default=[None]) if "losses" in data else [None]
 
     cells: dict[Cell, None] = {}
     if "augmentations" in data or "sizes" in data:
         augmentations = _list(data, "augmentations", str, where)
         sizes = _list(data, "sizes", int, where)
-        for dataset, model, augmentation, size, seed in itertools.product(datasets, models, augmentations, sizes, seeds):
-            cells[Cell(dataset, model, augmentation, size, seed, protocol)] = None
+        for dataset, model, augmentation, size, seed, loss in itertools.product(
+            datasets, models, augmentations, sizes, seeds, losses
+        ):
+            cells[Cell(dataset, model, augmentation, size, seed, protocol, loss)] = None
 
     ensembles = []
     for index, entry in enumerate(data.get("ensembles", [])):
@@ -170,15 +192,27 @@ def load_grid(path: Path, seeds: list[int] | None = None) -> Grid:
         ):
             if (dataset, model) in excluded:
                 continue
-            members = tuple(
-                Cell(dataset, model, augmentation, size, seed, protocol)
-                for augmentation, size in itertools.product(augmentations, sizes)
-            )
-            cells.update(dict.fromkeys(members))
-            ensembles.append(Ensemble(name, entry.get("method", "mean"), members))
+            for loss in losses:
+                members = tuple(
+                    Cell(dataset, model, augmentation, size, seed, protocol, loss)
+                    for augmentation, size in itertools.product(augmentations, sizes)
+                )
+                cells.update(dict.fromkeys(members))
+                ensembles.append(Ensemble(name, entry.get("method", "mean"), members))
     if not cells:
         raise UserError(f"{where}: the grid has no cells; give augmentations and sizes, or [[ensembles]]")
     return Grid(data.get("name", path.stem), path, list(cells), ensembles, run_options)
+
+
+def _check_run_options(options: dict[str, Any], where: str) -> None:
+    """The [run] keys must be `bench run` options a grid may set for every cell."""
+    from harness.cli.run import option_fields
+
+    allowed = option_fields() - _CELL_FIELDS
+    _check_keys({key.replace("-", "_") for key in options}, allowed, where)
+    types = typing.get_type_hints(RunConfig)
+    for key, value in options.items():
+        parse_value(types[key.replace("-", "_")], value, where, key)
 
 
 def parse_data_roots(values: tuple[str, ...], datasets: set[str]) -> dict[str | None, str]:
@@ -197,30 +231,26 @@ def parse_data_roots(values: tuple[str, ...], datasets: set[str]) -> dict[str | 
     return roots
 
 
+def cell_config(cell: Cell, grid: Grid, out: Path, data_roots: dict[str | None, str]) -> RunConfig:
+    """The ``RunConfig`` that trains ``cell``."""
+    options = {key.replace("-", "_"): value for key, value in grid.run_options.items()}
+    return RunConfig(
+        dataset=cell.dataset, model=cell.model, augmentation=cell.augmentation, size=cell.size, seed=cell.seed,
+        protocol=cell.protocol, loss=cell.loss, out=str(out), run_id=cell.run_id, plugins=grid.plugins,
+        data_root=data_roots.get(cell.dataset, data_roots.get(None)), **options,
+    )
+
+
 def run_args(cell: Cell, grid: Grid, out: Path, data_roots: dict[str | None, str]) -> list[str]:
     """The ``bench`` arguments that train ``cell``, or continue it when it was interrupted."""
+    from harness.cli.run import config_args
+
     run_dir = out / cell.run_id
-    root = data_roots.get(cell.dataset, data_roots.get(None))
-    root_args = ["--data-root", root] if root else []
-    plugin_args = [arg for plugin in grid.plugins for arg in ("--plugin", plugin)]
-    if (run_dir / RUN_CONFIG_FILE).is_file():
-        return ["run", "--resume", str(run_dir), *root_args, *plugin_args, "--quiet"]
-    args = [
-        "run",
-        "--dataset", cell.dataset,
-        "--model", cell.model,
-        "--aug", cell.augmentation,
-        "--size", str(cell.size),
-        "--protocol", cell.protocol,
-        "--seed", str(cell.seed),
-        *root_args,
-        "--out", str(out),
-        "--run-id", cell.run_id,
-        *plugin_args,
-    ]
-    for key, value in sorted(grid.run_options.items()):
-        args += [f"--{key.replace('_', '-')}", str(value)]
-    return [*args, "--quiet"]
+    if (run_dir / RUN_FILE).is_file():
+        root = data_roots.get(cell.dataset, data_roots.get(None))
+        return ["run", "--resume", str(run_dir), *(["--data-root", root] if root else []), "--quiet"]
+    identity = ("dataset", "model", "augmentation", "size", "protocol", "seed")
+    return ["run", *config_args(cell_config(cell, grid, out, data_roots), always=identity), "--quiet"]
 
 
 def fuse_args(ensemble: Ensemble, grid: Grid, out: Path) -> list[str]:
@@ -281,25 +311,27 @@ def _last_line(log: Path) -> str:
 
 
 class LocalSweep:
-    """Runs a grid's cells as ``bench run`` subprocesses, then its ensembles with ``bench fuse``.
+    """Runs a grid's cells, then its ensembles, on this machine.
 
-    Without ``per_gpu`` one process runs at a time with the environment as it is; with it,
-    ``per_gpu`` processes share each visible GPU, each pinned through ``CUDA_VISIBLE_DEVICES``.
-    Each process writes to ``OUT/_sweep/logs/<run-id>.log``; ``echo`` receives one line per
-    cell and ensemble.
+    Without ``per_gpu`` the cells train one after the other in this process; with it,
+    ``per_gpu`` ``bench run`` processes share each visible GPU, each pinned through
+    ``CUDA_VISIBLE_DEVICES``. Every cell's lines go to ``OUT/_sweep/logs/<run-id>.log``;
+    ``echo`` receives one line per cell and ensemble.
     """
 
-    def __init__(self, grid: Grid, out: Path, data_roots: dict[str | None, str], *, per_gpu: int | None, echo: Callable[[str], None]):
+    def __init__(self, grid: Grid, out: Path, data_roots: dict[str | None, str], *, per_gpu: int | None,
+                 echo: Callable[[str], None]):
         self.grid, self.out, self.data_roots, self.echo = grid, Path(out), data_roots, echo
         self.logs = self.out / SWEEP_FOLDER / "logs"
         self.summary = Summary()
         self.total = len(grid.cells) + len(grid.ensembles)
         self.position = 0
+        self.records: list = []  # the RunRecords made in this process
         self.lock = threading.Lock()
         gpus = visible_gpus() if per_gpu else []
         if per_gpu and not gpus:
             echo("no GPU visible: running one cell at a time")
-        self.slots: list[str | None] = [g for g in gpus for _ in range(per_gpu or 0)] or [None]
+        self.slots: list[str | None] = [g for g in gpus for _ in range(per_gpu or 0)]
 
     def _report(self, kind: str, status: str, run_id: str, detail: str = "") -> None:
         with self.lock:
@@ -308,43 +340,68 @@ class LocalSweep:
             width = len(str(self.total))
             self.echo(f"[{self.position:>{width}}/{self.total}] {status:<7} {run_id}{'  ' + detail if detail else ''}")
 
-    def _execute(self, kind: str, run_id: str, args: list[str], slots: "queue.Queue[str | None]") -> None:
+    def _in_process(self, kind: str, run_id: str, work: Callable[[], Any]) -> None:
+        log = self.logs / f"{run_id}.log"
+        started = time.monotonic()
+        try:
+            with log_to(log):
+                record = work()
+        except UserError as error:
+            self._report(kind, "failed", run_id, f"{cut(error, 200)} (log: {log})")
+            return
+        except Exception as error:  # a bug in one cell must not stop the others
+            with open(log, "a") as stream:
+                traceback.print_exc(file=stream)
+            self._report(kind, "failed", run_id, f"unexpected {one_line(error)} (traceback in {log})")
+            return
+        self.records.append(record)
+        self._report(kind, "done", run_id, f"{time.monotonic() - started:.0f} s")
+
+    def _train(self, cell: Cell) -> None:
+        run_dir = self.out / cell.run_id
+        if (run_dir / RUN_FILE).is_file():
+            root = self.data_roots.get(cell.dataset, self.data_roots.get(None))
+            self._in_process("cells", cell.run_id, lambda: runner.run(resume=run_dir, data_root=root))
+        else:
+            config = cell_config(cell, self.grid, self.out, self.data_roots)
+            self._in_process("cells", cell.run_id, lambda: runner.run(config))
+
+    def _subprocess(self, run_id: str, args: list[str], slots: "queue.Queue[str]") -> None:
         slot = slots.get()
         try:
-            env = dict(os.environ)
-            if slot is not None:
-                env["CUDA_VISIBLE_DEVICES"] = slot
+            env = dict(os.environ, CUDA_VISIBLE_DEVICES=slot)
             self.logs.mkdir(parents=True, exist_ok=True)
             log = self.logs / f"{run_id}.log"
             started = time.monotonic()
             with open(log, "w") as stream:
                 code = subprocess.run([*bench_command(), *args], stdout=stream, stderr=subprocess.STDOUT, env=env).returncode
             seconds = time.monotonic() - started
-            where = f" on GPU {slot}" if slot is not None else ""
             if code == 0 and is_finished(self.out / run_id):
-                self._report(kind, "done", run_id, f"{seconds:.0f} s{where}")
+                self._report("cells", "done", run_id, f"{seconds:.0f} s on GPU {slot}")
             else:
-                self._report(kind, "failed", run_id, f"exit {code}: {_last_line(log)} (log: {log})")
+                self._report("cells", "failed", run_id, f"exit {code}: {_last_line(log)} (log: {log})")
         finally:
             slots.put(slot)
 
-    def _run_all(self, kind: str, jobs: list[tuple[str, list[str]]]) -> None:
-        slots: "queue.Queue[str | None]" = queue.Queue()
-        for slot in self.slots:
-            slots.put(slot)
-        with ThreadPoolExecutor(max_workers=len(self.slots)) as pool:
-            for future in [pool.submit(self._execute, kind, run_id, args, slots) for run_id, args in jobs]:
-                future.result()
-
     def run(self) -> Summary:
-        jobs = []
+        pending = []
         for cell in self.grid.cells:
             if is_finished(self.out / cell.run_id):
                 self._report("cells", "skipped", cell.run_id, "finished")
             else:
-                jobs.append((cell.run_id, run_args(cell, self.grid, self.out, self.data_roots)))
-        self._run_all("cells", jobs)
-        jobs = []
+                pending.append(cell)
+        if self.slots:
+            slots: "queue.Queue[str]" = queue.Queue()
+            for slot in self.slots:
+                slots.put(slot)
+            with ThreadPoolExecutor(max_workers=len(self.slots)) as pool:
+                jobs = [pool.submit(self._subprocess, c.run_id, run_args(c, self.grid, self.out, self.data_roots), slots)
+                        for c in pending]
+                for job in jobs:
+                    job.result()
+        else:
+            for cell in pending:
+                self._train(cell)
         for ensemble in self.grid.ensembles:
             missing = [m.run_id for m in ensemble.members if not is_finished(self.out / m.run_id)]
             if is_finished(self.out / ensemble.run_id):
@@ -352,8 +409,9 @@ class LocalSweep:
             elif missing:
                 self._report("ensembles", "failed", ensemble.run_id, f"member {missing[0]} is not finished")
             else:
-                jobs.append((ensemble.run_id, fuse_args(ensemble, self.grid, self.out)))
-        self._run_all("ensembles", jobs)
+                self._in_process("ensembles", ensemble.run_id, lambda e=ensemble: fuse(
+                    [self.out / m.run_id for m in e.members], name=e.name, method=e.method, out=self.out,
+                    run_id=e.run_id, plugins=self.grid.plugins))
         return self.summary
 
 

@@ -1,51 +1,37 @@
 """The protocol's training loop and test scoring, identical for every model plugin.
 
 What the protocol fixes happens here and nowhere else: the two parameter groups (head and
-backbone learning rates), SGD with momentum, the step schedule, the mean BCE loss, ignored
-labels trained as positives, the batch size, and one scoring pass after the last epoch.
-A checkpoint is written atomically after every epoch; resuming from it continues the same
-run bit for bit on a CPU, because every epoch's data order and augmentation draws come from
+backbone learning rates), SGD with momentum, the step schedule, the loss (the protocol's,
+or a recorded deviation) computed in float32, ignored labels trained as positives, the
+batch size, and one scoring pass after the last epoch. A checkpoint holding only tensors
+and plain data is written atomically after every epoch; resuming from it continues the run
+bit for bit on a CPU, because every epoch's data order and augmentation draws come from
 generators seeded by (seed, epoch) and the global RNG states are saved.
 """
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import io
+import pickle
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from harness import pipeline
+from harness.config import ResolvedRun
 from harness.distributed import World, gather_rows, shard_of_batch, sum_over_processes
 from harness.errors import PluginError, UserError
+from harness.progress import bar
 from harness.protocol import Protocol
-from harness.results import atomic_write
+from harness.rundir import CHECKPOINT_FILE, atomic_write
 
-CHECKPOINT_FILE = "checkpoint.pt"
-
-
-@dataclass
-class TrainSetup:
-    """Everything the loop needs besides the model: data arrays, device and precision."""
-
-    train_images: np.ndarray  # (N, S, S, 3) uint8
-    train_targets: np.ndarray  # (N, C) float32 0/1
-    test_images: np.ndarray
-    protocol: Protocol
-    augment: Callable
-    seed: int
-    device: Any  # torch.device
-    precision: str  # "fp32" or "bf16"
-    world: World = field(default_factory=World)
-    progress: bool = True
-    eval_batch_size: int = 64
-    augmentation_call: Callable = contextlib.nullcontext  # context naming the plugin on failure
-    model_call: Callable = contextlib.nullcontext
+# Steps between checks of the loss for NaN/inf on a GPU (each check waits for the GPU);
+# on a CPU every step is checked.
+GPU_FINITE_CHECK_EVERY = 25
 
 
 def seed_everything(seed: int) -> None:
@@ -57,7 +43,7 @@ def seed_everything(seed: int) -> None:
 
 
 def epoch_generator(seed: int, epoch: int, stream: int):
-    """A CPU generator for one epoch and purpose (0: data order, 1: augmentation).
+    """A CPU generator for one epoch and purpose (0: data order, 1: augmentation, 2: input crops).
 
     Every process draws the same numbers: each augments the whole global batch alike and
     then trains on its own share, so several processes see exactly what one would.
@@ -100,9 +86,10 @@ def autocast(device, precision: str):
 
 IMPLEMENTED_RULES = {
     "optimizer": "sgd",
-    "loss": "bce_with_logits_mean",
     "test_transform": "resize_square",
+    "crop_source": "original",
     "ignored_labels_in_training": "positive",
+    "mixup_epochs": "even",
     "evaluation": "last_epoch",
 }
 
@@ -110,7 +97,8 @@ IMPLEMENTED_RULES = {
 def check_implemented(protocol: Protocol) -> None:
     """Refuse a protocol whose rules this trainer does not implement, rather than ignore them.
 
-    (``mixup_epochs`` is carried out by the ``mixup`` augmentation, which receives the epoch.)
+    (``mixup_epochs`` is carried out by the ``mixup`` augmentation, which receives the epoch;
+    ``loss`` names a loss component.)
     """
     for field_name, implemented in IMPLEMENTED_RULES.items():
         if getattr(protocol, field_name) != implemented:
@@ -121,35 +109,40 @@ def check_implemented(protocol: Protocol) -> None:
 
 
 class Trainer:
-    """Trains one model under a protocol and scores the test split."""
+    """Trains one model under a resolved run and scores the test split.
 
-    def __init__(self, model, head_prefixes: tuple[str, ...], setup: TrainSetup, model_name: str):
+    ``components`` maps ``model``, ``augmentation`` and ``loss`` to registry components:
+    every call into them goes through the component's ``guard``, which names it on failure.
+    """
+
+    def __init__(self, model, head_prefixes: tuple[str, ...], run: ResolvedRun, components: dict, *,
+                 device, precision: str, world: World):
         import torch
 
-        self.setup = setup
-        protocol = setup.protocol
-        check_implemented(protocol)
-        self.channels_last = setup.device.type == "cuda"
-        model = model.to(setup.device)
+        self.run, self.components = run, components
+        self.device, self.precision, self.world = device, precision, world
+        self.rules = run.rules()
+        check_implemented(self.rules)
+        self.channels_last = device.type == "cuda"
+        model = model.to(device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(
-            parameter_groups(model, head_prefixes, protocol, model_name),
-            lr=protocol.lr_head,
-            momentum=protocol.momentum,
-            weight_decay=protocol.weight_decay,
+            parameter_groups(model, head_prefixes, self.rules, run.model),
+            lr=self.rules.lr_head,
+            momentum=self.rules.momentum,
+            weight_decay=self.rules.weight_decay,
         )
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, milestones=list(protocol.lr_milestones), gamma=protocol.lr_gamma
+            self.optimizer, milestones=list(self.rules.lr_milestones), gamma=self.rules.lr_gamma
         )
-        if setup.world.size > 1:
-            if setup.device.type == "cuda":  # PyTorch's SyncBatchNorm runs on GPUs only
+        if world.size > 1:
+            if device.type == "cuda":  # PyTorch's SyncBatchNorm runs on GPUs only
                 model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            device_ids = [setup.device.index] if setup.device.type == "cuda" else None
+            device_ids = [device.index] if device.type == "cuda" else None
             model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         self.model = model
-        self.loss = torch.nn.BCEWithLogitsLoss()
-        self.mean, self.std = pipeline.normalization(protocol.normalize_mean, protocol.normalize_std, setup.device)
+        self.mean, self.std = pipeline.normalization(self.rules.normalize_mean, self.rules.normalize_std, device)
         self.epoch = 0
         self.log: list[dict] = []
         self.earlier_wall_time_s = 0.0  # wall time of the segments before a resume
@@ -161,85 +154,127 @@ class Trainer:
     # -- checkpoints ---------------------------------------------------------------------
 
     def state(self, wall_time_s: float) -> dict:
+        """Everything a resume needs, as tensors and plain data only (loadable with ``weights_only``)."""
         import torch
 
+        scheduler = self.scheduler.state_dict()
+        scheduler["milestones"] = dict(scheduler["milestones"])
+        kind, keys, position, has_gauss, gauss = np.random.get_state()
         return {
             "epoch": self.epoch,
             "wall_time_s": wall_time_s,
             "model": self.bare_model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "scheduler": scheduler,
             "log": self.log,
             "rng": {
                 "python": random.getstate(),
-                "numpy": np.random.get_state(),
+                "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                          "has_gauss": int(has_gauss), "gauss": float(gauss)},
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
         }
 
-    def save_checkpoint(self, run_dir: Path, wall_time_s: float) -> None:
+    def save_checkpoint(self, folder: Path, wall_time_s: float) -> None:
         """Write everything a resume needs; ``wall_time_s`` is the run's wall time so far."""
         import torch
 
         buffer = io.BytesIO()
         torch.save(self.state(wall_time_s), buffer)
-        atomic_write(run_dir / CHECKPOINT_FILE, lambda stream: stream.write(buffer.getvalue()))
+        atomic_write(folder / CHECKPOINT_FILE, lambda stream: stream.write(buffer.getvalue()))
 
     def load_checkpoint(self, path: Path) -> None:
+        """Continue from ``path``, which is loaded with ``weights_only=True``: tensors and plain
+        data only, never code (run folders travel between people)."""
         import torch
 
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        self.bare_model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch, self.log, self.earlier_wall_time_s = state["epoch"], state["log"], state["wall_time_s"]
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UserError(
+                f"{path}: not a checkpoint this harness wrote ({reason[:120]}); it may hold code, so it is not "
+                "loaded; delete it and start again with --overwrite"
+            ) from None
+        try:
+            self.bare_model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            scheduler = dict(state["scheduler"])
+            scheduler["milestones"] = collections.Counter(scheduler["milestones"])
+            self.scheduler.load_state_dict(scheduler)
+            self.epoch, self.log, self.earlier_wall_time_s = int(state["epoch"]), list(state["log"]), float(state["wall_time_s"])
+            rng = state["rng"]
+            python = rng["python"]
+            random.setstate((python[0], tuple(python[1]), python[2]))
+            numpy = rng["numpy"]
+            np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"],
+                                 numpy["has_gauss"], numpy["gauss"]))
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
+            raise UserError(
+                f"{path}: does not fit model {self.run.model!r} of this run ({' '.join(str(error).split())[:120]}); "
+                "delete it and start again with --overwrite"
+            ) from None
+        if not 0 <= self.epoch <= self.rules.epochs:
+            raise UserError(f"{path}: epoch {self.epoch} is outside 0…{self.rules.epochs}; delete it and start again")
 
     # -- training ------------------------------------------------------------------------
 
-    def train_epoch(self) -> dict:
+    def train_epoch(self, train_images, train_targets: np.ndarray) -> dict:
         """One epoch over the training split in the epoch's seeded order."""
         import torch
-        from tqdm import tqdm
 
-        setup, protocol, world = self.setup, self.setup.protocol, self.setup.world
-        order = torch.randperm(len(setup.train_images), generator=epoch_generator(setup.seed, self.epoch, 0)).numpy()
-        global_batches = [order[i:i + protocol.batch_size] for i in range(0, len(order), protocol.batch_size)]
+        run, world, device = self.run, self.world, self.device
+        model_component, augmentation, loss_component = (self.components[k] for k in ("model", "augmentation", "loss"))
+        order = torch.randperm(len(train_targets), generator=epoch_generator(run.seed, self.epoch, 0)).numpy()
+        global_batches = [order[i:i + run.batch_size] for i in range(0, len(order), run.batch_size)]
         if world.size > 1 and len(global_batches[-1]) < world.size:
             global_batches.pop()  # too small to give every process a sample
-        augment_generator = epoch_generator(setup.seed, self.epoch, 1)
+        augment_generator = epoch_generator(run.seed, self.epoch, 1)
         self.model.train()
-        loss_sum = torch.zeros((), device=setup.device)
+        loss_sum = torch.zeros((), device=device)
+        first_bad_step = torch.full((), -1, dtype=torch.long, device=device)
+        check_every = GPU_FINITE_CHECK_EVERY if device.type == "cuda" else 1
+        num_classes = train_targets.shape[1]
         seen = 0
         start = time.perf_counter()
-        batches = pipeline.Batches(setup.train_images, setup.train_targets, global_batches,
-                                   pin_memory=setup.device.type == "cuda")
-        bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{protocol.epochs}",
-                   unit="batch", disable=not (setup.progress and world.is_main), leave=False)
-        for images_uint8, targets in bar:
-            images = pipeline.to_model_input(images_uint8, setup.device, self.channels_last)
-            targets = targets.to(setup.device, non_blocking=True)
-            with setup.augmentation_call():
-                images, targets = setup.augment(images, targets, self.epoch, augment_generator)
+        batches = pipeline.Batches(train_images, train_targets, global_batches, pin_memory=device.type == "cuda")
+        steps = bar(batches, desc=f"epoch {self.epoch + 1}/{run.epochs}", unit="batch")
+        for step, (images_uint8, targets) in enumerate(steps):
+            images = pipeline.to_model_input(images_uint8, device, self.channels_last)
+            targets = targets.to(device, non_blocking=True)
+            with augmentation.guard("augment"):
+                images, targets = augmentation.spec.augment(images, targets, self.epoch, augment_generator)
             if world.size > 1:  # every process augmented the global batch alike; train on this one's share
                 mine = shard_of_batch(np.arange(images.shape[0]), world)
                 images, targets = images[mine[0]:mine[-1] + 1], targets[mine[0]:mine[-1] + 1]
             images = pipeline.normalize(images, self.mean, self.std)
-            with setup.model_call(), autocast(setup.device, setup.precision):
+            with model_component.guard("forward"), autocast(device, self.precision):
                 logits = self.model(images)
-            loss = self.loss(logits.float(), targets)
+            if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (images.shape[0], num_classes):
+                shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+                raise PluginError(f"{model_component.label} returned {shape} in train mode at epoch {self.epoch + 1}, "
+                                  f"step {step + 1}; expected ({images.shape[0]}, {num_classes}) logits")
+            with loss_component.guard("loss"), torch.autocast(device.type, enabled=False):
+                loss = loss_component.spec.loss(logits.float(), targets.float())
+            if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+                shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+                raise PluginError(f"{loss_component.label} returned {shape}; a loss returns a scalar tensor")
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            with model_component.guard("backward"):
+                loss.backward()
             self.optimizer.step()
-            loss_sum += loss.detach() * images.shape[0]
+            loss_value = loss.detach()
+            first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss_value),
+                                         torch.tensor(step, device=device), first_bad_step)
+            if (step + 1) % check_every == 0 or step + 1 == len(batches):
+                self._stop_if_not_finite(first_bad_step)
+            loss_sum += loss_value * images.shape[0]
             seen += images.shape[0]
-            bar.set_postfix_str(f"{seen * world.size / (time.perf_counter() - start):.0f} img/s (all processes)", refresh=False)
-        if setup.device.type == "cuda":
+        if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         total_seen = sum_over_processes(seen, world)
@@ -255,27 +290,41 @@ class Trainer:
         self.log.append(record)
         return record
 
-    def score(self, images_uint8: np.ndarray) -> tuple[np.ndarray, float]:
+    def _stop_if_not_finite(self, first_bad_step) -> None:
+        bad = int(first_bad_step)
+        if bad >= 0:
+            raise UserError(
+                f"the loss of model {self.run.model!r} ({self.run.loss} loss) became NaN or infinite at epoch "
+                f"{self.epoch + 1}, step {bad + 1}; the run stopped there (check the model's outputs, or the learning "
+                "rate of a deviating protocol)"
+            )
+
+    def score(self, test_images) -> tuple[np.ndarray, float]:
         """Logits for every test image (each exactly once, over all processes) and images/s."""
         import torch
-        from tqdm import tqdm
 
-        setup, world = self.setup, self.setup.world
-        shard = np.array_split(np.arange(len(images_uint8)), world.size)[world.rank]
+        world, device = self.world, self.device
+        model_component = self.components["model"]
+        count = len(test_images)
+        shard = np.array_split(np.arange(count), world.size)[world.rank]
         model = self.bare_model.eval()
         outputs = []
         start = time.perf_counter()
-        chunks = [shard[i:i + setup.eval_batch_size] for i in range(0, len(shard), setup.eval_batch_size)]
-        batches = pipeline.Batches(images_uint8, np.zeros((len(images_uint8), 1), np.float32), chunks,
-                                   pin_memory=setup.device.type == "cuda")
+        eval_batch = 256 if device.type == "cuda" else 64
+        chunks = [shard[i:i + eval_batch] for i in range(0, len(shard), eval_batch)]
+        batches = pipeline.Batches(test_images, np.zeros((count, 1), np.float32), chunks, pin_memory=device.type == "cuda")
         with torch.inference_mode():
-            for batch, _ in tqdm(batches, desc="scoring test images", unit="batch",
-                                 disable=not (setup.progress and world.is_main), leave=False):
-                images = pipeline.normalize(
-                    pipeline.to_model_input(batch, setup.device, self.channels_last), self.mean, self.std
-                )
-                with autocast(setup.device, setup.precision):
+            for batch, _ in bar(batches, desc="scoring test images", unit="batch"):
+                images = pipeline.normalize(pipeline.to_model_input(batch, device, self.channels_last), self.mean, self.std)
+                with model_component.guard("forward"), autocast(device, self.precision):
                     outputs.append(model(images).float())
         scores = torch.cat(outputs).cpu().numpy() if outputs else np.zeros((0, 0), np.float32)
         seconds = time.perf_counter() - start
-        return gather_rows(scores, world), len(images_uint8) / seconds
+        return gather_rows(scores, world), count / seconds
+
+
+def epoch_line(record: dict[str, Any], epochs: int, elapsed_s: float) -> str:
+    """The one log line of a finished epoch."""
+    return (f"epoch {record['epoch'] + 1}/{epochs}  loss {record['loss']:.4f}  {record['images_per_s']:.0f} img/s  "
+            f"{record['seconds']:.1f} s  (elapsed {elapsed_s:.0f} s)")
+

@@ -1,10 +1,13 @@
 """Synthetic run folders in the exact result format, from random scores and ``evaluate``.
 
-Runs of the same ``data_seed`` share test ids and labels (the same "dataset"); ``score_seed``
-varies the model. No training, no torch: fast enough for every test.
+Every fake run is a ``harness.results.RunRecord``, the same type the trainer writes. Runs of
+the same ``data_seed`` share test ids and labels (the same "dataset", whose fingerprint is
+composed from them as ``harness.data`` does); ``score_seed`` varies the model. No training,
+no torch: fast enough for every test.
 
 Run as a script, this file is a stand-in for the ``bench`` executable in sweep tests:
-``run`` writes a synthetic run folder (exit 1 for model ``broken``), ``fuse`` is the real one.
+``run`` writes a synthetic run folder (exit 1 for model ``broken``), ``fuse`` is the real one;
+``fake_training`` stands in for ``harness.runner.run`` in the same way, in-process.
 """
 
 from __future__ import annotations
@@ -14,13 +17,26 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.data import compose, split_hash
 from harness.metrics import METRICS_VERSION, evaluate
+from harness.naming import default_run_id
 from harness.protocol import get_protocol
-from harness.results import RESULT_SCHEMA_VERSION, write_json, write_scores
-from harness.runner import default_run_id
+from harness.results import (
+    ComponentRecord,
+    DatasetRecord,
+    ModelRecord,
+    PluginRecord,
+    Pretrained,
+    ProtocolRecord,
+    RunRecord,
+)
+from harness.rundir import write_json, write_scores
 
-BUILT_IN = {"name": "plugins.models", "source": "built-in", "distribution": "multilabel-bench", "distribution_version": "0.1.0"}
-ENVIRONMENT = {"versions": {"harness": "0.1.0"}, "git_commit": None, "platform": "test", "cpu": "test", "gpu": None}
+BUILT_IN = PluginRecord(name="plugins.models", source="built-in", distribution="multilabel-bench",
+                        distribution_version="0.2.0", sha256="0" * 64)
+ENVIRONMENT = {"versions": {"harness": "0.2.0"}, "git_commit": None, "platform": "test", "cpu": "test",
+               "torch_threads": 1, "gpu": None}
+TRAIN_HASH = "1" * 64
 
 
 def make_labels(n_test: int, n_classes: int, data_seed: int) -> np.ndarray:
@@ -52,14 +68,19 @@ def make_run(
     gpu: str | None = None,
     precision: str = "fp32",
     deviations: dict | None = None,
+    loss: str = "bce",
+    backbone: str | None = None,
 ) -> Path:
     """Write ``root/<run-id>/`` with ``scores.npz`` and ``result.json``; returns the folder.
 
     ``shuffle`` permutes the stored image order (same scores per id); ``drop`` leaves out
-    the last test images.
+    the last test images. The fingerprint is the complete dataset's (before ``drop`` and
+    ``shuffle``), as a real run's would be.
     """
     labels = make_labels(n_test, n_classes, data_seed)
     ids = np.asarray([f"img{i:04d}" for i in range(n_test)])
+    classes = [f"class{c}" for c in range(n_classes)]
+    fingerprint = fingerprint or compose(classes, TRAIN_HASH, split_hash(ids, labels))
     rng = np.random.default_rng(1000 + (seed if score_seed is None else score_seed))
     scores = (2.0 * (labels == 1) - 1 + rng.normal(0, 1.5, labels.shape)).astype(np.float32)
     if drop:
@@ -70,40 +91,37 @@ def make_run(
     run_id = run_id or default_run_id(dataset, model, aug, size, protocol, seed)
     run_dir = Path(root) / run_id
     write_scores(run_dir / "scores.npz", scores, labels, ids)
-    record = {
-        "schema_version": RESULT_SCHEMA_VERSION,
-        "run_id": run_id,
-        "kind": "train",
-        "created": "2024-01-01T00:00:00+00:00",
-        "metrics_version": METRICS_VERSION,
-        "metrics": evaluate(scores, labels),
-        "dataset": {
-            "name": dataset,
-            "version": "1",
-            "fingerprint": fingerprint or f"fp-{dataset}-{data_seed}",
-            "coverage": 1.0,
-            "classes": [f"class{c}" for c in range(n_classes)],
-            "n_train": 100,
-            "n_test": len(ids),
-            "plugin": {"name": "plugins.datasets", "source": "built-in"},
-        },
-        "model": {"name": model, "version": "1", "plugin": BUILT_IN, "pretrained": {"mode": "imagenet", "file": None, "sha256": None}},
-        "augmentation": {"name": aug, "version": "1", "plugin": {"name": "plugins.augmentations", "source": "built-in"}},
-        "size": size,
-        "protocol": {"name": protocol, "version": get_protocol(protocol).version, "hash": get_protocol(protocol).hash,
-                     "deviations": deviations or {}},
-        "seed": seed,
-        "device": "cuda:0" if gpu else "cpu",
-        "gpu": gpu,
-        "world_size": 1,
-        "precision": precision,
-        "tf32": False,
-        "environment": ENVIRONMENT,
-        "wall_time_s": 10.0,
-        "train_images_per_s": 100.0 + seed,
-        "eval_images_per_s": 400.0,
-    }
-    write_json(run_dir / "result.json", record)
+    rules = get_protocol(protocol)
+    record = RunRecord(
+        run_id=run_id,
+        kind="train",
+        created="2024-01-01T00:00:00+00:00",
+        metrics_version=METRICS_VERSION,
+        metrics=evaluate(scores, labels),
+        dataset=DatasetRecord(
+            name=dataset, version="1", plugin=PluginRecord(name="plugins.datasets", source="built-in"),
+            fingerprint=fingerprint, train_hash=TRAIN_HASH,
+            classes=classes, n_train=100, n_test=len(ids), coverage=1.0,
+        ),
+        protocol=ProtocolRecord(name=protocol, version=rules.version, hash=rules.hash, deviations=deviations or {}),
+        model=ModelRecord(name=model, version="1", plugin=BUILT_IN, pretrained=Pretrained(mode=rules.init),
+                          head_prefixes=["fc"], backbone=backbone),
+        augmentation=ComponentRecord(name=aug, version="1", plugin=PluginRecord(name="plugins.augmentations", source="built-in")),
+        loss=ComponentRecord(name=loss, version="1", plugin=PluginRecord(name="plugins.losses", source="built-in")),
+        size=size,
+        seed=seed,
+        device="cuda:0" if gpu else "cpu",
+        gpu=gpu,
+        world_size=1,
+        precision=precision,
+        tf32=False,
+        pipeline={"version": "2"},
+        environment=ENVIRONMENT,
+        wall_time_s=10.0,
+        train_images_per_s=100.0 + seed,
+        eval_images_per_s=400.0,
+    )
+    write_json(run_dir / "result.json", record.to_dict())
     return run_dir
 
 
@@ -114,7 +132,7 @@ def _fake_bench(argv: list[str]) -> int:
         from harness.cli import main
 
         return main(argv, standalone_mode=False) or 0
-    options = dict(zip(argv[1::2], argv[2::2]))
+    options = {"--dataset": "shapes", "--protocol": "smoke", "--seed": "0", **dict(zip(argv[1::2], argv[2::2]))}
     if options["--model"] == "broken":
         print("Error: model 'broken' exploded")
         return 1
@@ -131,6 +149,19 @@ def _fake_bench(argv: list[str]) -> int:
         gpu=os.environ.get("CUDA_VISIBLE_DEVICES") or None,
     )
     return 0
+
+
+def fake_training(config=None, *, resume=None, data_root=None):
+    """Stands in for ``harness.runner.run`` in sweep tests: a synthetic run folder per config."""
+    from harness.errors import UserError
+    from harness.results import RunRecord
+
+    if config.model == "broken":
+        raise UserError("model 'broken' exploded")
+    run_dir = make_run(Path(config.out), dataset=config.dataset, model=config.model, aug=config.augmentation,
+                       size=config.size, protocol=config.protocol, seed=config.seed,
+                       score_seed=config.size + sum(map(ord, config.augmentation)), run_id=config.run_id)
+    return RunRecord.read(run_dir)
 
 
 if __name__ == "__main__":

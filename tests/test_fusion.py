@@ -13,8 +13,13 @@ from harness.errors import UserError
 from harness.fusion import fuse_runs
 from harness.metrics import evaluate
 from harness.registry import Registry
-from harness.results import read_result, read_scores
+from harness.results import RunRecord
+from harness.rundir import read_scores
 from runs import make_run
+
+
+def read_result(run_dir):
+    return json.loads((run_dir / "result.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +58,7 @@ def test_fused_scores_equal_hand_computation_on_stored_scores(tmp_path, registry
         ("mean", lambda x, y: np.log((sigmoid(x) + sigmoid(y)) / 2) - np.log(1 - (sigmoid(x) + sigmoid(y)) / 2)),
         ("mean-logits", lambda x, y: (x.astype(np.float64) + y) / 2),
     ):
-        fused_dir = fuse_runs([a, b], tmp_path / method, registry.get("fusion", method))
+        fused_dir = fuse_runs([a, b], tmp_path / method, registry.get("fusion", method)).path
         scores, labels, ids = read_scores(fused_dir)
         x, y = read_scores(a)[0], read_scores(b)[0]
         np.testing.assert_allclose(scores, expected(x, y), rtol=1e-6, atol=1e-6)
@@ -84,8 +89,8 @@ def test_ids_in_a_different_order_are_aligned(tmp_path, registry):
     b_shuffled = make_run(tmp_path, aug="crop", score_seed=2, shuffle=7, run_id="shuffled")
     assert list(read_scores(b_shuffled)[2]) != list(read_scores(b)[2])
     mean = registry.get("fusion", "mean")
-    plain = read_scores(fuse_runs([a, b], tmp_path / "plain", mean))
-    mixed = read_scores(fuse_runs([a, b_shuffled], tmp_path / "mixed", mean))
+    plain = read_scores(fuse_runs([a, b], tmp_path / "plain", mean).path)
+    mixed = read_scores(fuse_runs([a, b_shuffled], tmp_path / "mixed", mean).path)
     for left, right in zip(plain, mixed):
         np.testing.assert_array_equal(left, right)
 
@@ -112,7 +117,7 @@ def test_different_ids_are_refused_naming_the_first_missing_id(tmp_path):
 
 def test_disagreeing_labels_are_refused(tmp_path, registry):
     a = make_run(tmp_path, aug="flip")
-    b = make_run(tmp_path, aug="crop", data_seed=5, fingerprint="fp-toy-0")
+    b = make_run(tmp_path, aug="crop", data_seed=5, fingerprint=RunRecord.read(a).dataset.fingerprint)
     with pytest.raises(UserError, match="disagree on the labels of test image 'img"):
         fuse_runs([a, b], tmp_path / "fused", registry.get("fusion", "mean"))
 

@@ -25,7 +25,7 @@ from harness import Dataset, DatasetSpec, hookimpl
 @hookimpl
 def register_datasets(register):
     register(DatasetSpec(name="canon", load=lambda root, options: Dataset("canon", [], {}),
-                         canonical_fingerprint="fp-canon-0"))
+                         canonical_fingerprint="{fingerprint}"))
 '''
 
 
@@ -63,8 +63,8 @@ def test_accepted_submission_is_stored_with_compressed_rescorable_scores(tmp_pat
         (lambda r: r["metrics"]["per_class_ap"].__setitem__(0, 1.0), "metrics.per_class_ap"),
         (lambda r: r["protocol"].update(hash="0123456789abcdef"), "has hash 0123456789abcdef .* the run followed other rules"),
         (lambda r: r["protocol"].update(name="mine"), "unknown protocol 'mine'"),
-        (lambda r: r.pop("seed"), "required key 'seed' is missing"),
-        (lambda r: r["dataset"].update(fingerprint=3), "'dataset.fingerprint' is int, expected str"),
+        (lambda r: r.pop("seed"), "a train record needs 'seed'"),
+        (lambda r: r["dataset"].update(fingerprint=3), "'dataset.fingerprint' is an integer, expected string"),
         (lambda r: r.update(metrics_version=0), "metrics version 0"),
     ],
 )
@@ -87,14 +87,15 @@ def test_smoke_protocol_hash_under_the_wang2019_name_is_named(tmp_path):
 
 def test_canonical_fingerprint_is_required_where_declared(tmp_path):
     plugin = tmp_path / "canon_plugin.py"
-    plugin.write_text(CANON_PLUGIN)
     good = make_run(tmp_path / "runs", dataset="canon")
+    canonical = json.loads((good / "result.json").read_text())["dataset"]["fingerprint"]
+    plugin.write_text(CANON_PLUGIN.replace("{fingerprint}", canonical))
     bad = make_run(tmp_path / "runs", dataset="canon", aug="crop", fingerprint="fp-partial")
     result = invoke("submit", good, "--leaderboards", tmp_path / "lb", "--plugin", plugin)
     assert result.exit_code == 0, result.output
     assert json.loads(next((tmp_path / "lb").glob("submissions/canon/*/*.json")).read_text())["submission"]["data"] == "canonical"
     result = invoke("submit", bad, "--leaderboards", tmp_path / "lb", "--plugin", plugin)
-    assert result.exit_code == 1 and "fingerprint fp-partial (coverage 100.0%) is not the canonical fp-canon-0" in result.output
+    assert result.exit_code == 1 and f"fingerprint fp-partial (coverage 100.0%) is not the canonical {canonical}" in result.output
     result = invoke("submit", make_run(tmp_path / "runs", dataset="nosuch"), "--leaderboards", tmp_path / "lb")
     assert result.exit_code == 1 and "unknown dataset 'nosuch'" in result.output
 
@@ -145,7 +146,7 @@ def test_seeds_become_one_row_with_mean_and_std_beside_the_paper_row(tmp_path):
     mean, std = np.mean(maps), np.std(maps, ddof=1)
     assert "| reproduced " in ours and f"| {mean:.1f} ± {std:.1f} " in ours
     assert "| 2 " in ours and "| 0,1 " in ours and "NVIDIA H100" in ours and "| fp32 " in ours
-    assert "multilabel-bench 0.1.0" in ours and "non-canonical, coverage 100.0%" in ours
+    assert "multilabel-bench 0.2.0" in ours and "non-canonical, coverage 100.0%" in ours
     assert "Δ reproduced − paper" in delta and f"| {mean - 94.1:+.1f} " in delta
     csv_text = table(root, "voc2007-wang2019", "csv")
     assert f"{mean:.2f},{std:.2f}" in csv_text
@@ -170,14 +171,14 @@ def test_different_plugins_precision_or_deviations_stay_separate_rows(tmp_path):
 
 def test_fusion_runs_are_named_by_their_label_with_member_sizes(tmp_path):
     members = [make_run(tmp_path / "runs", dataset="voc2007", aug="mixup", size=s, score_seed=s) for s in (384, 448, 512)]
-    fused = fuse_runs(members, tmp_path / "runs", Registry().get("fusion", "mean"), "ScaleEn")
+    fused = fuse_runs(members, tmp_path / "runs", Registry().get("fusion", "mean"), "ScaleEn").path
     root = tmp_path / "lb"
     submit_all(root, fused)
     invoke("build", "--leaderboards", root)
     lines = table(root, "voc2007-wang2019").splitlines()
     paper = next(i for i, line in enumerate(lines) if line.startswith("| resnet101  | ScaleEn "))
     assert "| 384+448+512 " in lines[paper + 1] and "| reproduced " in lines[paper + 1]
-    assert "mean v1 (multilabel-bench 0.1.0)" in lines[paper + 1]
+    assert "mean v1 (multilabel-bench 0.2.0)" in lines[paper + 1]
 
 
 def test_check_detects_stale_tables_and_build_is_deterministic(tmp_path):

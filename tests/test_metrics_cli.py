@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from harness.cli import main
 from harness.metrics import bootstrap, evaluate, paired_bootstrap
-from harness.results import write_scores
+from harness.rundir import write_scores
 
 
 def make_data(seed=0, n=120, c=6):
@@ -152,8 +152,8 @@ def test_compare_refuses_mismatched_runs(files):
     write_scores(folder / "dup" / "scores.npz", scores, labels, ids[:-1] + ids[:1])
     write_scores(folder / "classes" / "scores.npz", scores[:, :4], labels[:, :4], ids)
     cases = [
-        ("ids", "1 only in", "(first '000007')"),
-        ("labels", "labels differ for image '000003', class 2", "same labels"),
+        ("ids", "1 only in", "(first '000007')", "different test sets"),
+        ("labels", "labels differ for image '000003', class 2", "different test sets"),
         ("dup", "image id '000000' appears more than once", "unique"),
         ("classes", "has 6 classes but", "4"),
         ("missing", "no such file", "run folder"),

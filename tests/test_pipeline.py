@@ -33,7 +33,7 @@ def test_cache_equals_decoding_and_is_built_once_when_two_runs_race(tmp_path, mo
     arrays = [None, None]
 
     def build(slot):
-        arrays[slot] = pipeline.image_cache(paths, 24, "race-test", progress=False)
+        arrays[slot] = pipeline.image_cache(paths, 24, "race-test")
 
     threads = [threading.Thread(target=build, args=(slot,)) for slot in (0, 1)]
     for thread in threads:
@@ -63,4 +63,4 @@ def test_a_broken_image_names_the_file_and_bench_data_verify(tmp_path):
     paths = write_images(tmp_path, 3)
     paths[1].write_bytes(paths[1].read_bytes()[:100])
     with pytest.raises(UserError, match=r"cannot decode image .*1\.jpg .*`bench data verify`"):
-        pipeline.image_cache(paths, 16, "broken-test", progress=False)
+        pipeline.image_cache(paths, 16, "broken-test")

@@ -173,7 +173,7 @@ def test_a_model_with_one_output_column_too_many(tmp_path, tiny_root):
     assert one_error_line(checked).startswith("Error: 2 check(s) failed (model too-wide: output shape (B, C);")
     ran = tiny_run(tiny_root, tmp_path, "--plugin", plugin, "--model", "too-wide", "--pretrained", "none")
     assert one_error_line(ran) == (
-        f"Error: model 'too-wide' (plugin '{plugin}') returned (2, 11) for a batch of 2; expected (2, 10) logits"
+        f"Error: model 'too-wide' (plugin '{plugin}') returned (2, 11) in eval mode for a batch of 2; expected (2, 10) logits"
     )
 
 

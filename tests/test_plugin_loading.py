@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -79,12 +80,14 @@ def install(site):
 def test_file_plugin_records_its_path_and_sha256(tmp_path):
     path = write(tmp_path / "my_fusion.py", FUSION_PLUGIN, name="from-file")
     component = Registry([str(path)]).get("fusion", "from-file")
-    assert component.provenance() == {
+    assert dataclasses.asdict(component.provenance()) == {
         "name": "from-file",
         "version": "3",
         "plugin": {
             "name": str(path),
             "source": "file",
+            "distribution": None,
+            "distribution_version": None,
             "path": str(path.resolve()),
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         },
@@ -115,11 +118,13 @@ def test_entry_point_plugin_records_distribution_and_version(install):
     install("multilabel-bench-fake", "1.2.3", "fake", "bench_test_fake_plugin", FUSION_PLUGIN, name="fake-mean")
     result = bench("plugins", "--json")
     (record,) = [r for r in json.loads(result.stdout) if r["name"] == "fake"]
+    module = Path(importlib.import_module("bench_test_fake_plugin").__file__)
     assert record == {
         "name": "fake",
         "source": "distribution",
         "distribution": "multilabel-bench-fake",
         "distribution_version": "1.2.3",
+        "sha256": hashlib.sha256(module.read_bytes()).hexdigest(),
         "status": "ok",
         "components": [{"kind": "fusion", "name": "fake-mean", "version": "3"}],
     }
@@ -181,9 +186,14 @@ def test_run_records_the_distribution_of_an_installed_model(install, tiny_root, 
     assert result.exit_code == 0, result.output
     model = json.loads((tmp_path / "r" / "result.json").read_text())["model"]
     assert (model["name"], model["version"]) == ("tiny-attn", "2")
+    module = Path(importlib.import_module("bench_test_tinyattn").__file__)
     assert model["plugin"] == {
         "name": "tinyattn",
         "source": "distribution",
         "distribution": "multilabel-bench-tinyattn",
         "distribution_version": "0.4.0",
+        "path": None,
+        "sha256": hashlib.sha256(module.read_bytes()).hexdigest(),
     }
+    plugins = json.loads((tmp_path / "r" / "result.json").read_text())["plugins"]
+    assert model["plugin"] in plugins and {p["name"] for p in plugins} >= {"tinyattn", TINY_PLUGIN, "plugins.models"}

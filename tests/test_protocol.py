@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -23,7 +24,7 @@ def test_protocol_show_json_says_what_protocol_md_says():
     expected = {
         "epochs": 40, "batch_size": 16, "lr_head": 0.1, "lr_backbone": 0.01, "momentum": 0.9,
         "weight_decay": 0.0, "lr_milestones": [20], "lr_gamma": 0.1, "sizes": [384, 448, 512],
-        "optimizer": "sgd", "loss": "bce_with_logits_mean", "init": "imagenet", "version": 1,
+        "optimizer": "sgd", "loss": "bce", "init": "imagenet", "version": 2, "crop_source": "original",
         "normalize_mean": [0.485, 0.456, 0.406], "normalize_std": [0.229, 0.224, 0.225],
         "test_transform": "resize_square", "ignored_labels_in_training": "positive",
         "mixup_epochs": "even", "evaluation": "last_epoch", "hash": WANG2019.hash,
@@ -31,10 +32,26 @@ def test_protocol_show_json_says_what_protocol_md_says():
     assert {key: shown[key] for key in expected} == expected
 
 
-def test_protocol_hash_covers_every_field_and_smoke_differs():
+def _other_value(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, tuple):
+        return value[:-1] + (_other_value(value[-1]),)
+    return value + "x"
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(WANG2019)])
+def test_protocol_hash_covers_every_rule_and_not_the_description(field):
+    changed = dataclasses.replace(WANG2019, **{field: _other_value(getattr(WANG2019, field))})
+    assert (changed.hash == WANG2019.hash) == (field == "description")
+
+
+def test_overrides_are_deviations_and_smoke_differs():
     assert len({WANG2019.hash, SMOKE.hash}) == 2
     changed, deviations = WANG2019.with_overrides(epochs=39)
-    assert changed.hash != WANG2019.hash
+    assert changed.epochs == 39 and changed.hash != WANG2019.hash
     assert deviations == {"epochs": {"protocol": 40, "used": 39}}
     assert WANG2019.with_overrides(epochs=40)[1] == {}
 

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness import sweep
+from harness import runner, sweep
 from harness.cli import main
-from harness.results import read_result, write_json
+from harness.results import RunRecord
+from harness.rundir import write_json
+from runs import fake_training
 
 GRIDS = Path(__file__).resolve().parents[1] / "baselines"
 FAKE_BENCH = [sys.executable, str(Path(__file__).with_name("runs.py"))]
@@ -99,17 +101,18 @@ def write_grid(tmp_path: Path, models: str) -> Path:
 
 
 def test_local_sweep_runs_cells_then_ensembles_reports_failures_and_resumes(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep, "bench_command", lambda: FAKE_BENCH)
+    monkeypatch.setattr(runner, "run", fake_training)
     grid, out = write_grid(tmp_path, '["resnet101", "broken"]'), tmp_path / "runs"
     result = invoke(grid, "--out", out)
     assert result.exit_code == 1
     assert "done    toy-resnet101-crop-512-wang2019-seed0" in result.output
-    assert "failed  toy-broken-crop-512-wang2019-seed0  exit 1: Error: model 'broken' exploded" in result.output
+    assert "failed  toy-broken-crop-512-wang2019-seed0  model 'broken' exploded (log: " in result.output
     assert "failed  toy-broken-crop+mixup-512-wang2019-seed0-DistrEn  member toy-broken-crop-512-wang2019-seed0 is not finished" in result.output
     assert "4 cells: 2 done, 0 skipped, 2 failed; 2 ensembles: 1 done, 0 skipped, 1 failed" in result.output
     assert result.output.strip().splitlines()[-1].startswith("Error: 3 failed; logs in ")
-    fused = read_result(out / "toy-resnet101-crop+mixup-512-wang2019-seed0-DistrEn")
-    assert fused["kind"] == "fusion" and fused["fusion"]["label"] == "DistrEn"
+    fused = RunRecord.read(out / "toy-resnet101-crop+mixup-512-wang2019-seed0-DistrEn")
+    assert fused.kind == "fusion" and fused.fusion.label == "DistrEn"
+    assert (out / "_sweep" / "logs" / "toy-broken-crop-512-wang2019-seed0.log").is_file()
     again = invoke(grid, "--out", out)
     assert "4 cells: 0 done, 2 skipped, 2 failed; 2 ensembles: 0 done, 1 skipped, 1 failed" in again.output
 
@@ -121,13 +124,13 @@ def test_per_gpu_pins_each_process_to_a_visible_gpu(tmp_path, monkeypatch):
     grid = sweep.load_grid(path)
     lines: list[str] = []
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert sweep.LocalSweep(grid, tmp_path / "runs", {}, per_gpu=2, echo=lines.append).slots == [None]
+    assert sweep.LocalSweep(grid, tmp_path / "runs", {}, per_gpu=2, echo=lines.append).slots == []
     assert lines == ["no GPU visible: running one cell at a time"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     runner = sweep.LocalSweep(grid, tmp_path / "runs", {}, per_gpu=2, echo=lines.append)
     assert runner.slots == ["0", "0", "1", "1"]
     assert runner.run().failed == 0
-    assert {read_result(tmp_path / "runs" / c.run_id)["gpu"] for c in grid.cells} == {"0", "1"}
+    assert {RunRecord.read(tmp_path / "runs" / c.run_id).gpu for c in grid.cells} == {"0", "1"}
     assert sum(" on GPU " in line for line in lines) == 4
 
 

@@ -1,7 +1,8 @@
 """The ``bench`` command line: a thin layer over the Python API.
 
 Every command lives in its own module here. Errors a user can fix (``UserError``) print as
-one line and exit with their code; ``bench --verbose`` shows the traceback instead.
+one line of at most ``harness.errors.LINE_LIMIT`` characters and exit with their code;
+``bench --verbose`` shows the whole message and the traceback.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import traceback
 import click
 
 from harness import __version__
-from harness.errors import UserError
-from harness.registry import one_line
+from harness.errors import UserError, cut, one_line
 
 
 class BenchGroup(click.Group):
@@ -25,17 +25,20 @@ class BenchGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as error:
-            if ctx.obj and ctx.obj.get("verbose"):
+            verbose = bool(ctx.obj and ctx.obj.get("verbose"))
+            if verbose:
                 traceback.print_exc()
-            click.echo(f"Error: {error}", err=True)
+            click.echo(f"Error: {error if verbose else cut(error)}", err=True)
             sys.exit(error.exit_code)
-        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+        except (click.exceptions.Exit, click.ClickException):
             raise
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted; an unfinished run continues with `bench run --resume RUN_DIR`", err=True)
+            sys.exit(130)
         except Exception as error:  # a bug: still one line, the traceback on request
             if ctx.obj and ctx.obj.get("verbose"):
                 traceback.print_exc()
-            click.echo(f"Error: unexpected {one_line(error)}; rerun with `bench --verbose` for the traceback",
-                       err=True)
+            click.echo(f"Error: unexpected {one_line(error)}; rerun with `bench --verbose` for the traceback", err=True)
             sys.exit(1)
 
 

@@ -10,7 +10,7 @@ import click
 from harness.cli.options import load_registry, plugin_option
 from harness.errors import UserError
 
-MARKS = {"pass": "✓", "fail": "✗", "skip": "-"}
+MARKS = {"pass": "✓", "fail": "✗", "warn": "!", "skip": "-"}
 
 
 @click.command("check")
@@ -33,10 +33,12 @@ def check_command(plugins: tuple[str, ...], names: tuple[str, ...], data_root: P
     """Check that every component the --plugin plugins register keeps its contract.
 
     Runs on the CPU in seconds with tiny inputs: models (shapes for 7 and 13 classes at two
-    sizes, batch of 1, train and eval mode, finite logits, head_prefixes, gradients, seeding),
+    sizes, batch of 1, train and eval mode, finite logits not probabilities, head_prefixes
+    and the parameters at the head rate, gradients that agree with the loss, seeding),
     datasets (label encoding, ids, splits, stable fingerprint), augmentations (shapes, target
-    range, determinism) and fusions (shape, order invariance, rankings). Without --plugin,
-    every loaded plugin is checked. Exits 1 when any check fails.
+    range, determinism), losses (finite scalar, gradient) and fusions (shape, order
+    invariance, rankings). Without --plugin, every loaded plugin is checked. Exits 1 when any
+    check fails; warnings do not fail.
     """
     from harness.check import run_checks, select
 
@@ -56,7 +58,8 @@ def check_command(plugins: tuple[str, ...], names: tuple[str, ...], data_root: P
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         counts = {status: sum(r.status == status for r in results) for status in MARKS}
-        click.echo(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped")
+        warned = f", {counts['warn']} warning(s)" if counts["warn"] else ""
+        click.echo(f"{counts['pass']} passed, {counts['fail']} failed{warned}, {counts['skip']} skipped")
     if failed:
         where = "; ".join(f"{r.kind} {r.component}: {r.check}" for r in failed)
         raise UserError(f"{len(failed)} check(s) failed ({where})")

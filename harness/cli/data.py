@@ -9,6 +9,7 @@ import click
 from tabulate import tabulate
 
 from harness.cli.options import load_registry, plugin_option
+from harness.errors import UserError
 
 SHOWN_PROBLEMS = 20
 
@@ -80,12 +81,13 @@ def verify_command(
     Exits with status 1 when there is any problem: missing or undecodable images, ids or
     files shared between splits, or sizes and counts that differ from the official data.
     """
-    from harness.runner import plugin_call
     from harness.verify import verify
 
     component = load_registry(plugins).get("dataset", dataset_name)
-    with plugin_call(component, "load"):
-        dataset = component.spec.load(data_root.expanduser() if data_root else None, {"skip_missing": skip_missing})
+    if data_root is not None and not component.spec.takes_data_root:
+        raise UserError(f"dataset {dataset_name!r} takes no --data-root (it is generated); drop --data-root")
+    dataset = component.call("load", component.spec.load, data_root.expanduser() if data_root else None,
+                             {"skip_missing": skip_missing})
     report = verify(dataset, component.spec)
     if as_json:
         click.echo(json.dumps(report, indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import click
@@ -20,7 +21,7 @@ def plugins_command(ctx: click.Context, plugins: tuple[str, ...], as_json: bool)
     verbose = ctx.obj.get("verbose")
     records = []
     for plugin in registry.plugins:
-        record = plugin.provenance()
+        record = {k: v for k, v in dataclasses.asdict(plugin.provenance()).items() if v is not None}
         record["status"] = plugin.status
         if plugin.error:
             record["error"] = plugin.error

@@ -32,6 +32,8 @@ def _seeds(value: str | None) -> list[int] | None:
 @click.option("--seeds", help="Comma-separated seeds replacing the grid's, e.g. 0,1,2.")
 @click.option("--sbatch-option", "sbatch_options", multiple=True, metavar="OPTION",
               help="An #SBATCH line for the Slurm jobs, e.g. --sbatch-option=--gres=gpu:1. Repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records of the runs made here as one JSON list "
+                                                      "(progress lines go to stderr).")
 @plugin_option
 def sweep(
     grid_file: Path,
@@ -42,14 +44,21 @@ def sweep(
     launcher: str,
     seeds: str | None,
     sbatch_options: tuple[str, ...],
+    as_json: bool,
     plugins: tuple[str, ...],
 ) -> None:
     """Train every cell of GRID_FILE not finished yet in OUT, then build its ensembles.
 
     One line per cell and ensemble (done, skipped or failed) and a summary; exits 1 when
-    any failed. Run it again to retry what failed: finished runs are skipped.
+    any failed. Run it again to retry what failed: finished runs are skipped. Without
+    --per-gpu the cells train one after the other in this process.
     """
+    import json
+
     from harness import sweep as sweeps
+    from harness.progress import to_stderr
+
+    to_stderr(quiet=False)
 
     grid = sweeps.load_grid(grid_file, _seeds(seeds))
     grid.plugins = tuple(str(Path(p).resolve()) if Path(p).exists() else p for p in plugins)
@@ -78,8 +87,12 @@ def sweep(
         skipped = sum(line.startswith("skip ") for line in lines)
         click.echo(f"{len(grid.cells)} cells and {len(grid.ensembles)} ensembles: {len(lines) - skipped} to run, {skipped} finished")
         return
-    summary = sweeps.LocalSweep(grid, out, roots, per_gpu=per_gpu, echo=click.echo).run()
-    click.echo(summary.line())
+    echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    local = sweeps.LocalSweep(grid, out, roots, per_gpu=per_gpu, echo=echo)
+    summary = local.run()
+    echo(summary.line())
+    if as_json:
+        click.echo(json.dumps([record.to_dict() for record in local.records], indent=2))
     if summary.failed:
         raise UserError(f"{summary.failed} failed; logs in {out / sweeps.SWEEP_FOLDER / 'logs'}; run the same command again to retry them")
 

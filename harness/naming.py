@@ -1,0 +1,87 @@
+"""Names and hashes: run ids, names that may become file names, and content hashes.
+
+Every string that becomes part of a path (a run id, a dataset or protocol name in a
+leaderboard folder) passes through ``plain_name`` first: files that cross a trust boundary
+(run folders, submissions) are written by strangers, and their strings are never joined
+into paths unchecked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from harness.errors import UserError
+
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@,-]{0,199}")
+
+
+def plain_name(value: Any, what: str) -> str:
+    """``value`` if it is a plain file name (letters, digits and ``._+=@,-``, not starting with
+    a dot, at most 200 characters), else a one-line ``UserError`` naming ``what``."""
+    if not isinstance(value, str) or not _PLAIN.fullmatch(value):
+        raise UserError(
+            f"{what} {value!r} is not a plain name: use letters, digits and . _ + = @ , - "
+            "(no / or \\, not starting with a dot, at most 200 characters)"
+        )
+    return value
+
+
+def safe_name(name: Any) -> str:
+    """A component name as it appears in a run id (``:`` and ``/`` become ``_``)."""
+    return str(name).replace(":", "_").replace("/", "_")
+
+
+def default_run_id(dataset: str, model: str, augmentation: str, size: int, protocol: str, seed: int,
+                   loss: str | None = None) -> str:
+    """``{dataset}-{model}-{aug}-{size}-{protocol}-seed{seed}``, plus ``-{loss}`` for a
+    non-default loss: the same cell, the same folder."""
+    parts = [dataset, model, augmentation, str(size), protocol, f"seed{seed}"] + ([loss] if loss else [])
+    return "-".join(safe_name(part) for part in parts)
+
+
+def fusion_run_id(dataset: str, models: Iterable[str], augmentations: Iterable[str], sizes: Iterable[int],
+                  protocol: str, seeds: Iterable[int], label: str) -> str:
+    """``{dataset}-{models}-{augs}-{sizes}-{protocol}-seed{seeds}-{label}``, multi-valued parts
+    sorted and joined with ``+``, so the id does not depend on the order members are given in."""
+
+    def join(values: Iterable) -> str:
+        return "+".join(safe_name(v) for v in sorted(set(values), key=lambda v: (isinstance(v, str), v)))
+
+    return (
+        f"{safe_name(dataset)}-{join(models)}-{join(augmentations)}-{join(sizes)}-"
+        f"{safe_name(protocol)}-seed{join(seeds)}-{safe_name(label)}"
+    )
+
+
+def sha256_of(path: Path | str) -> str:
+    """The sha256 of one file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_of_files(paths: Iterable[Path], root: Path) -> str:
+    """One sha256 over several files: each file's path relative to ``root`` and its bytes,
+    in sorted order, so the hash names both the layout and the contents."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: the same data gives the same text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_json(value: Any) -> str:
+    """sha256 of ``canonical_json(value)``."""
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
