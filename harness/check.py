@@ -16,10 +16,11 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from harness import honesty
 from harness.data import fingerprint
-from harness.errors import UserError
-from harness.registry import Component, Registry, one_line
-from harness.specs import COMPONENT_KINDS, Dataset
+from harness.errors import PluginError, UserError, one_line
+from harness.registry import Component, Registry
+from harness.specs import COMPONENT_KINDS, Dataset, DatasetInfo
 from harness.train import in_head, seed_everything
 
 MODEL_CLASSES = (7, 13)  # class counts no real dataset has (VOC 20, COCO 80, NUS 81)
@@ -29,6 +30,8 @@ AUGMENT_BATCHES = (4, 1)
 AUGMENT_SIZES = (32, 48)
 AUGMENT_CLASSES = 5
 FUSION_SHAPE = (12, 5)
+LOSS_SHAPE = (4, 6)
+INFO_TRAIN_IMAGES = 64
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class CheckResult:
     component: str
     plugin: str
     check: str
-    status: str  # "pass", "fail" or "skip"
+    status: str  # "pass", "fail", "warn" (passes, with something to look at) or "skip"
     detail: str = ""
 
     def to_dict(self) -> dict[str, str]:
@@ -52,6 +55,10 @@ class Problem(Exception):
 
 class Skip(Exception):
     """A check that cannot run here; the message says what it needs."""
+
+
+class Warn(Exception):
+    """A check that passes with a warning; the message starts with ``warning:``."""
 
 
 class _Checklist:
@@ -68,12 +75,14 @@ class _Checklist:
             detail, status = function() or "", "pass"
         except Skip as skip:
             detail, status = f"skipped: {skip}", "skip"
-        except Problem as problem:
+        except Warn as warning:
+            detail, status = str(warning), "warn"
+        except (Problem, PluginError) as problem:
             detail, status = str(problem), "fail"
-        except Exception as error:  # the component's own failure, reported, never raised
-            detail, status = f"raised {one_line(error)}", "fail"
+        except (Exception, SystemExit, KeyboardInterrupt) as error:  # the component's own failure, reported
+            detail, status = one_line(error) if isinstance(error, (SystemExit, KeyboardInterrupt)) else f"raised {one_line(error)}", "fail"
         self.add(check, status, detail)
-        return status == "pass"
+        return status in ("pass", "warn")
 
     def add(self, check: str, status: str, detail: str = "") -> None:
         self.results.append(
@@ -122,11 +131,13 @@ def run_checks(
         checklist = _Checklist(component, name)
         checklist.run("unique name", lambda: _unique_name(registry, component))
         if component.kind == "model":
-            check_model(checklist, name)
+            check_model(checklist, name, registry)
         elif component.kind == "dataset":
             check_dataset(checklist, data_root)
         elif component.kind == "augmentation":
             check_augmentation(checklist)
+        elif component.kind == "loss":
+            check_loss(checklist)
         else:
             check_fusion(checklist)
         yield checklist.results
@@ -135,6 +146,12 @@ def run_checks(
 def _unique_name(registry: Registry, component: Component) -> None:
     others = [c for c in registry.components(component.kind) if c.name == component.name and c is not component]
     if others:
+        builtin = [c for c in others if c.plugin.source == "built-in"]
+        if builtin and component.plugin.source != "built-in":
+            raise Problem(
+                f"{component.kind} {component.name!r} shadows the built-in {component.kind} of that name "
+                f"(plugin {builtin[0].plugin.name!r}); every command that uses the name would fail: rename yours"
+            )
         where = ", ".join(repr(c.plugin.name) for c in others)
         raise Problem(
             f"{component.kind} {component.name!r} is also registered by plugin {where}; rename one"
@@ -144,11 +161,24 @@ def _unique_name(registry: Registry, component: Component) -> None:
 # -- models --------------------------------------------------------------------------------
 
 
-def check_model(checklist: _Checklist, name: str) -> None:
-    """Build with ``pretrained=False``; check shapes, modes, head, gradients and seeding."""
+def synthetic_info(num_classes: int) -> DatasetInfo:
+    """A made-up ``DatasetInfo`` of ``num_classes`` classes, for building models that take one."""
+    rng = np.random.default_rng(num_classes)
+    labels = (rng.random((INFO_TRAIN_IMAGES, num_classes)) < 0.3).astype(np.int8)
+    labels[rng.random(labels.shape) < 0.05] = -1
+    labels[np.arange(num_classes) % INFO_TRAIN_IMAGES, np.arange(num_classes)] = 1
+    labels.flags.writeable = False
+    return DatasetInfo(name="check", classes=tuple(f"class{c}" for c in range(num_classes)),
+                       fingerprint="0" * 32, train_labels=labels)
+
+
+def check_model(checklist: _Checklist, name: str, registry: Registry) -> None:
+    """Build with ``pretrained=False``; check shapes, modes, head, gradients, the gradient's
+    honesty, logits rather than probabilities, and seeding."""
     import torch
 
-    spec = checklist.component.spec
+    component = checklist.component
+    spec = component.spec
     variant = name.split(":", 1)[1] if ":" in name else None
     if spec.takes_variant and variant is None:
         checklist.add("build", "skip", f"skipped: takes a variant; check one with --component {name}:VARIANT")
@@ -157,10 +187,12 @@ def check_model(checklist: _Checklist, name: str) -> None:
         checklist.add("build", "fail", f"takes no variant; check it as --component {spec.name}")
         return
     extra = {"variant": variant} if variant else {}
+    takes_dataset = component.accepts(spec.build, "dataset")
 
     def build(num_classes: int):
+        context = {"dataset": synthetic_info(num_classes)} if takes_dataset else {}
         with seeded(0):
-            model = spec.build(num_classes, False, **extra)
+            model = spec.build(num_classes, False, **extra, **context)
         if not isinstance(model, torch.nn.Module):
             raise Problem(f"build returned {type(model).__name__}, not a torch.nn.Module")
         return model
@@ -175,7 +207,8 @@ def check_model(checklist: _Checklist, name: str) -> None:
     def builds() -> None:
         built["model"] = build(MODEL_CLASSES[0])
 
-    if not checklist.run(f"build(num_classes={MODEL_CLASSES[0]}, pretrained=False)", builds):
+    signature = f"build(num_classes={MODEL_CLASSES[0]}, pretrained=False{', dataset=DatasetInfo(...)' if takes_dataset else ''})"
+    if not checklist.run(signature, builds):
         return
     model = built["model"]
 
@@ -216,10 +249,11 @@ def check_model(checklist: _Checklist, name: str) -> None:
                 f"{', '.join(map(repr, unmatched))} names no module with trainable parameters; "
                 f"top-level modules: {modules}"
             )
-        count = sum(in_head(n, prefixes) for n in names)
-        if count == len(names):
+        head_names = [n for n in names if in_head(n, prefixes)]
+        if len(head_names) == len(names):
             raise Problem(f"{prefixes} cover every trainable parameter: the backbone learning rate would train nothing")
-        return f"{prefixes}: {count} of {len(names)} trainable parameter tensors"
+        shown = ", ".join(head_names[:6]) + (f", … ({len(head_names) - 6} more)" if len(head_names) > 6 else "")
+        return f"{prefixes}: {len(head_names)} of {len(names)} trainable parameter tensors at the head rate: {shown}"
 
     def backward() -> None:
         model.zero_grad(set_to_none=True)
@@ -234,12 +268,28 @@ def check_model(checklist: _Checklist, name: str) -> None:
                 f"({', '.join(missing[:3])}{', …' if len(missing) > 3 else ''}); remove unused modules"
             )
 
+    def logits_not_probabilities() -> None:
+        outputs = torch.cat([_forward(model, small * scale, train=False) for scale in (1, 10, 100)])
+        if honesty.looks_like_probabilities(outputs):
+            raise Warn(
+                    "warning: every output lies in [0, 1], as probabilities do (a sigmoid at the end?); the harness "
+                    "expects logits: threshold metrics read 0 as the decision point and the loss applies the sigmoid"
+                )
+
+    def honest_gradients() -> str:
+        if tuple(_forward(model, small, train=True).shape) != (MODEL_BATCH, MODEL_CLASSES[0]):
+            raise Skip("needs (B, C) outputs; see the output shape check")
+        loss = registry.get("loss", "bce")
+        return honesty.check_gradients(component, model, loss, MODEL_CLASSES[0], MODEL_SIZES[0])
+
     checklist.run("same seed, same model (eval output)", same_seed_same_model)
     checklist.run("output shape (B, C)", output_shapes)
     checklist.run("batch of 1 in eval and train mode", batch_of_one)
     checklist.run("finite outputs in eval and train mode", finite_outputs)
+    checklist.run("outputs are logits, not probabilities", logits_not_probabilities)
     checklist.run("head_prefixes match some, not all, parameters", head)
     checklist.run("backward reaches every trainable parameter", backward)
+    checklist.run("gradients agree with the loss (finite-difference check)", honest_gradients)
 
 
 @contextmanager
@@ -357,6 +407,8 @@ def check_dataset(checklist: _Checklist, data_root: Path | None) -> None:
                     raise Problem(f"split {name}: image file {path} does not exist")
 
     def stable_fingerprint() -> str:
+        if not {"train", "test"} <= dataset.splits.keys():
+            raise Skip("needs train and test splits")
         first, second = fingerprint(dataset), fingerprint(load())
         if first != second:
             raise Problem(f"loading twice gives fingerprints {first} and {second}; fix the order of ids and classes")
@@ -426,6 +478,56 @@ def check_augmentation(checklist: _Checklist) -> None:
     checklist.run("keeps batch size and shapes", shapes)
     checklist.run("targets stay in [0, 1]", target_range)
     checklist.run("same generator seed, same output", deterministic)
+
+
+# -- losses --------------------------------------------------------------------------------
+
+
+def check_loss(checklist: _Checklist) -> None:
+    """Call on small float32 batches: a finite scalar, gradients for the logits, determinism."""
+    import torch
+
+    loss = checklist.component.spec.loss
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(*LOSS_SHAPE, generator=generator) * 3
+    targets = (torch.rand(*LOSS_SHAPE, generator=generator) < 0.4).float()
+
+    def scalar() -> str:
+        value = loss(logits.clone(), targets.clone())
+        if not isinstance(value, torch.Tensor) or value.ndim != 0:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise Problem(f"loss returned {shape}; it must return a scalar tensor")
+        if not value.is_floating_point() or not torch.isfinite(value):
+            raise Problem(f"loss returned {value.item() if value.numel() == 1 else value}; it must be a finite float")
+        return f"{value.item():.4f} on {LOSS_SHAPE[0]}×{LOSS_SHAPE[1]} logits"
+
+    def scalar_value(value):
+        if not isinstance(value, torch.Tensor) or value.ndim != 0:
+            raise Skip("needs a scalar loss")
+        return value
+
+    def gradient() -> None:
+        inputs = logits.clone().requires_grad_(True)
+        value = scalar_value(loss(inputs, targets))
+        if value.requires_grad:
+            value.backward()
+        if inputs.grad is None or not torch.isfinite(inputs.grad).all() or not inputs.grad.abs().sum() > 0:
+            raise Problem("no finite, non-zero gradient reaches the logits")
+
+    def extremes() -> None:
+        saturated = torch.tensor([[40.0, -40.0, 0.0]] * 2)
+        value = scalar_value(loss(saturated, torch.tensor([[1.0, 0.0, 1.0]] * 2)))
+        if not torch.isfinite(value):
+            raise Problem("non-finite loss for logits of ±40; compute it from logits stably (log-sigmoid)")
+
+    def deterministic() -> None:
+        if not torch.equal(scalar_value(loss(logits.clone(), targets.clone())), loss(logits.clone(), targets.clone())):
+            raise Problem("two calls on the same inputs differ; a loss draws no random numbers")
+
+    checklist.run("returns a finite scalar", scalar)
+    checklist.run("gradient reaches the logits", gradient)
+    checklist.run("finite for saturated logits", extremes)
+    checklist.run("same inputs, same value", deterministic)
 
 
 # -- fusions -------------------------------------------------------------------------------

@@ -33,5 +33,10 @@ def register_augmentations(register: Callable) -> None:
 
 
 @hookspec
+def register_losses(register: Callable) -> None:
+    """Register training losses: ``register(LossSpec(name=..., loss=...))``."""
+
+
+@hookspec
 def register_fusions(register: Callable) -> None:
     """Register score fusions: ``register(FusionSpec(name=..., fuse=...))``."""

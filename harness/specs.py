@@ -1,4 +1,4 @@
-"""The four component specs a plugin registers, and the data a dataset hands the core.
+"""The five component specs a plugin registers, and the data a dataset hands the core.
 
 Specs are frozen dataclasses: a plugin builds one and passes it to the ``register``
 callback its hook receives. Heavy imports (torch, torchvision, timm) belong inside the
@@ -58,6 +58,23 @@ class Dataset:
 
 
 @dataclass(frozen=True)
+class DatasetInfo:
+    """What a model may know about the dataset it is built for: the training split only.
+
+    A model whose ``build`` declares a keyword parameter ``dataset`` receives one. ``classes``
+    are in the official order (column ``c`` of ``train_labels`` is ``classes[c]``);
+    ``train_labels`` is the train split's read-only N×C int8 matrix (1, 0, -1);
+    ``fingerprint`` identifies the whole dataset. Nothing of the test split is reachable
+    from here.
+    """
+
+    name: str
+    classes: tuple[str, ...]
+    fingerprint: str
+    train_labels: np.ndarray
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """A dataset: ``load(data_root, options) -> Dataset``.
 
@@ -65,7 +82,8 @@ class DatasetSpec:
     dataset that needs one raises ``UserError``). ``options`` holds loader switches such
     as ``skip_missing``. ``canonical`` maps split name to the official image count, checked
     by ``bench data verify``; ``canonical_fingerprint`` is the fingerprint of the complete
-    official data, when known, which leaderboards require.
+    official data, when known, which leaderboards require. ``takes_data_root=False``
+    (a generated dataset) makes ``--data-root`` an error.
     """
 
     name: str
@@ -74,6 +92,7 @@ class DatasetSpec:
     description: str = ""
     canonical: dict[str, int] | None = None
     canonical_fingerprint: str | None = None
+    takes_data_root: bool = True
 
 
 @dataclass(frozen=True)
@@ -86,7 +105,10 @@ class ModelSpec:
     weights through ``harness.weights.load_state_dict`` or ``harness.weights.resolve``
     (never from the network), so that the file and its sha256 are recorded.
     ``takes_variant`` models are named ``NAME:VARIANT`` (``timm:convnext_tiny``) and get
-    ``variant=`` as a keyword argument.
+    ``variant=`` as a keyword argument. A ``build`` that declares a keyword parameter
+    ``dataset`` gets ``dataset=DatasetInfo(...)`` (the training labels, for a label graph
+    or class statistics). ``backbone`` names the baseline architecture the method builds on
+    (``resnet101``), so that leaderboards compare it with the baseline of that backbone.
     """
 
     name: str
@@ -95,6 +117,7 @@ class ModelSpec:
     head_prefixes: tuple[str, ...] = ()
     description: str = ""
     takes_variant: bool = False
+    backbone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,12 +129,18 @@ class AugmentationSpec:
     0/1 matrix; ``generator`` is a seeded CPU ``torch.Generator`` to draw every random
     number from, so that runs repeat exactly. The output keeps the batch size and S.
     Normalisation happens after, in the core.
+
+    ``input_crop`` says how the input pipeline turns each original image into the (S, S)
+    image ``augment`` receives: ``None`` resizes the whole image (``Resize((s, s))``);
+    ``"random-resized"`` crops torchvision's ``RandomResizedCrop`` box (scale 0.08–1, aspect
+    3/4–4/3), sampled in the original image's pixels, and resizes it to (S, S).
     """
 
     name: str
     augment: Callable[..., tuple["torch.Tensor", "torch.Tensor"]]
     version: str = "0"
     description: str = ""
+    input_crop: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,9 +157,28 @@ class FusionSpec:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class LossSpec:
+    """A training loss: ``loss(logits, targets) -> scalar tensor``.
+
+    ``logits`` is the model's float32 (B, C) output and ``targets`` a float32 (B, C) 0/1
+    matrix as the protocol prepares it (ignored labels trained as positives, mixup's OR).
+    The trainer computes it in float32 even under bf16 autocast. The protocol names its
+    loss (``bce``); any other is a recorded deviation.
+    """
+
+    name: str
+    loss: Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
+    version: str = "0"
+    description: str = ""
+
+
+INPUT_CROPS = (None, "random-resized")
+
 COMPONENT_KINDS: dict[str, type] = {
     "dataset": DatasetSpec,
     "model": ModelSpec,
     "augmentation": AugmentationSpec,
+    "loss": LossSpec,
     "fusion": FusionSpec,
 }

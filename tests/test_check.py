@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import textwrap
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -18,7 +19,7 @@ COMPONENTS = textwrap.dedent(
     import numpy as np
     import torch
 
-    from harness import AugmentationSpec, Dataset, DatasetSpec, FusionSpec, ModelSpec, Split, hookimpl
+    from harness import AugmentationSpec, Dataset, DatasetInfo, DatasetSpec, FusionSpec, LossSpec, ModelSpec, Split, hookimpl
     from harness.errors import UserError
 
     IMAGES = Path(__file__).parent / "images"
@@ -60,6 +61,50 @@ COMPONENTS = textwrap.dedent(
         return Tiny(num_classes, extra_columns=int(variant))
 
 
+    class GradientHook(Tiny):
+        """Leaves the logits alone and halves the gradient they pass back."""
+
+        def forward(self, x):
+            logits = super().forward(x)
+            if logits.requires_grad:
+                logits.register_hook(lambda grad: grad * 0.5)
+            return logits
+
+
+    class Rescale(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, logits):
+            return logits.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * torch.sigmoid(grad)
+
+
+    class AutogradSwap(Tiny):
+        def forward(self, x):
+            return Rescale.apply(super().forward(x))
+
+
+    class Sigmoid(Tiny):
+        def forward(self, x):
+            return torch.sigmoid(super().forward(x))
+
+
+    SEEN = {}
+
+
+    def graph_head(num_classes, pretrained, dataset=None):
+        """Initialises its head from label co-occurrence in the training labels it is given."""
+        assert isinstance(dataset, DatasetInfo) and len(dataset.classes) == num_classes
+        SEEN["info"] = dataset
+        model = Tiny(num_classes)
+        positives = (dataset.train_labels != 0).astype(np.float32)
+        cooccurrence = positives.T @ positives / max(len(positives), 1)
+        model.head.bias.data = torch.from_numpy(np.diag(cooccurrence).copy())
+        return model
+
+
     MODELS = {
         "tiny": (lambda num_classes, pretrained: Tiny(num_classes), ("head",)),
         "too-wide": (lambda num_classes, pretrained: Tiny(num_classes, extra_columns=1), ("head",)),
@@ -71,6 +116,26 @@ COMPONENTS = textwrap.dedent(
         "all-head": (lambda num_classes, pretrained: Tiny(num_classes), ("head", "features")),
         "no-head": (lambda num_classes, pretrained: Tiny(num_classes), ()),
         "boom": (boom, ("head",)),
+        "grad-hook": (lambda num_classes, pretrained: GradientHook(num_classes), ("head",)),
+        "autograd-swap": (lambda num_classes, pretrained: AutogradSwap(num_classes), ("head",)),
+        "sigmoid-out": (lambda num_classes, pretrained: Sigmoid(num_classes), ("head",)),
+        "graph-head": (graph_head, ("head",)),
+        "resnet18": (lambda num_classes, pretrained: Tiny(num_classes), ("head",)),
+    }
+
+
+    def focal(logits, targets):
+        p = torch.sigmoid(logits)
+        weight = torch.where(targets > 0, 1 - p, p) ** 2
+        return (weight * torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")).mean()
+
+
+    LOSSES = {
+        "focal": focal,
+        "per-element": lambda logits, targets: (logits - targets) ** 2,
+        "naive-bce": lambda logits, targets: -(targets * torch.log(torch.sigmoid(logits))
+                                               + (1 - targets) * torch.log(1 - torch.sigmoid(logits))).mean(),
+        "constant": lambda logits, targets: torch.tensor(1.0),
     }
 
 
@@ -174,6 +239,12 @@ COMPONENTS = textwrap.dedent(
     def register_fusions(register):
         for name, fuse in FUSIONS.items():
             register(FusionSpec(name=name, fuse=fuse))
+
+
+    @hookimpl
+    def register_losses(register):
+        for name, loss in LOSSES.items():
+            register(LossSpec(name=name, loss=loss))
     '''
 )
 
@@ -185,8 +256,17 @@ CHECKS = {
         "output shape (B, C)",
         "batch of 1 in eval and train mode",
         "finite outputs in eval and train mode",
+        "outputs are logits, not probabilities",
         "head_prefixes match some, not all, parameters",
         "backward reaches every trainable parameter",
+        "gradients agree with the loss (finite-difference check)",
+    ],
+    "loss": [
+        "unique name",
+        "returns a finite scalar",
+        "gradient reaches the logits",
+        "finite for saturated logits",
+        "same inputs, same value",
     ],
     "dataset": [
         "unique name",
@@ -236,12 +316,22 @@ EXPECTED_FAILURES = {
     ("drops-one", "keeps batch size and shapes"): "images (3, 3, 32, 32) and targets (3, 5), expected (4, 3, 32, 32) and (4, 5)",
     ("doubles-targets", "targets stay in [0, 1]"): "targets left [0, 1], e.g. 2",
     ("probabilities", "fuse([a, a]) ranks and thresholds like a"): "fused scores must be logits",
+    ("grad-hook", "gradients agree with the loss (finite-difference check)"): "disagree with the bce loss",
+    ("autograd-swap", "gradients agree with the loss (finite-difference check)"): "must not rewrite the gradient",
+    ("resnet18", "unique name"): "model 'resnet18' shadows the built-in model of that name",
+    ("per-element", "returns a finite scalar"): "loss returned (4, 6); it must return a scalar tensor",
+    ("naive-bce", "finite for saturated logits"): "non-finite loss for logits of ±40",
+    ("constant", "gradient reaches the logits"): "no finite, non-zero gradient reaches the logits",
     ("first-counts-twice", "order of runs does not matter"): "the order of runs must not matter",
     ("transposed", "output N×C, finite"): "fusing 2 arrays of (12, 5) gave (5, 12)",
     ("transposed", "fuse([a, a]) ranks and thresholds like a"): "fuse([a, a]) ranks differently from a within a class",
 }
 
-EXPECTED_SKIPS = {("needs-root", "load(data_root, options)"), ("sized", "build")}
+EXPECTED_SKIPS = {("needs-root", "load(data_root, options)"), ("sized", "build"),
+                  ("too-wide", "gradients agree with the loss (finite-difference check)"),
+                  ("no-test", "stable fingerprint (loaded twice)"), ("per-element", "gradient reaches the logits"),
+                  ("per-element", "finite for saturated logits"), ("per-element", "same inputs, same value")}
+EXPECTED_WARNINGS = {("sigmoid-out", "outputs are logits, not probabilities"): "warning: every output lies in [0, 1]"}
 
 
 @pytest.fixture(scope="module")
@@ -269,6 +359,9 @@ def test_every_violation_fails_exactly_its_check(report):
         if expected:
             assert record["status"] == "fail", (component, check, record)
             assert expected in record["detail"], (component, check, record["detail"])
+        elif (component, check) in EXPECTED_WARNINGS:
+            assert record["status"] == "warn" and EXPECTED_WARNINGS[component, check] in record["detail"], record
+            assert "probabilities" in record["detail"]
         else:
             status = "skip" if (component, check) in EXPECTED_SKIPS else "pass"
             assert record["status"] == status, (component, check, record)
@@ -277,9 +370,13 @@ def test_every_violation_fails_exactly_its_check(report):
 
 def test_conforming_components_get_the_whole_checklist(report):
     _, records = report
-    for kind, component in [("model", "tiny"), ("dataset", "good-data"), ("augmentation", "coin-flip"), ("fusion", "average-logits")]:
-        assert [check for (name, check) in records if name == component] == CHECKS[kind]
-        assert [records[component, check]["status"] for check in CHECKS[kind]] == ["pass"] * len(CHECKS[kind])
+    for kind, component in [("model", "tiny"), ("model", "graph-head"), ("dataset", "good-data"),
+                            ("augmentation", "coin-flip"), ("loss", "focal"), ("fusion", "average-logits")]:
+        expected = CHECKS[kind]
+        if component == "graph-head":
+            expected = [c.replace("pretrained=False)", "pretrained=False, dataset=DatasetInfo(...))") for c in expected]
+        assert [check for (name, check) in records if name == component] == expected
+        assert [records[component, check]["status"] for check in expected] == ["pass"] * len(expected)
 
 
 def test_a_failed_build_or_load_ends_that_checklist(report):
@@ -298,6 +395,26 @@ def test_dataset_needing_a_root_is_skipped_without_one_and_checked_with_one(repo
     assert "8 passed, 0 failed, 0 skipped" in result.stdout
 
 
+def test_sigmoid_output_warns_without_failing(plugin_file):
+    result = bench("check", "--plugin", plugin_file, "--component", "sigmoid-out")
+    assert result.exit_code == 0, result.output
+    warning = [line for line in result.stdout.splitlines() if line.startswith("  ! ")]
+    assert len(warning) == 1 and "warning" in warning[0] and "probabilities" in warning[0]
+    assert result.stdout.splitlines()[-1] == "9 passed, 0 failed, 1 warning(s), 0 skipped"
+
+
+def test_a_model_that_asks_for_the_dataset_gets_a_synthetic_train_split_only(plugin_file):
+    from harness.registry import Registry
+
+    result = bench("check", "--plugin", plugin_file, "--component", "graph-head")
+    assert result.exit_code == 0, result.output
+    assert "build(num_classes=7, pretrained=False, dataset=DatasetInfo(...))" in result.stdout
+    component = Registry([str(plugin_file)]).get("model", "graph-head")
+    info = component.plugin.module.SEEN["info"]
+    assert set(vars(info)) == {"name", "classes", "fingerprint", "train_labels"}
+    assert info.train_labels.dtype == np.int8 and not info.train_labels.flags.writeable
+
+
 def test_text_checklist_and_one_line_error(plugin_file):
     result = bench("check", "--plugin", plugin_file, "--component", "tiny", "--component", "too-wide")
     assert result.exit_code == 1
@@ -306,7 +423,7 @@ def test_text_checklist_and_one_line_error(plugin_file):
     assert "  ✓ output shape (B, C): C=7, 13 at 64×64, 96×96" in lines
     assert f"model too-wide (plugin {plugin_file})" in lines
     assert any(line.startswith("  ✗ output shape (B, C): expected (2, 7)") for line in lines)
-    assert lines[-1] == "14 passed, 2 failed, 0 skipped"
+    assert lines[-1] == "17 passed, 2 failed, 1 skipped"
     assert result.stderr == (
         "Error: 2 check(s) failed (model too-wide: output shape (B, C); "
         "model too-wide: batch of 1 in eval and train mode)\n"
@@ -342,4 +459,4 @@ def test_head_count_agrees_with_the_trainer(report, plugin_file):
     model = Registry([str(plugin_file)]).get("model", "tiny").spec.build(7, False)
     head, backbone = (len(group["params"]) for group in parameter_groups(model, ("head",), get_protocol("smoke"), "tiny"))
     detail = records["tiny", "head_prefixes match some, not all, parameters"]["detail"]
-    assert detail == f"('head',): {head} of {head + backbone} trainable parameter tensors"
+    assert detail == f"('head',): {head} of {head + backbone} trainable parameter tensors at the head rate: head.weight, head.bias"

@@ -47,9 +47,11 @@ def undocumented(text: str) -> list[str]:
 
 
 def test_the_api_is_what_the_guide_is_checked_against():
-    assert hook_names() == ["register_augmentations", "register_datasets", "register_fusions", "register_models"]
+    assert hook_names() == ["register_augmentations", "register_datasets", "register_fusions", "register_losses",
+                            "register_models"]
     names = {c.__name__ for c in spec_classes()}
-    assert names >= {"DatasetSpec", "Dataset", "Split", "ModelSpec", "AugmentationSpec", "FusionSpec"}
+    assert names >= {"DatasetSpec", "Dataset", "DatasetInfo", "Split", "ModelSpec", "AugmentationSpec", "LossSpec",
+                     "FusionSpec"}
 
 
 def test_guide_documents_every_hook_spec_and_field():
@@ -72,4 +74,4 @@ def test_the_minimal_plugin_passes_bench_check(tmp_path):
     path.write_text(code)
     result = CliRunner().invoke(main, ["check", "--plugin", str(path)])
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[-1] == "8 passed, 0 failed, 0 skipped"
+    assert result.stdout.splitlines()[-1] == "10 passed, 0 failed, 0 skipped"
