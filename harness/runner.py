@@ -292,7 +292,7 @@ def run(config: RunConfig | None = None, *, resume: Path | str | None = None, da
         registry = Registry(config.plugins)
         resolved = config.resolve(registry)
     registry.check_core_unchanged()
-    return _train(resolved, registry, resume=resume is not None, overwrite=bool(config and config.overwrite))
+    return train_resolved(resolved, registry, resume=resume is not None, overwrite=bool(config and config.overwrite))
 
 
 def _components(resolved: ResolvedRun, registry: Registry) -> dict[str, Component]:
@@ -304,7 +304,9 @@ def _components(resolved: ResolvedRun, registry: Registry) -> dict[str, Componen
     }
 
 
-def _train(resolved: ResolvedRun, registry: Registry, *, resume: bool, overwrite: bool) -> RunRecord | None:
+def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = False, overwrite: bool = False) -> RunRecord | None:
+    """Train a resolved run (``run.json``) with the plugins of ``registry``; ``run`` and
+    ``bench leaderboard reproduce`` both end here."""
     import torch
 
     from harness.train import Trainer, epoch_line, seed_everything
