@@ -15,7 +15,6 @@ from sklearn.metrics import average_precision_score, precision_recall_fscore_sup
 
 from harness.errors import BadInput
 from harness.metrics import (
-    METRICS_VERSION,
     bootstrap,
     evaluate,
     format_table,
@@ -438,11 +437,10 @@ def test_no_positive_anywhere_is_an_error():
         evaluate(np.zeros((3, 2)), [[0, -1], [0, 0], [-1, 0]])
 
 
-def test_result_is_plain_json_and_versioned():
+def test_result_is_plain_json():
     scores, labels = tricky_data(7, n=40)
     result = evaluate(scores, labels)
     assert json.loads(json.dumps(result, allow_nan=False)) == result
-    assert METRICS_VERSION == 1
 
 
 def test_docstring_examples():

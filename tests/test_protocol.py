@@ -56,13 +56,20 @@ def test_overrides_are_deviations_and_smoke_differs():
     assert WANG2019.with_overrides(epochs=40)[1] == {}
 
 
-@pytest.mark.parametrize("name,head", [("resnet101", {"fc.weight", "fc.bias"}),
-                                       ("vgg16", {f"classifier.{i}.{p}" for i in (0, 3, 6) for p in ("weight", "bias")})])
-def test_head_and_backbone_groups_take_the_protocol_rates(name, head):
+@pytest.fixture(scope="module")
+def paper_models():
+    """The paper's two backbones, built once for every test here (VGG16 alone has 138M parameters)."""
     from harness.registry import Registry
 
-    component = Registry().get("model", name)
-    model = component.spec.build(20, False)
+    registry = Registry()
+    return {name: (registry.get("model", name), registry.get("model", name).spec.build(classes, False))
+            for name, classes in (("resnet101", 20), ("vgg16", 80))}
+
+
+@pytest.mark.parametrize("name,head", [("resnet101", {"fc.weight", "fc.bias"}),
+                                       ("vgg16", {f"classifier.{i}.{p}" for i in (0, 3, 6) for p in ("weight", "bias")})])
+def test_head_and_backbone_groups_take_the_protocol_rates(paper_models, name, head):
+    component, model = paper_models[name]
     groups = parameter_groups(model, component.spec.head_prefixes, WANG2019, name)
     names = {id(p): n for n, p in model.named_parameters()}
     assert {names[id(p)] for p in groups[0]["params"]} == head
@@ -70,14 +77,10 @@ def test_head_and_backbone_groups_take_the_protocol_rates(name, head):
     assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(model.parameters()))
 
 
-def test_paper_heads(tmp_path):
-    from harness.registry import Registry
-
-    registry = Registry()
-    resnet = registry.get("model", "resnet101").spec.build(20, False)
+def test_paper_heads(paper_models):
+    resnet, vgg = paper_models["resnet101"][1], paper_models["vgg16"][1]
     assert isinstance(resnet.avgpool, torch.nn.AdaptiveAvgPool2d) and resnet.fc.in_features == 2048
     assert resnet.fc.out_features == 20
-    vgg = registry.get("model", "vgg16").spec.build(80, False)
     assert vgg.avgpool.output_size == (7, 7)
     assert [m.out_features for m in vgg.classifier if isinstance(m, torch.nn.Linear)] == [4096, 4096, 80]
 
