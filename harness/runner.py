@@ -25,7 +25,7 @@ from harness import honesty, pipeline, weights
 from harness.config import ResolvedRun, RunConfig
 from harness.data import fingerprint, train_hash
 from harness.distributed import World, barrier, finish, init_world
-from harness.errors import PluginError, UserError
+from harness.errors import PluginError, UserError, cut
 from harness.metrics import METRICS_VERSION, evaluate
 from harness.progress import log
 from harness.registry import Component, Registry
@@ -200,8 +200,8 @@ def build_model(component: Component, model_name: str, num_classes: int, pretrai
         except PluginError as error:
             if record.files:
                 loaded = record.files[-1]
-                raise PluginError(f"{error} (after loading weights file {loaded['file']}, sha256 {loaded['sha256'][:12]}…: "
-                                  "is it the file for this architecture?)") from error
+                raise PluginError(f"{component.label}: build failed after loading weights file {loaded['file']}: is it "
+                                  f"the file for this architecture? ({cut(str(error).split(': ', 1)[-1], 150)})") from error
             raise
     if pretrained != "none" and not record.files:
         raise PluginError(
@@ -329,9 +329,8 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
         found = fingerprint(dataset)
         if resolved.fingerprint is not None and found != resolved.fingerprint:
             raise UserError(
-                f"{run_dir / RUN_FILE}: the run started on dataset {resolved.dataset!r} with fingerprint "
-                f"{resolved.fingerprint}, but the data at {resolved.data_root or 'its default place'} has fingerprint "
-                f"{found}; resume with --data-root pointing at the run's own data"
+                f"dataset {resolved.dataset!r} at {resolved.data_root or 'its default place'} has fingerprint {found}, "
+                f"but run {resolved.run_id} started on {resolved.fingerprint}; pass --data-root with the run's own data"
             )
         resolved = resolved.with_fingerprint(found)
         rules = resolved.rules()
