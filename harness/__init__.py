@@ -39,7 +39,7 @@ _API = {
     "RunRecord": "harness.results",
     "evaluate": "harness.metrics",
     "fuse": "harness.fusion",
-    "compare": "harness.compare",
+    "compare": "harness.comparison",
 }
 
 

@@ -7,6 +7,7 @@ nothing, budgets refuse before any work, and plugin failures of every kind are n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -289,3 +290,18 @@ def test_a_full_output_disk_is_one_line(tiny_root, tmp_path):
         assert "no space left" in line and str(out) in line
     finally:
         subprocess.run(["umount", str(out)], check=True)
+
+
+def test_a_plugin_without_components_is_recorded_and_one_that_patches_the_harness_is_refused(tiny_root, tmp_path):
+    silent = tmp_path / "silent.py"
+    silent.write_text("# registers nothing; a run must still name it\nVALUE = 1\n")
+    result = bench(*run_args(tiny_root, tmp_path / "runs", "--plugin", silent, aug="flip", epochs=1))
+    assert result.returncode == 0, result.stderr
+    plugins = json.loads((tmp_path / "runs" / RUN_ID / "result.json").read_text())["plugins"]
+    (entry,) = [p for p in plugins if p["path"] == str(silent)]
+    assert entry["source"] == "file" and entry["sha256"] == hashlib.sha256(silent.read_bytes()).hexdigest()
+    patcher = tmp_path / "patcher.py"
+    patcher.write_text("import harness.train\n\nharness.train.Trainer.train_epoch = lambda self, *a: None\n")
+    line = one_error_line(bench(*run_args(tiny_root, tmp_path / "other", "--plugin", patcher, aug="flip", epochs=1)))
+    assert str(patcher) in line and "harness.train.Trainer.train_epoch" in line and "never change the harness" in line
+    assert not (tmp_path / "other").exists()

@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from harness.compare import compare as compare_runs
-from harness.compare import load_scored
+from harness.comparison import compare as compare_runs
+from harness.comparison import load_scored
 from harness.metrics import PAPER_COLUMNS, bootstrap, evaluate, format_table
 from harness.results import RESULT_FILE
 

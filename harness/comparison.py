@@ -1,4 +1,4 @@
-"""Comparing two runs: the paired bootstrap of their mAP on the same test images, and every
+"""Comparing two runs (``harness.compare``, ``bench compare``): the paired bootstrap of their mAP on the same test images, and every
 way their training differed.
 
 ``compare(A, B)`` refuses runs scored on different test sets (other ids, or other labels
