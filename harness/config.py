@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.naming import default_run_id, plain_name, sha256_of
+from harness.naming import default_run_id, plain_name, sha256_of, sha256_of_files
 from harness.protocol import Protocol, get_protocol
 from harness.results import PluginRecord, parse_record
 
@@ -204,8 +204,6 @@ class ResolvedRun:
 
     def check_plugin_files(self) -> None:
         """Refuse a recorded plugin file or folder whose code changed since the run started."""
-        from harness.naming import sha256_of_files
-
         for source in self.plugins:
             if source.plugin.source not in ("file", "directory"):
                 continue

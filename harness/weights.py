@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from harness.errors import UserError
+from harness.naming import sha256_of
 
 
 @dataclass
@@ -35,14 +35,6 @@ def hub_checkpoint_dir() -> Path:
     import torch.hub
 
     return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from conftest import TINY_PLUGIN
 from harness import metrics
 from harness.cli import main
 from harness.data import fingerprint
-from harness.weights import sha256_of
+from harness.naming import sha256_of
 
 pytestmark = pytest.mark.slow
 

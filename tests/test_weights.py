@@ -13,7 +13,7 @@ from conftest import TINY_PLUGIN
 from harness import weights
 from harness.cli import main
 from harness.registry import Registry
-from harness.weights import sha256_of
+from harness.naming import sha256_of
 
 
 @pytest.fixture
