@@ -1,37 +1,45 @@
-"""``bench leaderboard``: submit validated runs and build the tables from them."""
+"""``bench leaderboard``: submit validated runs, build the tables, reproduce a submission."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import sys
 from pathlib import Path
 
 import click
 
-from harness.cli.options import plugin_option
+from harness.cli.options import load_registry, plugin_option
 from harness.errors import UserError
 
 _ROOT = click.option(
     "--leaderboards", "root", default="leaderboards", show_default=True, type=click.Path(path_type=Path),
     help="The leaderboards folder (submissions/ and tables/).",
 )
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print the record as JSON instead of text.")
 
 
 @click.group()
 def leaderboard() -> None:
-    """Submit run folders to the leaderboards and build their tables."""
+    """Submit run folders to the leaderboards, build their tables, reproduce submissions."""
 
 
 @leaderboard.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @_ROOT
 @plugin_option
-def submit(run_dir: Path, root: Path, plugins: tuple[str, ...]) -> None:
-    """Validate RUN_DIR (schema, metrics re-scored from its scores, protocol hash, data
-    fingerprint) and store it; refusals are one line saying why."""
-    from harness.leaderboard import registry_canonical
+@_JSON
+def submit(run_dir: Path, root: Path, plugins: tuple[str, ...], as_json: bool) -> None:
+    """Check RUN_DIR (schema, re-scored metrics, protocol hash, fingerprint proven from the test
+    labels, deviations recomputed from run.json and log.json, no stored copy or seed) and store
+    it with its configuration, log and plugin code; a refusal is one line naming file and field."""
     from harness.leaderboard import submit as submit_run
 
-    stored = submit_run(run_dir, root, registry_canonical(plugins))
-    click.echo(f"accepted: {stored}")
+    bundle = submit_run(run_dir, root, load_registry(plugins))
+    if as_json:
+        click.echo(json.dumps({"id": bundle.id, "path": str(bundle.path), **bundle.to_dict()}, indent=2))
+        return
+    click.echo(f"accepted as {bundle.id} ({bundle.data} data): {bundle.path}")
 
 
 @leaderboard.command()
@@ -39,22 +47,64 @@ def submit(run_dir: Path, root: Path, plugins: tuple[str, ...]) -> None:
 @click.option("--format", "formats", default="md,csv,tex,html", show_default=True,
               help="Comma-separated output formats: md, csv, tex, html.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 listing the files a build would change.")
-def build(root: Path, formats: str, check: bool) -> None:
-    """Write one table per dataset and protocol to tables/, and README.md (deterministic)."""
+@_JSON
+def build(root: Path, formats: str, check: bool, as_json: bool) -> None:
+    """Check every stored submission again and write one table per dataset and protocol to
+    tables/, with index pages (deterministic: no dates)."""
     from harness.leaderboard import build_outputs, stale_files, write_outputs
 
     chosen = tuple(f.strip() for f in formats.split(",") if f.strip())
     outputs = build_outputs(root, chosen)
     if check:
         stale = stale_files(root, outputs, chosen)
-        for entry in stale:
-            click.echo(f"stale: {root / entry}")
+        if as_json:
+            click.echo(json.dumps({"files": sorted(outputs), "stale": stale}, indent=2))
+        else:
+            for entry in stale:
+                click.echo(f"stale: {root / entry}")
         if stale:
             raise UserError(f"{len(stale)} leaderboard file(s) are stale; run `bench leaderboard build` and commit them")
-        click.echo(f"{len(outputs)} leaderboard files are up to date")
+        if not as_json:
+            click.echo(f"{len(outputs)} leaderboard files are up to date")
         return
     changed = write_outputs(root, outputs, chosen)
-    click.echo(f"wrote {len(outputs)} files to {root} ({len(changed)} changed)")
+    if as_json:
+        click.echo(json.dumps({"files": sorted(outputs), "changed": changed}, indent=2))
+        return
+    click.echo(f"wrote {len(outputs)} files to {root / 'tables'} ({len(changed)} changed)")
+
+
+@leaderboard.command()
+@click.argument("submission")
+@_ROOT
+@click.option("--data-root", type=click.Path(path_type=str), help="Where this machine holds the run's dataset "
+                                                                 "(default: the folder the run recorded).")
+@click.option("--quiet", is_flag=True, help="No per-epoch lines.")
+@_JSON
+def reproduce(submission: str, root: Path, data_root: str | None, quiet: bool, as_json: bool) -> None:
+    """Train SUBMISSION (a stored submission file or its id) again, running its plugins' code,
+    and compare the scores: bit-identical on a CPU, within the seed-derived tolerance on a GPU.
+    A match writes the verification beside the submission; a mismatch exits 1."""
+    from harness.leaderboard import reproduce as reproduce_run
+    from harness.progress import to_stderr
+
+    to_stderr(quiet or as_json)
+    outcome = reproduce_run(submission, root, data_root)
+    if as_json:
+        click.echo(json.dumps({"matches": outcome.matches, "submission": outcome.bundle.id,
+                               "comparison": dataclasses.asdict(outcome.comparison), "tolerance": outcome.tolerance,
+                               "code_changed": outcome.code_changed, "seconds": round(outcome.seconds, 1),
+                               "verification": dataclasses.asdict(outcome.verification) if outcome.verification else None},
+                              indent=2))
+    elif outcome.matches:
+        click.echo(f"verified ({outcome.verification.outcome}) in {outcome.seconds:.0f} s: "
+                   f"{outcome.bundle.verification_path}")
+    if not outcome.matches:
+        if not as_json:
+            from harness.errors import cut
+
+            click.echo(f"Error: {cut(outcome.message())}", err=True)
+        sys.exit(1)
 
 
 COMMANDS = [leaderboard]

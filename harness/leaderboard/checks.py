@@ -1,0 +1,229 @@
+"""What a submission must prove, as checks that refuse in one line naming the file and field.
+
+Each check is a function of what a run folder holds (``result.json``, ``scores.npz``,
+``run.json``, ``log.json``) and of the harness's own definitions (protocols, metrics,
+fingerprints). ``submit`` runs them on a run folder and ``build`` again on every stored
+bundle, so a bundle added by hand must pass the same checks.
+
+The deviations are recomputed, not read: from the resolved configuration (epochs, batch
+size, size, loss), from the weights files the model recorded (init) and from the log (one
+entry per epoch trained, each with the protocol's learning rates for that epoch); the
+record must list exactly those.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness.config import ResolvedRun
+from harness.data import compose, split_hash
+from harness.errors import UserError
+from harness.leaderboard.bundle import EpochLog
+from harness.metrics import METRICS_VERSION, evaluate
+from harness.naming import plain_name
+from harness.protocol import PROTOCOLS, Protocol, protocol_by_hash
+from harness.results import Pretrained, RunRecord
+from harness.weights import matches_published
+
+RESCORE_TOLERANCE = 1e-9
+LR_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class Where:
+    """How refusals name the four files of a submission."""
+
+    result: str
+    scores: str
+    run: str
+    log: str
+
+
+def check_names(record: RunRecord, where: Where) -> None:
+    """The strings that become file and folder names must be plain names."""
+    plain_name(record.run_id, f"{where.result}: run_id")
+    plain_name(record.dataset.name, f"{where.result}: dataset.name")
+    plain_name(record.protocol.name, f"{where.result}: protocol.name")
+
+
+def check_arrays(record: RunRecord, scores: np.ndarray, labels: np.ndarray, ids: np.ndarray, where: Where) -> None:
+    """Scores and labels of the declared shape, finite scores, unique ids."""
+    expected = (record.dataset.n_test, len(record.dataset.classes))
+    for name, array in (("scores", scores), ("labels", labels)):
+        if array.shape != expected:
+            raise UserError(f"{where.scores}: {name} has shape {array.shape}, but result.json declares dataset.n_test "
+                            f"{expected[0]} × {expected[1]} dataset.classes")
+    if ids.shape != (expected[0],) or len(set(ids.tolist())) != expected[0]:
+        raise UserError(f"{where.scores}: ids must be {expected[0]} unique image ids")
+    bad = int((~np.isfinite(scores)).sum())
+    if bad:
+        raise UserError(f"{where.scores}: scores holds {bad} non-finite value(s); logits must be finite")
+
+
+def check_protocol(record: RunRecord, where: Where) -> Protocol:
+    """The protocol this harness defines under the record's name, with the same version and hash."""
+    block = record.protocol
+    known = PROTOCOLS.get(block.name)
+    if known is None:
+        raise UserError(f"{where.result}: protocol.name {block.name!r} is unknown; known: {', '.join(sorted(PROTOCOLS))}")
+    if block.hash != known.hash or block.version != known.version:
+        other = protocol_by_hash(block.hash)
+        hint = f" (that is the hash of {other.name!r})" if other else ""
+        raise UserError(
+            f"{where.result}: protocol.hash {block.hash} version {block.version}{hint} is not protocol {block.name!r} "
+            f"of this harness (hash {known.hash} version {known.version}); the run followed other rules"
+        )
+    return known
+
+
+def _same(stored: Any, recomputed: Any) -> bool:
+    if isinstance(recomputed, list):
+        return isinstance(stored, list) and len(stored) == len(recomputed) and all(map(_same, stored, recomputed))
+    if recomputed is None or isinstance(recomputed, (bool, str)):
+        return stored == recomputed
+    if not isinstance(stored, (int, float)) or isinstance(stored, bool):
+        return False
+    if math.isnan(recomputed):
+        return math.isnan(stored)
+    return abs(stored - recomputed) <= RESCORE_TOLERANCE
+
+
+def check_metrics(record: RunRecord, scores: np.ndarray, labels: np.ndarray, where: Where) -> None:
+    """Every stored metric is what re-scoring the stored scores gives, and nothing else is stored."""
+    if record.metrics_version != METRICS_VERSION:
+        raise UserError(f"{where.result}: metrics_version {record.metrics_version}, this harness has {METRICS_VERSION}; "
+                        "re-score the run with this harness before submitting")
+    recomputed = evaluate(scores, labels)
+    stored = record.metrics
+    for key, value in recomputed.items():
+        if key not in stored:
+            raise UserError(f"{where.result}: metrics.{key} is missing; re-score the run with this harness")
+        if not _same(stored[key], value):
+            shown = "a list" if isinstance(value, list) else stored[key]
+            again = "another list" if isinstance(value, list) else value
+            raise UserError(f"{where.result}: metrics.{key} is {shown} but re-scoring {where.scores} gives {again}; "
+                            "the metrics must come from the submitted scores")
+    extra = sorted(set(stored) - set(recomputed))
+    if extra:
+        raise UserError(f"{where.result}: metrics.{extra[0]} is not a metric of metrics version {METRICS_VERSION}; remove it")
+
+
+def proven_fingerprint(record: RunRecord, labels: np.ndarray, ids: np.ndarray, where: Where) -> str:
+    """The fingerprint composed from the record's classes and train hash and the test ids and
+    labels in the scores file; it must be the one the record states."""
+    dataset = record.dataset
+    if dataset.train_hash is None:
+        raise UserError(f"{where.result}: dataset.train_hash is null, so the test labels in {where.scores} cannot be "
+                        "proven against the dataset's fingerprint; train the run again with this harness")
+    composed = compose(dataset.classes, dataset.train_hash, split_hash(ids, labels))
+    if composed != dataset.fingerprint:
+        raise UserError(f"{where.scores}: its ids and labels, with result.json's dataset.classes and dataset.train_hash, "
+                        f"give fingerprint {composed}, not dataset.fingerprint {dataset.fingerprint}; the test split "
+                        "was changed after the run")
+    return composed
+
+
+def data_status(record: RunRecord, canonical: str | None, where: Where) -> str:
+    """``canonical`` when the proven fingerprint is the dataset's declared one, ``non-canonical``
+    for a dataset that declares none; refused when it declares another."""
+    if canonical is None:
+        return "non-canonical"
+    dataset = record.dataset
+    if dataset.fingerprint != canonical:
+        raise UserError(f"{where.scores}: ids and labels give dataset {dataset.name!r} fingerprint {dataset.fingerprint} "
+                        f"(coverage {100 * dataset.coverage:.1f}%), not its canonical {canonical}; leaderboards take runs "
+                        "on the complete official data with its labels unchanged")
+    return "canonical"
+
+
+def init_used(pretrained: Pretrained) -> str:
+    """``none``, ``imagenet`` when every weights file is the one published under its name (its
+    sha256 recomputed against the name here), else ``file``."""
+    if pretrained.mode == "none":
+        return "none"
+    published = pretrained.files and all(matches_published(f.expected_name, f.sha256) for f in pretrained.files)
+    return "imagenet" if published else "file"
+
+
+def check_run_file(record: RunRecord, run: ResolvedRun, where: Where) -> None:
+    """The result must be the result of the resolved run stored beside it."""
+    pretrained_mode = {"none": "none", "imagenet": "imagenet"}.get(run.pretrained, "file")
+    pairs = (
+        ("run_id", record.run_id, run.run_id),
+        ("model.name", record.model.name, run.model),
+        ("augmentation.name", record.augmentation.name, run.augmentation),
+        ("loss.name", record.loss.name, run.loss),
+        ("size", record.size, run.size),
+        ("seed", record.seed, run.seed),
+        ("protocol.name", record.protocol.name, run.protocol),
+        ("protocol.hash", record.protocol.hash, run.protocol_hash),
+        ("dataset.fingerprint", record.dataset.fingerprint, run.fingerprint),
+        ("model.pretrained.mode", record.model.pretrained.mode, pretrained_mode),
+    )
+    for name, recorded, resolved in pairs:
+        if recorded != resolved:
+            raise UserError(f"{where.result}: {name} is {recorded!r} but {where.run} has {resolved!r}; submit the run "
+                            "folder as the harness wrote it")
+    if record.model.pretrained.mode != "none" and not record.model.pretrained.files:
+        raise UserError(f"{where.result}: model.pretrained.files is empty although mode is "
+                        f"{record.model.pretrained.mode!r}; the weights a run loads are always recorded")
+
+
+def scheduled_rates(rules: Protocol, epoch: int) -> dict[str, float]:
+    """The learning rates the protocol's step schedule gives in ``epoch`` (counted from 0)."""
+    factor = rules.lr_gamma ** sum(1 for milestone in rules.lr_milestones if milestone <= epoch)
+    return {"head": rules.lr_head * factor, "backbone": rules.lr_backbone * factor}
+
+
+def check_log(log: list[EpochLog], run: ResolvedRun, rules: Protocol, where: Where) -> None:
+    """One entry per epoch trained, in order, each with the protocol's learning rates."""
+    if len(log) != run.epochs:
+        raise UserError(f"{where.log}: {len(log)} epoch(s) logged, but {where.run} has epochs {run.epochs}; a finished "
+                        "run logs every epoch it trained")
+    for index, entry in enumerate(log):
+        if entry.epoch != index:
+            raise UserError(f"{where.log}: entry {index} is epoch {entry.epoch}; expected epoch {index}")
+        expected = scheduled_rates(rules, index)
+        used = entry.lr
+        if set(used) != set(expected) or any(not math.isclose(used[k], v, rel_tol=LR_TOLERANCE) for k, v in expected.items()):
+            raise UserError(f"{where.log}: epoch {index} lr is {used}, but protocol {rules.name!r} schedules "
+                            f"head {expected['head']:g}, backbone {expected['backbone']:g} for that epoch")
+
+
+def expected_deviations(record: RunRecord, run: ResolvedRun, rules: Protocol) -> dict[str, dict[str, Any]]:
+    """The deviations from ``rules`` that the run folder shows, computed as the harness does."""
+    expected: dict[str, dict[str, Any]] = {}
+    for name in ("epochs", "batch_size"):
+        if getattr(run, name) != getattr(rules, name):
+            expected[name] = {"protocol": getattr(rules, name), "used": getattr(run, name)}
+    if run.size not in rules.sizes:
+        expected["sizes"] = {"protocol": list(rules.sizes), "used": [run.size]}
+    init = init_used(record.model.pretrained)
+    if init != rules.init:
+        expected["init"] = {"protocol": rules.init, "used": init}
+    if run.loss != rules.loss:
+        expected["loss"] = {"protocol": rules.loss, "used": run.loss, "version": record.loss.version,
+                            "plugin": dataclasses.asdict(record.loss.plugin)}
+    return expected
+
+
+def check_deviations(record: RunRecord, expected: dict[str, dict[str, Any]], where: Where) -> None:
+    """``protocol.deviations`` must be exactly the recomputed deviations."""
+    recorded = record.protocol.deviations
+    for name in sorted(set(recorded) | set(expected)):
+        if name not in recorded:
+            change = expected[name]
+            raise UserError(f"{where.result}: protocol.deviations.{name} is missing; {where.run}, {where.log} and the "
+                            f"weights recorded show {change['used']!r} where protocol {record.protocol.name!r} has "
+                            f"{change['protocol']!r}")
+        if name not in expected:
+            raise UserError(f"{where.result}: protocol.deviations.{name} is recorded, but {where.run} and "
+                            f"{where.log} show no such deviation")
+        if recorded[name] != expected[name]:
+            raise UserError(f"{where.result}: protocol.deviations.{name} is {recorded[name]!r}, but {where.run} and "
+                            f"{where.log} give {expected[name]!r}")

@@ -1,0 +1,183 @@
+"""Leaderboard tables as Markdown, CSV and LaTeX, each with the escaping its format needs.
+
+- Markdown (tabulate's ``github`` format, which escapes nothing): ``\\`` and ``|`` are
+  backslash-escaped, so a cell can never end early; newlines become spaces.
+- CSV (the ``csv`` module quotes as CSV needs): a cell starting with ``= + - @`` (or a tab or
+  carriage return) that is not a number gets a leading ``'``, so a spreadsheet shows it
+  as text instead of running it as a formula.
+- LaTeX: ``\\ $ { } ~ ^ & % _ # < > |`` become their text-mode commands and the symbols the
+  tables use (``± Δ − → ×``) math-mode ones; other non-ASCII letters stay UTF-8, which LaTeX
+  reads by default since 2018.
+
+HTML is in ``page.py``. Output depends on the tables only (no dates), so ``build --check``
+can tell whether the committed files are stale.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+
+from tabulate import tabulate
+
+from harness.leaderboard.rows import (
+    DELTA,
+    DEVIATIONS_SECTION,
+    METRICS,
+    PROTOCOL_SECTION,
+    TEXT_COLUMNS,
+    Row,
+)
+
+SECTION_TITLES = {
+    PROTOCOL_SECTION: "Rows under the protocol",
+    DEVIATIONS_SECTION: "Rows with deviations from the protocol (never merged with protocol rows)",
+}
+NOTE = (
+    "Metrics in percent (docs/METRICS.md): "
+    + ", ".join(f"{label} = `{key}`" for key, label in METRICS)
+    + "; top-3 predictions per image. Reproduced rows: mean ± sample standard deviation over their seeds "
+    "(one run per seed). `verified`: re-trained by `bench leaderboard reproduce` with the same scores; "
+    "`self-reported`: not re-trained yet."
+)
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_TEX = {
+    "\\": r"\textbackslash{}", "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "<": r"\textless{}",
+    ">": r"\textgreater{}", "|": r"\textbar{}", "±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$", "→": r"$\to$",
+    "×": r"$\times$", "`": r"\`{}",
+}
+
+
+@dataclass
+class Table:
+    """One leaderboard: a dataset under a protocol, its rows by section."""
+
+    dataset: str
+    protocol: str
+    sections: dict[str, list[Row]]
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def stem(self) -> str:
+        return f"{self.dataset}-{self.protocol}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.dataset}, protocol {self.protocol}"
+
+    def rows(self) -> list[Row]:
+        return [row for rows in self.sections.values() for row in rows]
+
+    def notes(self) -> list[str]:
+        return [" ".join(r.text[k] for k in ("backbone", "method", "aug", "size") if r.text[k] != "-") + f": {r.note}"
+                for r in self.rows() if r.note]
+
+
+def columns(section: str) -> list[str]:
+    """The column headers of a section: what and how, the metrics, then provenance."""
+    text = [c for c in TEXT_COLUMNS if c != "deviations" or section == DEVIATIONS_SECTION]
+    return [*text[:7], *(label for _, label in METRICS), *text[7:]]
+
+
+def metric_cell(row: Row, key: str) -> str:
+    value = row.means.get(key)
+    if value is None:
+        return "-"
+    if row.kind == "delta":
+        return f"{value:+.1f}"
+    std = row.stds.get(key)
+    return f"{value:.1f} ± {std:.1f}" if std is not None else f"{value:.1f}"
+
+
+def cells(row: Row, section: str) -> list[str]:
+    """A row's cells in the order of ``columns(section)``."""
+    text = [row.text.get(c, "") for c in TEXT_COLUMNS if c != "deviations" or section == DEVIATIONS_SECTION]
+    return [*text[:7], *(metric_cell(row, key) for key, _ in METRICS), *text[7:]]
+
+
+def markdown_escape(text: str) -> str:
+    return " ".join(text.splitlines()).replace("\\", "\\\\").replace("|", "\\|")
+
+
+def csv_escape(text: str) -> str:
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_TEX.get(char, char) for char in " ".join(text.splitlines()))
+
+
+def markdown(table: Table) -> str:
+    lines = [f"# {markdown_escape(table.title)}", "", NOTE]
+    for section, rows in table.sections.items():
+        if not rows:
+            continue
+        body = [[markdown_escape(c) for c in cells(r, section)] for r in rows]
+        lines += ["", f"## {SECTION_TITLES[section]}", "",
+                  tabulate(body, headers=columns(section), tablefmt="github", disable_numparse=True)]
+    if table.notes():
+        lines += ["", "Notes:", "", *(f"- {markdown_escape(note)}" for note in table.notes())]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(table: Table) -> str:
+    """Every row of every section, numbers as numbers (percent, two decimals)."""
+    stream = io.StringIO()
+    writer = csv.writer(stream, lineterminator="\n")
+    metric_headers = [h for key, _ in METRICS for h in (key, f"{key}_std")]
+    text = [c for c in TEXT_COLUMNS]
+    writer.writerow(["dataset", "protocol", "section", "row", *text[:7], *metric_headers, *text[7:], "note"])
+    for section, rows in table.sections.items():
+        for row in rows:
+            numbers = []
+            for key, _ in METRICS:
+                value, std = row.means.get(key), row.stds.get(key)
+                numbers += ["" if value is None else f"{value:.2f}", "" if std is None else f"{std:.2f}"]
+            values = [row.text.get(c, "") for c in text]
+            writer.writerow([csv_escape(c) for c in [table.dataset, table.protocol, section, row.kind, *values[:7],
+                                                     *numbers, *values[7:], row.note]])
+    return stream.getvalue()
+
+
+def latex(table: Table) -> str:
+    """A LaTeX fragment (booktabs): one tabular per non-empty section."""
+    lines = [f"% {latex_escape(table.title)}. {latex_escape(NOTE)}"]
+    for section, rows in table.sections.items():
+        if not rows:
+            continue
+        headers = columns(section)
+        spec = "".join("r" if h in {label for _, label in METRICS} else "l" for h in headers)
+        lines += [
+            f"\\paragraph{{{latex_escape(SECTION_TITLES[section])}}}",
+            f"\\begin{{tabular}}{{{spec}}}",
+            r"\toprule",
+            " & ".join(latex_escape(h) for h in headers) + r" \\",
+            r"\midrule",
+            *(" & ".join(latex_escape(c) for c in cells(row, section)) + r" \\" for row in rows),
+            r"\bottomrule",
+            r"\end{tabular}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def index_markdown(tables: list[Table], formats: tuple[str, ...]) -> str:
+    """``tables/index.md``: every table with its row counts and files."""
+    lines = ["# Leaderboard tables", "", "Built by `bench leaderboard build` (leaderboards/README.md says how).", "",
+             "| table | reproduced rows | verified rows | rows with deviations | runs | files |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for table in tables:
+        reproduced = [r for r in table.rows() if r.kind == "reproduced"]
+        verified = sum(r.text["verification"] == "verified" for r in reproduced)
+        deviating = len(table.sections.get(DEVIATIONS_SECTION, []))
+        runs = sum(int(r.text["runs"]) for r in reproduced)
+        files = ", ".join(f"[{fmt}]({table.stem}.{fmt})" for fmt in formats)
+        lines.append(f"| {markdown_escape(table.title)} | {len(reproduced)} | {verified} | {deviating} | {runs} | {files} |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["DELTA", "Table", "columns", "cells", "markdown", "csv_text", "latex", "index_markdown"]

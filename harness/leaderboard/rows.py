@@ -1,0 +1,267 @@
+"""Table rows: stored submissions grouped into rows with pandas, beside the paper's rows.
+
+One DataFrame row per submission holds its configuration as columns (``CONFIGURATION``:
+everything that defines what was trained and how, except the seed) and its metrics in
+percent. Submissions that share every configuration column and their verification status
+are one row: mean ± sample standard deviation over their seeds (a configuration and seed
+is stored at most once, so the number of runs is the number of distinct seeds). Rows with
+deviations from the protocol go to their own section; the paper's rows and, for rows that
+match one, the difference to it, stay in the protocol section.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.metrics import PAPER_COLUMNS
+from harness.naming import canonical_json
+from harness.results import ComponentRecord, RunRecord
+
+TOP_K = 3
+METRICS = tuple((key.format(k=TOP_K), label) for key, label in PAPER_COLUMNS)
+AUGMENTATION_LABELS = {"flip": "M1", "crop": "M2", "mixup": "M3"}
+BASELINE = "baseline"
+PAPER_PROTOCOL = "wang2019"
+PAPER_BACKBONES = ("vgg16", "resnet101")
+PROTOCOL_SECTION, DEVIATIONS_SECTION = "protocol", "deviations"
+DELTA = "Δ reproduced − paper"
+VERIFIED, SELF_REPORTED = "verified", "self-reported"
+# The columns that say what was trained; rows never merge across any of them.
+CONFIGURATION = ("kind", "dataset", "fingerprint", "protocol", "protocol_hash", "deviations", "backbone", "method",
+                 "aug", "loss", "size", "model", "pretrained", "augmentation", "loss_component", "precision",
+                 "pipeline", "fusion", "members")
+TEXT_COLUMNS = ("backbone", "method", "aug", "loss", "size", "source", "verification", "seeds", "runs", "plugin",
+                "precision", "pipeline", "device", "train img/s", "data", "deviations")
+
+
+@dataclass
+class Row:
+    """One table row: ``kind`` is paper, reproduced or delta; ``text`` holds every non-metric
+    column as shown; ``means`` and ``stds`` are percentages (None where undefined)."""
+
+    kind: str
+    section: str
+    text: dict[str, str]
+    means: dict[str, float | None]
+    stds: dict[str, float | None] = field(default_factory=dict)
+    note: str = ""
+    classes: list[str] = field(default_factory=list)
+    per_class_ap: list[float | None] | None = None
+
+
+def component_id(component: ComponentRecord | None) -> str:
+    """``name vVERSION (source)``: a distribution by name and version, a file by its hash."""
+    if component is None:
+        return "-"
+    plugin = component.plugin
+    if plugin.distribution_version:
+        source = f"{plugin.distribution} {plugin.distribution_version}"
+    elif plugin.sha256:
+        source = f"{Path(plugin.path or plugin.name).name} sha256:{plugin.sha256[:8]}"
+    else:
+        source = plugin.name
+    return f"{component.name} v{component.version} ({source})"
+
+
+def backbone_and_method(record: RunRecord) -> tuple[str, str]:
+    """A plugin model with a ``backbone`` is the method on that backbone; a model without one
+    is a baseline of its own name; a fusion is its ensemble label."""
+    if record.model is not None:
+        backbone = record.model.backbone or record.model.name
+        method = record.model.name if record.model.backbone else BASELINE
+    else:
+        backbone, method = "+".join(sorted({m.model or "?" for m in record.members})), BASELINE
+    return (backbone, record.fusion.label) if record.kind == "fusion" else (backbone, method)
+
+
+def _augmentation_label(name: str | None) -> str:
+    return AUGMENTATION_LABELS.get(name, name or "-")
+
+
+def seed_label(record: RunRecord) -> str:
+    """The seed of a trained run; the members' seeds of a fusion (``0``, ``0+1``)."""
+    if record.kind == "fusion":
+        return "+".join(str(s) for s in sorted({m.seed for m in record.members if m.seed is not None}))
+    return str(record.seed)
+
+
+def configuration(record: RunRecord) -> dict[str, str]:
+    """The ``CONFIGURATION`` columns of a record, as strings."""
+    backbone, method = backbone_and_method(record)
+    if record.kind == "fusion":
+        labels = sorted({_augmentation_label(m.augmentation) for m in record.members})
+        sizes = sorted({m.size for m in record.members if m.size is not None})
+        aug, size = "+".join(labels), "+".join(str(s) for s in sizes)
+        members = canonical_json(sorted([m.model, m.augmentation, m.size] for m in record.members))
+        fusion = f"{component_id(record.fusion)} {record.fusion.label}"
+    else:
+        aug, size, members, fusion = _augmentation_label(record.augmentation.name), str(record.size), "", ""
+    pretrained = record.model.pretrained if record.model else None
+    return {
+        "kind": record.kind,
+        "dataset": record.dataset.name,
+        "fingerprint": record.dataset.fingerprint,
+        "protocol": record.protocol.name,
+        "protocol_hash": record.protocol.hash,
+        "deviations": canonical_json(record.protocol.deviations),
+        "backbone": backbone,
+        "method": method,
+        "aug": aug,
+        "loss": record.loss.name if record.loss else "-",
+        "size": size,
+        "model": component_id(record.model),
+        "pretrained": canonical_json([pretrained.mode, sorted(f.sha256 for f in pretrained.files)]) if pretrained else "",
+        "augmentation": component_id(record.augmentation),
+        "loss_component": component_id(record.loss),
+        "precision": f"{record.precision}{' +TF32' if record.tf32 else ''}" if record.precision else "-",
+        "pipeline": str(record.pipeline.get("version", "-")),
+        "fusion": fusion,
+        "members": members,
+    }
+
+
+def submission_frame(entries: list[tuple[RunRecord, str, str]]) -> pd.DataFrame:
+    """One row per submission (``record``, verification, data status): configuration columns,
+    seed, metrics in percent, per-class AP, device and training speed."""
+    rows = []
+    for record, verification, data in entries:
+        row = {**configuration(record), "verification": verification, "data": data, "seed": seed_label(record),
+               "device": record.gpu or ("CPU" if record.device == "cpu" else record.device or "-"),
+               "train_images_per_s": record.train_images_per_s if record.train_images_per_s is not None else math.nan,
+               "coverage": record.dataset.coverage, "classes": list(record.dataset.classes),
+               "per_class_ap": record.metrics.get("per_class_ap"),
+               "plugin": component_id(record.fusion if record.kind == "fusion" else record.model)}
+        row.update({key: 100 * record.metrics[key] for key, _ in METRICS})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _seed_order(seed: str) -> tuple:
+    return tuple(int(part) for part in seed.split("+") if part.isdigit())
+
+
+def _mean_ap(values: list[list[float | None]]) -> list[float | None]:
+    table = np.array([[math.nan if v is None else v for v in ap] for ap in values], dtype=float)
+    present = ~np.isnan(table)
+    counts = present.sum(axis=0)
+    sums = np.where(present, table, 0.0).sum(axis=0)
+    return [float(s / n) if n else None for s, n in zip(sums, counts)]
+
+
+def reproduced_rows(frame: pd.DataFrame) -> list[Row]:
+    """The grouped rows: mean and sample std (n ≥ 2) of every paper column per group."""
+    if frame.empty:
+        return []
+    rows = []
+    keys = [*CONFIGURATION, "verification", "data"]
+    for _, group in frame.groupby(keys, sort=False, dropna=False):
+        first = group.iloc[0]
+        means = group[[key for key, _ in METRICS]].mean()
+        stds = group[[key for key, _ in METRICS]].std(ddof=1)
+        rates = group["train_images_per_s"].dropna()
+        deviations = first["deviations"]
+        data = first["data"] if first["data"] == "canonical" else f"{first['data']}, coverage {100 * first['coverage']:.1f}%"
+        text = {
+            "backbone": first["backbone"], "method": first["method"], "aug": first["aug"], "loss": first["loss"],
+            "size": first["size"], "source": "reproduced", "verification": first["verification"],
+            "seeds": ",".join(sorted(group["seed"], key=_seed_order)), "runs": str(len(group)),
+            "plugin": first["plugin"], "precision": first["precision"], "pipeline": first["pipeline"],
+            "device": ", ".join(sorted(set(group["device"]))),
+            "train img/s": f"{rates.mean():.0f}" if len(rates) else "-", "data": data,
+            "deviations": describe_deviations(deviations),
+        }
+        rows.append(Row(
+            kind="reproduced",
+            section=DEVIATIONS_SECTION if deviations != "{}" else PROTOCOL_SECTION,
+            text=text,
+            means={key: float(means[key]) for key, _ in METRICS},
+            stds={key: None if math.isnan(stds[key]) else float(stds[key]) for key, _ in METRICS},
+            classes=first["classes"],
+            per_class_ap=_mean_ap(list(group["per_class_ap"])),
+        ))
+    return sorted(rows, key=_row_order)
+
+
+def describe_deviations(deviations_json: str) -> str:
+    """``epochs: 20 → 2; sizes: [32, …] → [40]``: each deviation, protocol value → value used."""
+    import json
+
+    deviations = json.loads(deviations_json)
+    return "; ".join(f"{name}: {_short(d['protocol'])} → {_short(d['used'])}" for name, d in sorted(deviations.items()))
+
+
+def _short(value) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _size_order(size: str) -> tuple:
+    parts = size.split("+")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else (math.inf,)
+
+
+def _row_order(row: Row) -> tuple:
+    text = row.text
+    methods = ("M1", "M2", "M3")
+    return (
+        text["backbone"] not in PAPER_BACKBONES,
+        PAPER_BACKBONES.index(text["backbone"]) if text["backbone"] in PAPER_BACKBONES else 0,
+        text["backbone"], text["method"] != BASELINE, text["method"],
+        methods.index(text["aug"]) if text["aug"] in methods else len(methods), text["aug"],
+        _size_order(text["size"]), text["size"], text["loss"], text["verification"], text["deviations"],
+        canonical_json(text),
+    )
+
+
+def paper_rows(baselines: Path, dataset: str) -> list[Row]:
+    """The paper's rows for ``dataset`` from ``baselines/wang2019/table*.csv``, in paper order.
+    Table 2's M1–M3 are the baseline with that augmentation; Table 3 rows are methods."""
+    rows = []
+    for path in sorted((Path(baselines) / PAPER_PROTOCOL).glob("table*.csv")):
+        with open(path, newline="") as stream:
+            for record in csv.DictReader(stream):
+                if record["dataset"] != dataset:
+                    continue
+                single = record["method"] in AUGMENTATION_LABELS.values()
+                text = {
+                    "backbone": record["backbone"], "method": BASELINE if single else record["method"],
+                    "aug": record["method"] if single else "-", "loss": "bce" if not record["reference"] else "-",
+                    "size": record["size"] or "-", "source": record["source"],
+                }
+                means = {key: float(record[key]) if record[key] else None for key, _ in METRICS}
+                rows.append(Row(kind="paper", section=PROTOCOL_SECTION, text=text, means=means, note=record["note"]))
+    return rows
+
+
+def _matches(paper: Row, row: Row) -> bool:
+    a, b = paper.text, row.text
+    if a["backbone"] != b["backbone"] or a["method"] != b["method"]:
+        return False
+    return all(a[k] in ("-", b[k]) for k in ("aug", "size"))
+
+
+def _difference(row: Row, paper: Row) -> Row:
+    means = {key: None if paper.means[key] is None else row.means[key] - paper.means[key] for key, _ in METRICS}
+    text = {k: row.text[k] for k in ("backbone", "method", "aug", "loss", "size")} | {"source": DELTA}
+    return Row(kind="delta", section=PROTOCOL_SECTION, text=text, means=means)
+
+
+def protocol_section(paper: list[Row], reproduced: list[Row]) -> list[Row]:
+    """Paper rows in the paper's order per backbone, each followed by the reproduced rows that
+    match it and their difference to it; other reproduced rows after their backbone's."""
+    remaining = list(reproduced)
+    out: list[Row] = []
+    backbones = list(dict.fromkeys([r.text["backbone"] for r in paper] + [r.text["backbone"] for r in remaining]))
+    for backbone in backbones:
+        for row in (p for p in paper if p.text["backbone"] == backbone):
+            out.append(row)
+            for match in [r for r in remaining if _matches(row, r)]:
+                remaining.remove(match)
+                out += [match, _difference(match, row)]
+        out += [r for r in remaining if r.text["backbone"] == backbone]
+    return out
