@@ -199,7 +199,7 @@ def input_stream(images: np.ndarray, labels: np.ndarray, batch: int, setup: Setu
             else np.arange(len(images))
         chunks = [order[i:i + batch] for i in range(0, len(order) - batch + 1, batch)]
         flips = epoch_generator(seed, epoch, 1)
-        batches = pipeline.Batches(images, labels, chunks, pin_memory=setup.pinned)
+        batches = pipeline.Batches(pipeline.ResizedImages(images), labels, chunks, pin_memory=setup.pinned)
         with contextlib.closing(iter(batches)) as stream:
             for images_uint8, targets in stream:
                 model_input = pipeline.to_model_input(images_uint8, setup.device, setup.channels_last)
@@ -399,7 +399,7 @@ def main() -> None:
         os.environ["BENCH_CACHE_DIR"] = cache_dir
         paths = write_jpegs(workdir / "jpeg", args.images, args.seed)
         start = time.perf_counter()
-        images = pipeline.image_cache(paths, args.size, "gpu-benchmark")
+        images = pipeline.image_cache(paths, args.size, "gpu-benchmark", pipeline.content_key(paths))
         cache_seconds = time.perf_counter() - start
         labels = random_labels(args.images, args.seed, args.classes)
         rows = []

@@ -57,7 +57,7 @@ from harness.rundir import (
 )
 from harness.specs import DatasetInfo
 
-PIPELINE_VERSION = "2"
+PIPELINE_VERSION = "3"
 
 
 def _choose_device(requested: str, world: World):
@@ -158,19 +158,19 @@ def load_dataset(component: Component, data_root: str | None, skip_missing: bool
     return dataset
 
 
-def _image_arrays(dataset, run: ResolvedRun, world: World):
-    arrays = {}
-    for split in ("train", "test"):
-        paths = dataset.splits[split].image_paths
-        if run.cache:
-            key = f"{dataset.name}-{run.fingerprint}-{split}"
-            if world.is_main:
-                arrays[split] = pipeline.image_cache(paths, run.size, key)
-            barrier(world)
-            if not world.is_main:
-                arrays[split] = pipeline.image_cache(paths, run.size, key)
-        else:
-            arrays[split] = pipeline.decoded_images(paths, run.size)
+def _image_arrays(dataset, run: ResolvedRun, world: World) -> dict[str, pipeline.SplitImages]:
+    """Each split's images at the run's size. The test split's resized cache (with ``--cache``,
+    where it fits) is made here, by the main process first, so that a broken image or a full
+    disk shows before training; the training split's source depends on the augmentation's
+    input crop, which the trainer asks for."""
+    arrays = {split: pipeline.SplitImages(dataset.splits[split].image_paths, run.size, name=f"{dataset.name}-{split}",
+                                          fingerprint=run.fingerprint, cache=run.cache)
+              for split in ("train", "test")}
+    if world.is_main:
+        arrays["test"].source(None)
+    barrier(world)
+    if not world.is_main:
+        arrays["test"].source(None)
     return arrays
 
 

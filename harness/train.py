@@ -240,8 +240,10 @@ class Trainer:
         check_every = GPU_FINITE_CHECK_EVERY if device.type == "cuda" else 1
         num_classes = train_targets.shape[1]
         seen = 0
+        source = train_images.source(augmentation.spec.input_crop)  # the first epoch may build the resized cache
         start = time.perf_counter()
-        batches = pipeline.Batches(train_images, train_targets, global_batches, pin_memory=device.type == "cuda")
+        batches = pipeline.Batches(source, train_targets, global_batches, pin_memory=device.type == "cuda",
+                                   device=device, crop_generator=epoch_generator(run.seed, self.epoch, 2))
         steps = bar(batches, desc=f"epoch {self.epoch + 1}/{run.epochs}", unit="batch")
         for step, (images_uint8, targets) in enumerate(steps):
             images = pipeline.to_model_input(images_uint8, device, self.channels_last)
@@ -312,7 +314,8 @@ class Trainer:
         start = time.perf_counter()
         eval_batch = 256 if device.type == "cuda" else 64
         chunks = [shard[i:i + eval_batch] for i in range(0, len(shard), eval_batch)]
-        batches = pipeline.Batches(test_images, np.zeros((count, 1), np.float32), chunks, pin_memory=device.type == "cuda")
+        batches = pipeline.Batches(test_images.source(None), np.zeros((count, 1), np.float32), chunks,
+                                   pin_memory=device.type == "cuda", device=device)
         with torch.inference_mode():
             for batch, _ in bar(batches, desc="scoring test images", unit="batch"):
                 images = pipeline.normalize(pipeline.to_model_input(batch, device, self.channels_last), self.mean, self.std)

@@ -1,13 +1,14 @@
-"""The paper's augmentations M1–M3 (cumulative), applied to whole batches on the device.
+"""The paper's augmentations M1–M3 (cumulative): flips and mixup on whole batches on the device.
 
-Images arrive as float (B, 3, S, S) in [0, 1], already resized to (S, S) like the paper's
-``Resize((s, s))``. Every random number is drawn from the CPU generator the trainer seeds,
-so a run repeats exactly on any device.
+Images arrive as float (B, 3, S, S) in [0, 1]. For ``flip`` (M1) the input pipeline resized
+each whole image like the paper's ``Resize((s, s))``; ``crop`` (M2) and ``mixup`` (M3)
+declare ``input_crop="random-resized"``, so the pipeline has already cut torchvision's
+``RandomResizedCrop`` box from each original image and resized it to (S, S)
+(``harness.pipeline``), and here only the flip and mixup remain. Every random number is drawn
+from the CPU generator the trainer seeds, so a run repeats exactly on any device.
 """
 
 from __future__ import annotations
-
-import math
 
 from harness import AugmentationSpec, hookimpl
 
@@ -28,66 +29,9 @@ def random_flip(images, generator):
     return torch.where(to_device_of(flip, images)[:, None, None, None], images.flip(-1), images)
 
 
-def random_resized_crop_boxes(batch: int, height: int, width: int, generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
-    """torchvision's ``RandomResizedCrop`` box sampling, for a whole batch at once.
-
-    Per image: up to 10 tries of area ~ U(scale)·H·W and log-aspect ~ U(log ratio); the
-    first box that fits is used, else the centre crop with the aspect clamped to ``ratio``.
-    Returns (B, 4) float boxes ``x1, y1, x2, y2`` in pixels.
-    """
-    import torch
-
-    tries = 10
-    area = height * width * torch.empty(batch, tries).uniform_(scale[0], scale[1], generator=generator)
-    log_ratio = torch.empty(batch, tries).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
-    aspect = torch.exp(log_ratio)
-    w = torch.round(torch.sqrt(area * aspect))
-    h = torch.round(torch.sqrt(area / aspect))
-    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-    first = torch.argmax(fits.int(), dim=1)
-    any_fit = fits.any(dim=1)
-    rows = torch.arange(batch)
-    w, h = w[rows, first], h[rows, first]
-    top = torch.floor(torch.rand(batch, generator=generator) * (height - h + 1))
-    left = torch.floor(torch.rand(batch, generator=generator) * (width - w + 1))
-    in_ratio = width / height
-    if in_ratio < ratio[0]:
-        fallback_w, fallback_h = width, round(width / ratio[0])
-    elif in_ratio > ratio[1]:
-        fallback_w, fallback_h = round(height * ratio[1]), height
-    else:
-        fallback_w, fallback_h = width, height
-    w = torch.where(any_fit, w, torch.tensor(float(fallback_w)))
-    h = torch.where(any_fit, h, torch.tensor(float(fallback_h)))
-    top = torch.where(any_fit, top, torch.tensor(float((height - fallback_h) // 2)))
-    left = torch.where(any_fit, left, torch.tensor(float((width - fallback_w) // 2)))
-    return torch.stack([left, top, left + w, top + h], dim=1)
-
-
-def random_resized_crop(images, generator):
-    """Crop a random box from each image and resize it back to (S, S), bilinearly.
-
-    ``roi_align`` does every crop-and-resize of the batch in one kernel, sampling each output
-    pixel at its centre (boxes are never larger than the image, so this only enlarges; a
-    full-image box returns the image unchanged).
-    """
-    import torch
-    from torchvision.ops import roi_align
-
-    batch, _, height, width = images.shape
-    boxes = to_device_of(random_resized_crop_boxes(batch, height, width, generator), images).to(images.dtype)
-    rois = torch.cat([torch.arange(batch, dtype=images.dtype, device=images.device)[:, None], boxes], dim=1)
-    return roi_align(images, rois, output_size=(height, width), spatial_scale=1.0, sampling_ratio=1, aligned=True)
-
-
 def augment_flip(images, targets, epoch, generator):
-    """M1: horizontal flip."""
+    """M1, and M2 after the input crop: horizontal flip."""
     return random_flip(images, generator), targets
-
-
-def augment_crop(images, targets, epoch, generator):
-    """M2: random resized crop, then horizontal flip."""
-    return random_flip(random_resized_crop(images, generator), generator), targets
 
 
 def mix_batch(images, targets, generator):
@@ -100,8 +44,8 @@ def mix_batch(images, targets, generator):
 
 
 def augment_mixup(images, targets, epoch, generator):
-    """M3: M2, plus mixup on epochs 0, 2, 4, … (counted from 0)."""
-    images, targets = augment_crop(images, targets, epoch, generator)
+    """M3 after the input crop: horizontal flip, plus mixup on epochs 0, 2, 4, … (counted from 0)."""
+    images, targets = augment_flip(images, targets, epoch, generator)
     if epoch % 2 == 0:
         images, targets = mix_batch(images, targets, generator)
     return images, targets
@@ -110,5 +54,7 @@ def augment_mixup(images, targets, epoch, generator):
 @hookimpl
 def register_augmentations(register):
     register(AugmentationSpec("flip", augment_flip, "1", "M1: Resize((s, s)) + RandomHorizontalFlip"))
-    register(AugmentationSpec("crop", augment_crop, "1", "M2: RandomResizedCrop(s) + RandomHorizontalFlip"))
-    register(AugmentationSpec("mixup", augment_mixup, "1", "M3: M2 + mixup (mean image, OR labels) on even epochs"))
+    register(AugmentationSpec("crop", augment_flip, "2", "M2: RandomResizedCrop(s) of the original image + "
+                              "RandomHorizontalFlip", input_crop="random-resized"))
+    register(AugmentationSpec("mixup", augment_mixup, "2", "M3: M2 + mixup (mean image, OR labels) on even epochs",
+                              input_crop="random-resized"))
