@@ -280,8 +280,7 @@ class DecodedImages:
 
     def _read_on_gpu(self, indices: np.ndarray, boxes: np.ndarray, pool, device):
         """nvJPEG decodes the batch's JPEG files on ``device`` (PIL the others, and any that nvJPEG
-        refuses); each box is cut there and resized with antialiased bilinear interpolation,
-        rounded to uint8 like the CPU path's output."""
+        refuses); ``crop_and_resize`` cuts and resizes them there."""
         import torch
         from torchvision.io import ImageReadMode, decode_jpeg
 
@@ -297,16 +296,23 @@ class DecodedImages:
                 for k, tensor in zip(jpegs, tensors):
                     with contextlib.suppress(RuntimeError):
                         decoded[k] = decode_jpeg(tensor, mode=ImageReadMode.RGB, device=device)
-            out = torch.empty((len(paths), self.size, self.size, 3), dtype=torch.uint8, device=device)
-            for k, (top, left, height, width) in enumerate(boxes.tolist()):
-                image = decoded.get(k)
-                if image is None:
-                    image = torch.from_numpy(_decode(paths[k])).permute(2, 0, 1).to(device)
-                crop = image[:, top:top + height, left:left + width].unsqueeze(0).float()
-                resized = torch.nn.functional.interpolate(crop, size=(self.size, self.size), mode="bilinear",
-                                                          align_corners=False, antialias=True)
-                out[k] = resized[0].round_().clamp_(0, 255).permute(1, 2, 0).to(torch.uint8)
-        return out
+            images = [decoded[k] if k in decoded else torch.tensor(_decode(paths[k])).permute(2, 0, 1).to(device)
+                      for k in range(len(paths))]
+            return crop_and_resize(images, boxes, self.size)
+
+
+def crop_and_resize(images, boxes: np.ndarray, size: int):
+    """Each (3, H, W) uint8 image tensor cut to its box (top, left, height, width) and resized to
+    (size, size) where it lies, with antialiased bilinear interpolation; (B, S, S, 3) uint8, rounded."""
+    import torch
+
+    out = torch.empty((len(images), size, size, 3), dtype=torch.uint8, device=images[0].device)
+    for k, (image, (top, left, height, width)) in enumerate(zip(images, boxes.tolist())):
+        crop = image[:, top:top + height, left:left + width].unsqueeze(0).float()
+        resized = torch.nn.functional.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False,
+                                                  antialias=True)
+        out[k] = resized[0].round_().clamp_(0, 255).permute(1, 2, 0).to(torch.uint8)
+    return out
 
 
 class SplitImages:

@@ -152,3 +152,20 @@ def test_an_m3_run_killed_and_resumed_equals_an_uninterrupted_one(tiny_root, tmp
     scores = [np.load(tmp_path / out / run_id / "scores.npz")["scores"] for out in ("first", "second", "killed")]
     assert np.array_equal(scores[0], scores[1]) and np.array_equal(scores[0], scores[2])
     assert [p.name.split("-")[1] for p in (tmp_path / "cache" / "images").iterdir() if p.is_dir()] == ["test"]
+
+
+def test_the_gpu_paths_crop_and_resize_is_within_one_level_of_pil(files):
+    """``crop_and_resize`` (what runs on a GPU after nvJPEG), run here on the CPU: torch's antialiased
+    bilinear in float, rounded, against PIL's fixed-point filter on the same pixels and boxes."""
+    worst = 0
+    for k, path in enumerate(files):
+        with Image.open(path) as image:
+            pixels = np.array(image.convert("RGB"))
+        generator = torch.Generator().manual_seed(k)
+        boxes = np.array([pipeline.random_resized_crop_box(generator, *pixels.shape[:2]) for _ in range(3)])
+        tensor = torch.from_numpy(pixels).permute(2, 0, 1)
+        for size in (64, 448):
+            found = pipeline.crop_and_resize([tensor] * 3, boxes, size).numpy().astype(int)
+            expected = np.stack([pipeline.decode_cropped(path, box, size) for box in boxes]).astype(int)
+            worst = max(worst, int(np.abs(found - expected).max()))
+    assert worst == 1
