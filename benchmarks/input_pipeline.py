@@ -1,44 +1,47 @@
-"""Training-input images/s: decoding the JPEG files every epoch against the harness's decoded-image cache.
+"""Training-input images/s and disk bytes of the harness's input paths, on the same JPEG files.
 
-    python benchmarks/input_pipeline.py [--images 2000] [--size 224] [--epochs 3] [--json PATH]
+    python benchmarks/input_pipeline.py [--images 1000] [--size 448] [--epochs 2] [--workers N] [--json PATH]
 
-Both paths deliver the same thing, float (B, 3, S, S) batches, resized like ``Resize((S, S))``,
-randomly flipped and normalised, from the same JPEG files (written by this script: random,
-smooth-with-grain content at VOC's 500×375):
+The script writes its own JPEG files (quality 90), half at VOC's 500×375 and half at COCO's
+640×480, interleaved: colour fields with the 1/f amplitude spectrum of natural images
+(amplitude ∝ f^-1.15, a luminance field plus two weaker chroma fields), whose files come out
+at the sizes of real photos (about 100 KB and 160 KB) and decode as slowly. Every path
+delivers the same kind of thing, float (16, 3, S, S) batches in the epoch's seeded order,
+augmented (flip) and normalised as ``Trainer.train_epoch`` does; no model runs:
 
-- ``decode each epoch``: a torch DataLoader with one worker per core, each opening the file
-  with PIL and applying torchvision's ``Resize((S, S))``, ``RandomHorizontalFlip``,
-  ``ToTensor`` and ``Normalize`` per image, as a plain ImageFolder-style pipeline does;
-- ``harness cache``: ``pipeline.image_cache`` decodes every file once into a uint8 memory
-  map (its build time is reported apart), then each epoch reads ``pipeline.Batches`` from it
-  and runs ``to_model_input``, ``augment_flip`` and ``normalize`` on whole batches, as
-  ``Trainer.train_epoch`` does.
+- ``old: cache + roi_align crop`` (the baseline): pipeline version 2's M2, reimplemented here
+  for comparison only: the resized cache, then RandomResizedCrop boxes drawn in the image
+  already squashed to (S, S), cut and resized back by ``torchvision.ops.roi_align``;
+- ``exact crops, decoded per batch``: M2/M3 now, ``DecodedImages`` with crops in the original
+  pixels, with one thread and with ``--workers`` threads, and (to compare threads with
+  processes) with a process pool of ``--workers`` processes doing the same decoding;
+- ``whole images, decoded per batch``: M1 without the resized cache (``--no-cache``);
+- ``resized cache, warm`` and ``resized cache, cold``: M1 and the test split with the cache; the
+  cold epochs first drop the cache file's pages (``posix_fadvise(POSIX_FADV_DONTNEED)``).
 
-No model runs: this times the input pipeline alone. After one untimed warm-up epoch of each,
-the timed epochs alternate between the two paths so that both see the same background load;
-the ratio is the median of the per-epoch-pair ratios. On a machine other jobs keep busy,
-torch's spinning OpenMP threads can slow the cache path many times over; benchmarks/README.md
-shows the effect and ``OMP_WAIT_POLICY=PASSIVE`` avoids it.
+After one untimed round, each timed round runs every path once, in this order (the cache file is
+read through once, untimed, before the warm paths); images/s are medians over the rounds, and
+each ratio is the median of the per-round ratios to the baseline in the same round.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from tabulate import tabulate
-from torchvision import transforms
 
 from harness import pipeline
 from harness.protocol import IMAGENET_MEAN, IMAGENET_STD
@@ -46,25 +49,38 @@ from harness.train import epoch_generator
 from plugins.augmentations import augment_flip
 
 VOC_SHAPE = (500, 375)  # width, height of most VOC 2007 images
+COCO_SHAPE = (640, 480)  # of most COCO 2014 images
 CLASSES = 20
+BATCH = 16
+SPECTRUM_EXPONENT = 1.15
 
 
-def write_jpegs(folder: Path, count: int, seed: int = 0, shape: tuple[int, int] = VOC_SHAPE) -> list[Path]:
-    """``count`` JPEG files (quality 90) of smooth random colour fields plus grain.
+def natural_image(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """(height, width, 3) uint8 colour noise with a 1/f^1.15 amplitude spectrum, the statistics of natural images."""
+    fy, fx = np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :]
+    frequency = np.hypot(fx, fy)
+    frequency[0, 0] = 1 / max(width, height)
 
-    Pure noise would compress to unusually large files that decode slowly and flatter a cache;
-    a bicubic blow-up of a 16×12 random image with mild grain gives ~60 KB files instead.
-    """
+    def field() -> np.ndarray:
+        spectrum = (rng.normal(size=frequency.shape) + 1j * rng.normal(size=frequency.shape)) / frequency ** SPECTRUM_EXPONENT
+        values = np.fft.irfft2(spectrum, s=(height, width))
+        return (values - values.mean()) / values.std()
+
+    luminance, red_green, blue_yellow = field(), field(), field()
+    rgb = np.stack([luminance + 0.35 * red_green, luminance - 0.2 * red_green + 0.2 * blue_yellow,
+                    luminance - 0.35 * blue_yellow], axis=-1)
+    return np.clip(118 + 48 * rgb, 0, 255).astype(np.uint8)
+
+
+def write_jpegs(folder: Path, count: int, seed: int = 0, shape: tuple[int, int] | None = None) -> list[Path]:
+    """``count`` JPEG files (quality 90) of ``natural_image``: all of ``shape`` (width, height) if given,
+    else alternately 500×375 and 640×480."""
     folder.mkdir(parents=True, exist_ok=True)
-    width, height = shape
 
     def write(index: int) -> Path:
-        rng = np.random.default_rng([seed, index])
-        small = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
-        field = np.asarray(small.resize((width, height), Image.BICUBIC), dtype=np.int16)
-        grain = rng.integers(-14, 15, field.shape, dtype=np.int16)
+        width, height = shape or (VOC_SHAPE, COCO_SHAPE)[index % 2]
         path = folder / f"{index:06d}.jpg"
-        Image.fromarray(np.clip(field + grain, 0, 255).astype(np.uint8)).save(path, quality=90)
+        Image.fromarray(natural_image(width, height, np.random.default_rng([seed, index]))).save(path, quality=90)
         return path
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
@@ -76,151 +92,188 @@ def random_labels(count: int, seed: int = 0, classes: int = CLASSES) -> np.ndarr
     return (np.random.default_rng(seed).random((count, classes)) < 0.075).astype(np.float32)
 
 
-class JpegFiles:
-    """A map-style dataset: (transformed image, label row) read from a JPEG file per item."""
+def old_crop(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Pipeline 2's M2 crop, for comparison only: RandomResizedCrop boxes (10 tries, else the whole
+    image, as for any square image) drawn in the (S, S) image, cut and resized back by roi_align."""
+    from torchvision.ops import roi_align
 
-    def __init__(self, paths: list[Path], labels: np.ndarray, transform):
-        self.paths, self.labels, self.transform = paths, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int):
-        with Image.open(self.paths[index]) as image:
-            return self.transform(image.convert("RGB")), self.labels[index]
-
-
-def decoding_loader(paths: list[Path], labels: np.ndarray, size: int, batch: int, workers: int, seed: int):
-    """The ImageFolder-style baseline: per-image torchvision transforms in DataLoader workers."""
-    transform = transforms.Compose([
-        transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BILINEAR),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
-    return torch.utils.data.DataLoader(
-        JpegFiles(paths, labels, transform), batch_size=batch, shuffle=True, num_workers=workers,
-        persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed),
-    )
+    batch, _, height, width = images.shape
+    area = height * width * torch.empty(batch, 10).uniform_(0.08, 1.0, generator=generator)
+    aspect = torch.exp(torch.empty(batch, 10).uniform_(math.log(3 / 4), math.log(4 / 3), generator=generator))
+    w, h = torch.round(torch.sqrt(area * aspect)), torch.round(torch.sqrt(area / aspect))
+    fits = (w <= width) & (h <= height)
+    first, rows, fit = fits.int().argmax(dim=1), torch.arange(batch), fits.any(dim=1)
+    w = torch.where(fit, w[rows, first], torch.tensor(float(width)))
+    h = torch.where(fit, h[rows, first], torch.tensor(float(height)))
+    top = torch.floor(torch.rand(batch, generator=generator) * (height - h + 1))
+    left = torch.floor(torch.rand(batch, generator=generator) * (width - w + 1))
+    rois = torch.stack([rows.float(), left, top, left + w, top + h], dim=1)
+    return roi_align(images, rois, output_size=(height, width), spatial_scale=1.0, sampling_ratio=1, aligned=True)
 
 
-def cache_epoch(images: np.ndarray, labels: np.ndarray, batch: int, epoch: int, seed: int) -> int:
-    """One epoch of the harness's CPU training input; returns the number of images delivered."""
-    order = torch.randperm(len(images), generator=epoch_generator(seed, epoch, 0)).numpy()
-    chunks = [order[i:i + batch] for i in range(0, len(order), batch)]
-    flips = epoch_generator(seed, epoch, 1)
+class ProcessDecoded(pipeline.DecodedImages):
+    """``DecodedImages`` with crops, decoded by a process pool instead of threads (comparison only)."""
+
+    def __init__(self, paths, size, sizes, pool: ProcessPoolExecutor):
+        super().__init__(paths, size, sizes=sizes)
+        self.process_pool, self.workers = pool, 0
+
+    def read(self, indices, boxes, pool, device):
+        paths = [self.paths[i] for i in indices]
+        images = self.process_pool.map(pipeline.decode_cropped, paths, boxes.tolist(), [self.size] * len(paths))
+        return torch.from_numpy(np.stack(list(images)))
+
+
+def epoch(source, labels: np.ndarray, epoch_index: int, seed: int, crop=None) -> int:
+    """One epoch of training input from ``source``, as the trainer makes it; returns the images delivered."""
+    order = torch.randperm(len(labels), generator=epoch_generator(seed, epoch_index, 0)).numpy()
+    chunks = [order[i:i + BATCH] for i in range(0, len(order), BATCH)]
+    augment_generator = epoch_generator(seed, epoch_index, 1)
     device = torch.device("cpu")
     mean, std = pipeline.normalization(IMAGENET_MEAN, IMAGENET_STD, device)
     seen = 0
-    for images_uint8, targets in pipeline.Batches(images, labels, chunks):
-        model_input = pipeline.to_model_input(images_uint8, device, channels_last=False)
-        model_input, targets = augment_flip(model_input, targets, epoch, flips)
-        seen += len(pipeline.normalize(model_input, mean, std))
+    for images_uint8, targets in pipeline.Batches(source, labels, chunks,
+                                                  crop_generator=epoch_generator(seed, epoch_index, 2)):
+        images = pipeline.to_model_input(images_uint8, device, channels_last=False)
+        if crop is not None:
+            images = crop(images, augment_generator)
+        images, targets = augment_flip(images, targets, epoch_index, augment_generator)
+        seen += len(pipeline.normalize(images, mean, std))
     return seen
 
 
-def loader_epoch(loader) -> int:
-    return sum(len(images) for images, _ in loader)
+def read_through(path: Path) -> None:
+    """Read the whole file once, so that its pages are in memory."""
+    with open(path, "rb") as stream:
+        while stream.read(1 << 24):
+            pass
 
 
-def timed(function) -> tuple[int, float]:
-    start = time.perf_counter()
-    count = function()
-    return count, time.perf_counter() - start
+def drop_pages(path: Path) -> None:
+    """Ask the kernel to forget the file's cached pages (they were written and synced already)."""
+    with open(path, "rb") as stream:
+        os.posix_fadvise(stream.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def machine() -> dict:
-    """The host, and the OpenMP settings that decide how torch's threads behave on a busy machine."""
+    """The host, its load, and the OpenMP settings that decide how torch's threads behave on a busy machine."""
     return {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__, "pillow": Image.__version__,
+            "torch_threads": torch.get_num_threads(), "load_average_at_start": list(os.getloadavg()),
             "env": {key: os.environ.get(key) for key in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}}
 
 
 def measure(args, workdir: Path) -> dict:
-    """Writes the files, builds the cache, times the epochs; returns the JSON record."""
-    workers = args.workers or os.cpu_count() or 1
+    """Writes the files, builds the cache, times the rounds; returns the JSON record."""
     start = time.perf_counter()
     paths = write_jpegs(workdir / "jpeg", args.images, args.seed)
     write_seconds = time.perf_counter() - start
-    mean_kb = statistics.mean(p.stat().st_size for p in paths) / 1000
+    jpeg_bytes = [p.stat().st_size for p in paths]
     labels = random_labels(args.images, args.seed)
+    os.environ["BENCH_CACHE_DIR"] = str(workdir / "cache")
+    key = pipeline.content_key(paths)
+    start = time.perf_counter()
+    pipeline.image_cache(paths, args.size, "input-benchmark", key, workers=args.workers)
+    build_seconds = time.perf_counter() - start
+    (cache_file,) = (workdir / "cache" / "images").glob("*/images.npy")
+    sizes = pipeline.image_sizes(paths, "input-benchmark", key)
+    (sizes_file,) = (workdir / "cache" / "sizes").glob("*/sizes.npy")
 
-    loader = decoding_loader(paths, labels, args.size, args.batch, workers, args.seed)
-    loader_epoch(loader)
-    decode_rates, cache_rates = [], []
-    with tempfile.TemporaryDirectory(prefix="cache-", dir=workdir) as cache_dir:
-        os.environ["BENCH_CACHE_DIR"] = cache_dir
-        start = time.perf_counter()
-        cached = pipeline.image_cache(paths, args.size, "input-benchmark")
-        build_seconds = time.perf_counter() - start
-        cache_epoch(cached, labels, args.batch, 0, args.seed)
-        for epoch in range(1, args.epochs + 1):
-            count, seconds = timed(lambda: loader_epoch(loader))
-            decode_rates.append(count / seconds)
-            count, seconds = timed(lambda: cache_epoch(cached, labels, args.batch, epoch, args.seed))
-            cache_rates.append(count / seconds)
-        del cached
-    ratios = [c / d for c, d in zip(cache_rates, decode_rates)]
-    decode_rate, cache_rate = statistics.median(decode_rates), statistics.median(cache_rates)
-    saved_per_epoch = args.images / decode_rate - args.images / cache_rate
+    def cached(cold: bool):
+        if cold:
+            drop_pages(cache_file)
+        return pipeline.ResizedImages(np.load(cache_file, mmap_mode="r"))
+
+    with ProcessPoolExecutor(args.workers) as processes:
+        processes.submit(int).result()  # started before timing
+        paths_to_time = {
+            "old": lambda e: epoch(cached(False), labels, e, args.seed, crop=old_crop),
+            "crops_1_thread": lambda e: epoch(pipeline.DecodedImages(paths, args.size, sizes=sizes, workers=1),
+                                              labels, e, args.seed),
+            "crops_threads": lambda e: epoch(pipeline.DecodedImages(paths, args.size, sizes=sizes,
+                                                                    workers=args.workers), labels, e, args.seed),
+            "crops_processes": lambda e: epoch(ProcessDecoded(paths, args.size, sizes, processes), labels, e, args.seed),
+            "whole_threads": lambda e: epoch(pipeline.DecodedImages(paths, args.size, workers=args.workers), labels, e,
+                                             args.seed),
+            "cache_warm": lambda e: epoch(cached(False), labels, e, args.seed),
+            "cache_cold": lambda e: epoch(cached(True), labels, e, args.seed),
+        }
+        rates: dict[str, list[float]] = {name: [] for name in paths_to_time}
+        for round_index in range(args.epochs + 1):
+            read_through(cache_file)
+            for name, run in paths_to_time.items():
+                start = time.perf_counter()
+                count = run(round_index)
+                if round_index:  # the first round warms up
+                    rates[name].append(count / (time.perf_counter() - start))
+    cache_bytes = cache_file.stat().st_size
+    sizes_bytes = sizes_file.stat().st_size
+    disk = {"old": cache_bytes, "crops_1_thread": sizes_bytes, "crops_threads": sizes_bytes,
+            "crops_processes": sizes_bytes, "whole_threads": 0, "cache_warm": cache_bytes, "cache_cold": cache_bytes}
+    results = {}
+    for name, values in rates.items():
+        ratios = [value / base for value, base in zip(values, rates["old"])]
+        results[name] = {"images_per_s": statistics.median(values), "epoch_images_per_s": values,
+                         "ratio_to_old": statistics.median(ratios), "disk_bytes": disk[name],
+                         "disk_bytes_per_image": disk[name] / args.images}
     return {
         "benchmark": "input_pipeline",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine(),
-        "settings": {"images": args.images, "jpeg_shape": list(VOC_SHAPE), "jpeg_mean_kb": round(mean_kb, 1),
-                     "size": args.size, "batch": args.batch, "timed_epochs": args.epochs, "workers": workers,
-                     "seed": args.seed},
+        "machine": {**machine(), "load_average_at_end": list(os.getloadavg())},
+        "settings": {"images": args.images, "jpeg_shapes": [list(VOC_SHAPE), list(COCO_SHAPE)], "size": args.size,
+                     "batch": BATCH, "timed_epochs": args.epochs, "workers": args.workers, "seed": args.seed,
+                     "cold_pages": "posix_fadvise(POSIX_FADV_DONTNEED) on the cache file before each cold epoch"},
+        "jpeg": {"mean_bytes": statistics.mean(jpeg_bytes), "total_bytes": sum(jpeg_bytes),
+                 "mean_bytes_500x375": statistics.mean(jpeg_bytes[0::2]),
+                 "mean_bytes_640x480": statistics.mean(jpeg_bytes[1::2]) if len(jpeg_bytes) > 1 else None},
         "write_jpegs_seconds": write_seconds,
-        "decode_each_epoch": {"images_per_s": decode_rate, "epoch_images_per_s": decode_rates},
-        "harness_cache": {"images_per_s": cache_rate, "epoch_images_per_s": cache_rates,
-                          "build_seconds": build_seconds, "build_images_per_s": args.images / build_seconds},
-        "ratio": statistics.median(ratios),
-        "epoch_ratios": ratios,
-        "break_even_epochs": build_seconds / saved_per_epoch if saved_per_epoch > 0 else None,
+        "cache_build": {"seconds": build_seconds, "images_per_s": args.images / build_seconds, "bytes": cache_bytes},
+        "paths": results,
     }
 
 
+LABELS = {
+    "old": "old: cache + roi_align crop on the S x S image (baseline)",
+    "crops_1_thread": "exact crops, decoded per batch, 1 thread",
+    "crops_threads": "exact crops, decoded per batch, {w} threads",
+    "crops_processes": "exact crops, decoded per batch, {w} processes",
+    "whole_threads": "whole images, decoded per batch, {w} threads (M1 --no-cache)",
+    "cache_warm": "resized cache, warm (M1, test split)",
+    "cache_cold": "resized cache, cold (pages dropped)",
+}
+
+
 def print_table(record: dict) -> None:
-    decode, cache = record["decode_each_epoch"], record["harness_cache"]
-    rows = [
-        ("decode each epoch (DataLoader, torchvision transforms)", f"{decode['images_per_s']:.0f}", "1.00"),
-        ("harness cache (Batches over memmap, batch ops)", f"{cache['images_per_s']:.0f}", f"{record['ratio']:.2f}"),
-        ("  cache build, once", f"{cache['build_images_per_s']:.0f}", f"({cache['build_seconds']:.1f} s)"),
-    ]
-    settings = record["settings"]
-    print(f"{settings['images']} JPEGs {settings['jpeg_shape'][0]}x{settings['jpeg_shape'][1]} "
-          f"(mean {settings['jpeg_mean_kb']} KB) -> {settings['size']}px, batch {settings['batch']}, "
-          f"{settings['workers']} workers, {record['machine']['torch_threads']} torch threads, "
-          f"median of {settings['timed_epochs']} timed epochs")
-    print(tabulate(rows, headers=["path", "images/s", "ratio"], colalign=("left", "right", "right"),
-                   disable_numparse=True))
-    if record["break_even_epochs"] is None:
-        print("the cached epochs were not faster here, so the cache build never pays for itself")
-    else:
-        print(f"the cache build pays for itself after {record['break_even_epochs']:.2f} epochs")
+    settings, jpeg = record["settings"], record["jpeg"]
+    workers = settings["workers"]
+    rows = [(LABELS[name].format(w=workers), f"{r['images_per_s']:.0f}", f"{r['ratio_to_old']:.2f}",
+             f"{r['disk_bytes_per_image']:,.0f}") for name, r in record["paths"].items()]
+    print(f"{settings['images']} JPEGs, 500x375 and 640x480 (mean {jpeg['mean_bytes'] / 1000:.1f} KB) -> "
+          f"{settings['size']}px, batch {settings['batch']}, median of {settings['timed_epochs']} timed epochs, "
+          f"load average {record['machine']['load_average_at_start'][0]:.1f} at the start")
+    print(tabulate(rows, headers=["path", "images/s", "ratio", "disk bytes/image"],
+                   colalign=("left", "right", "right", "right"), disable_numparse=True))
+    build = record["cache_build"]
+    print(f"resized cache build: {build['seconds']:.1f} s ({build['images_per_s']:.0f} images/s), "
+          f"{build['bytes']:,} bytes")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=2000, help="JPEG files to write and read")
-    parser.add_argument("--size", type=int, default=224, help="square input size S")
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs of each path (after one warm-up each)")
-    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: one per core)")
+    parser.add_argument("--images", type=int, default=1000, help="JPEG files to write and read")
+    parser.add_argument("--size", type=int, default=448, help="square input size S")
+    parser.add_argument("--epochs", type=int, default=2, help="timed rounds (after one warm-up round)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding threads or processes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=None, help="where the files go (default: a temporary folder)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
-    if args.images < args.batch or args.epochs < 1:
-        parser.error("need --images >= --batch and --epochs >= 1")
-
-    if args.workdir is None:
-        with tempfile.TemporaryDirectory(prefix="input-benchmark-") as folder:
-            record = measure(args, Path(folder))
-    else:
+    if args.images < BATCH or args.epochs < 1 or args.workers < 1:
+        parser.error(f"need --images >= {BATCH}, --epochs >= 1 and --workers >= 1")
+    if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        record = measure(args, args.workdir)
+    with tempfile.TemporaryDirectory(prefix="input-benchmark-", dir=args.workdir) as folder:
+        record = measure(args, Path(folder))
     print_table(record)
     if args.json:
         args.json.write_text(json.dumps(record, indent=2) + "\n")

@@ -27,20 +27,25 @@ def run_script(name: str, *arguments: str, check: bool = True) -> subprocess.Com
     return result
 
 
-def test_input_pipeline_compares_decoding_with_the_cache(tmp_path):
+def test_input_pipeline_times_every_input_path_on_the_same_files(tmp_path):
     output = tmp_path / "input.json"
-    result = run_script("input_pipeline.py", "--images", "32", "--size", "32", "--epochs", "1",
+    result = run_script("input_pipeline.py", "--images", "32", "--size", "32", "--epochs", "1", "--workers", "2",
                         "--workdir", str(tmp_path / "work"), "--json", str(output))
     record = json.loads(output.read_text())
-    assert record["benchmark"] == "input_pipeline"
+    assert record["benchmark"] == "input_pipeline" and "input_pipeline.py" in record["command"]
     assert record["settings"]["images"] == 32 and record["settings"]["size"] == 32
-    assert record["machine"]["cpu_count"] >= 1
-    for path in ("decode_each_epoch", "harness_cache"):
-        assert record[path]["images_per_s"] > 0 and len(record[path]["epoch_images_per_s"]) == 1
-    assert record["harness_cache"]["build_seconds"] > 0
-    assert record["ratio"] > 0 and "input_pipeline.py" in record["command"]
-    assert "harness cache" in result.stdout
-    assert not list((tmp_path / "work").glob("cache-*")), "the image cache is removed after the run"
+    assert record["machine"]["cpu_count"] >= 1 and len(record["machine"]["load_average_at_start"]) == 3
+    paths = record["paths"]
+    assert set(paths) == {"old", "crops_1_thread", "crops_threads", "crops_processes", "whole_threads", "cache_warm",
+                          "cache_cold"}
+    for path in paths.values():
+        assert path["images_per_s"] > 0 and len(path["epoch_images_per_s"]) == 1 and path["ratio_to_old"] > 0
+    assert paths["old"]["ratio_to_old"] == 1
+    assert paths["cache_warm"]["disk_bytes"] == record["cache_build"]["bytes"] == 128 + 32 * 32 * 32 * 3
+    assert paths["whole_threads"]["disk_bytes"] == 0 and 0 < paths["crops_threads"]["disk_bytes"] < 1000
+    assert 50_000 < record["jpeg"]["mean_bytes"] < 250_000, "natural-image content gives photo-sized files"
+    assert "exact crops, decoded per batch, 2 threads" in result.stdout
+    assert list((tmp_path / "work").iterdir()) == [], "the files and caches are removed after the run"
 
 
 def test_gpu_throughput_quick_runs_every_mode_it_can(tmp_path):
