@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import io
 import itertools
@@ -51,7 +52,8 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 def default_workers() -> int:
-    return min(8, os.cpu_count() or 1)
+    """One decoding thread per core this process may run on (its affinity: a container's or job's share)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _decode(path: Path, size: int | None = None, box: Sequence[int] | None = None) -> np.ndarray:
@@ -84,6 +86,15 @@ def decode_cropped(path: Path, box: Sequence[int], size: int) -> np.ndarray:
     return _decode(path, size, box)
 
 
+@functools.cache
+def _log_ratio() -> tuple[float, float]:
+    """log ``CROP_RATIO`` in float32, as torchvision computes it."""
+    import torch
+
+    low, high = torch.log(torch.tensor(CROP_RATIO)).tolist()
+    return low, high
+
+
 def random_resized_crop_box(generator, height: int, width: int) -> tuple[int, int, int, int]:
     """torchvision's ``RandomResizedCrop.get_params`` for an image of ``height`` × ``width``, drawing from
     ``generator``: the same draws in the same order, so the same seed gives the same box.
@@ -95,15 +106,16 @@ def random_resized_crop_box(generator, height: int, width: int) -> tuple[int, in
     import torch
 
     area = height * width
-    log_ratio = torch.log(torch.tensor(CROP_RATIO))
+    low, high = _log_ratio()
+    draw = torch.empty(1)  # torchvision draws into a new one-element tensor each time: the same numbers
     for _ in range(CROP_TRIES):
-        target_area = area * torch.empty(1).uniform_(CROP_SCALE[0], CROP_SCALE[1], generator=generator).item()
-        aspect_ratio = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1], generator=generator)).item()
+        target_area = area * draw.uniform_(CROP_SCALE[0], CROP_SCALE[1], generator=generator).item()
+        aspect_ratio = draw.uniform_(low, high, generator=generator).exp_().item()
         w = int(round(math.sqrt(target_area * aspect_ratio)))
         h = int(round(math.sqrt(target_area / aspect_ratio)))
         if 0 < w <= width and 0 < h <= height:
-            top = torch.randint(0, height - h + 1, size=(1,), generator=generator).item()
-            left = torch.randint(0, width - w + 1, size=(1,), generator=generator).item()
+            top = int(torch.randint(0, height - h + 1, size=(1,), generator=generator))
+            left = int(torch.randint(0, width - w + 1, size=(1,), generator=generator))
             return top, left, h, w
     in_ratio = width / height
     if in_ratio < min(CROP_RATIO):
