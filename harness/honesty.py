@@ -9,10 +9,19 @@ run records, which a directional finite difference measures:
     g = ∇θ L(θ)  (autograd, as training computes it),   d = g / |g|
     analytic = g · d = |g|,   numeric = (L(θ + εd) − L(θ − εd)) / 2ε
 
-An honest model gives ``|analytic − numeric| / max(|analytic|, |numeric|)`` near 0 (in
-float64: rounding ~1e-10, ReLU or max-pool kinks crossed by the tiny step ~1e-7); a
-rewritten gradient gives a difference of the order of the change it made. The check runs on
-a copy of the model, on the CPU, on a small batch, with dropout drawn alike in every pass.
+For an honest model the relative error ``|analytic − numeric| / max(|analytic|, |numeric|)``
+shrinks with the step ε (it is the finite difference's own error: curvature, which batch
+norm on a tiny batch makes large, and the ReLU or max-pool kinks the step crosses) until
+rounding takes over; for a rewritten gradient it stays at the size of the change, whatever
+ε. So the check takes the smallest error over several steps and compares it with a
+tolerance that honest models stay well below and that a gradient changed by more than a few
+percent exceeds. Measured in float64 on 2 images of 64×64: smallcnn, ResNet-18, ResNet-50
+and VGG16 ≤ 3e-8; ResNet-101 1e-4–3e-4 (batch norm over 2×2×2 values in its last stage is
+ill-conditioned); the gradient scaled by 0.97 through an output hook 2e-2–3e-2; a swapped
+loss gradient (ASL instead of BCE) far more. It runs on a copy of the model, on the CPU,
+with dropout drawn alike in every pass. A model that cannot run in float64 is checked in
+float32, where finite differences are much noisier (honest deep ResNets fail there), so
+such a model is refused unless it passes: make it run in float64 on the CPU.
 """
 
 from __future__ import annotations
@@ -22,15 +31,16 @@ import math
 
 from harness.errors import PluginError
 
-# (step ε, tolerance) per precision; float32 is used only when a model cannot run in float64.
-STEPS = {"float64": (1e-5, 1e-3), "float32": (1e-2, 5e-2)}
+# (steps ε, tolerance) per precision; float32 is used only when a model cannot run in float64.
+STEPS = {"float64": ((1e-7, 1e-8, 1e-9), 1e-2), "float32": ((1e-2, 1e-3, 1e-4), 5e-2)}
 CHECK_SIZE = 64
 CHECK_BATCH = 2
 
 
 def gradient_error(model, loss, images, targets, dtype_name: str, seed: int = 0) -> float:
-    """The relative error between autograd's and a finite difference's directional derivative
-    of ``loss(model(images), targets)`` along the autograd gradient (see the module docstring)."""
+    """The smallest relative error, over the precision's steps, between autograd's and a
+    finite difference's directional derivative of ``loss(model(images), targets)`` along the
+    autograd gradient (see the module docstring)."""
     import torch
 
     dtype = getattr(torch, dtype_name)
@@ -48,17 +58,19 @@ def gradient_error(model, loss, images, targets, dtype_name: str, seed: int = 0)
     norm = math.sqrt(sum(float((g * g).sum()) for _, g in pairs))
     if norm == 0.0:
         return 0.0
-    step, _ = STEPS[dtype_name]
-    with torch.no_grad():
-        for p, g in pairs:
-            p.add_(g, alpha=step / norm)
-    plus = float(value().detach())
-    with torch.no_grad():
-        for p, g in pairs:
-            p.add_(g, alpha=-2 * step / norm)
-    minus = float(value().detach())
-    numeric = (plus - minus) / (2 * step)
-    return abs(norm - numeric) / max(abs(norm), abs(numeric), 1e-12)
+    original = [p.detach().clone() for p, _ in pairs]
+
+    def loss_at(offset: float) -> float:
+        with torch.no_grad():
+            for (p, g), start in zip(pairs, original):
+                p.copy_(start + g * (offset / norm))
+        return float(value().detach())
+
+    errors = []
+    for step in STEPS[dtype_name][0]:
+        numeric = (loss_at(step) - loss_at(-step)) / (2 * step)
+        errors.append(abs(norm - numeric) / max(abs(norm), abs(numeric), 1e-12))
+    return min(errors)
 
 
 def check_gradients(model_component, model, loss_component, num_classes: int, size: int) -> str:
@@ -82,10 +94,11 @@ def check_gradients(model_component, model, loss_component, num_classes: int, si
             continue
         tolerance = STEPS[dtype_name][1]
         if error > tolerance:
+            fallback = "" if dtype_name == "float64" else f" (it could not run in float64: {failures[-1]})"
             raise PluginError(
                 f"{model_component.label}: its parameter gradients disagree with the {loss_component.name} loss "
-                f"(relative error {error:.2g} > {tolerance:g}, {dtype_name}); a model must not rewrite the gradient "
-                "its outputs pass back (no hooks on the output, no custom autograd function at the output)"
+                f"(relative error {error:.2g} > {tolerance:g}, {dtype_name}){fallback}; a model must not rewrite the "
+                "gradient its outputs pass back (no hooks on the output, no custom autograd function at the output)"
             )
         return f"relative error {error:.1e} ≤ {tolerance:g} ({dtype_name}, {CHECK_BATCH} images of {size}×{size})"
     raise failures[-1]
