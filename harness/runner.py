@@ -14,6 +14,7 @@ import contextlib
 import copy
 import dataclasses
 import io
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -103,8 +104,6 @@ def available_memory(device) -> int:
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    import os
-
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
