@@ -140,3 +140,12 @@ def test_fused_run_is_not_overwritten(tmp_path):
     assert again.exit_code == 1 and "finished run" in again.output
     record = json.loads((tmp_path / "f" / "toy-resnet101-flip-384+512-wang2019-seed0-ScaleEn" / "result.json").read_text())
     assert record["size"] is None and record["augmentation"]["name"] == "flip"
+
+
+def test_fuse_json_prints_the_fused_record(tmp_path):
+    a = make_run(tmp_path, aug="flip", size=384)
+    b = make_run(tmp_path, aug="flip", size=512)
+    result = fuse_cli(a, b, "--out", tmp_path / "f", "--name", "ScaleEn", "--json")
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed == read_result(tmp_path / "f" / printed["run_id"]) and printed["fusion"]["label"] == "ScaleEn"

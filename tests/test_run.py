@@ -129,3 +129,11 @@ def test_unknown_model_suggests_close_names(tiny_root, tmp_path):
     assert result.exit_code == 1
     assert "unknown model 'tiny-cn'; did you mean tiny-cnn" in result.output
     assert "Traceback" not in result.output
+
+
+def test_json_prints_the_record_and_nothing_else(tiny_root, tmp_path):
+    result = CliRunner().invoke(main, tiny_args(tiny_root, tmp_path, "--epochs", "1", "--json"))
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed == json.loads((tmp_path / "tiny-tiny-cnn-flip-32-smoke-seed0" / "result.json").read_text())
+    assert result.stderr == ""
