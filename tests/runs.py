@@ -12,11 +12,13 @@ Run as a script, this file is a stand-in for the ``bench`` executable in sweep t
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from harness.config import ResolvedRun
 from harness.data import compose, split_hash
 from harness.metrics import METRICS_VERSION, evaluate
 from harness.naming import default_run_id
@@ -29,6 +31,7 @@ from harness.results import (
     Pretrained,
     ProtocolRecord,
     RunRecord,
+    WeightsFile,
 )
 from harness.rundir import write_json, write_scores
 
@@ -70,17 +73,30 @@ def make_run(
     deviations: dict | None = None,
     loss: str = "bce",
     backbone: str | None = None,
+    run_files: bool = False,
+    epochs: int | None = None,
+    data: tuple[list[str], str, np.ndarray, np.ndarray] | None = None,
 ) -> Path:
     """Write ``root/<run-id>/`` with ``scores.npz`` and ``result.json``; returns the folder.
 
     ``shuffle`` permutes the stored image order (same scores per id); ``drop`` leaves out
     the last test images. The fingerprint is the complete dataset's (before ``drop`` and
     ``shuffle``), as a real run's would be.
+
+    ``run_files`` also writes ``run.json`` and ``log.json`` as the trainer would (``epochs``
+    trained, the protocol's learning rates, the deviations computed unless given, the
+    published weights file recorded for ``imagenet``). ``data`` is ``(classes, train_hash,
+    test ids, test labels)`` of a real dataset, instead of synthetic ones.
     """
-    labels = make_labels(n_test, n_classes, data_seed)
-    ids = np.asarray([f"img{i:04d}" for i in range(n_test)])
-    classes = [f"class{c}" for c in range(n_classes)]
-    fingerprint = fingerprint or compose(classes, TRAIN_HASH, split_hash(ids, labels))
+    if data is None:
+        labels = make_labels(n_test, n_classes, data_seed)
+        ids = np.asarray([f"img{i:04d}" for i in range(n_test)])
+        classes = [f"class{c}" for c in range(n_classes)]
+        train_hash = TRAIN_HASH
+    else:
+        classes, train_hash, ids, labels = data
+        ids = np.asarray(ids)
+    fingerprint = fingerprint or compose(classes, train_hash, split_hash(ids, labels))
     rng = np.random.default_rng(1000 + (seed if score_seed is None else score_seed))
     scores = (2.0 * (labels == 1) - 1 + rng.normal(0, 1.5, labels.shape)).astype(np.float32)
     if drop:
@@ -92,6 +108,14 @@ def make_run(
     run_dir = Path(root) / run_id
     write_scores(run_dir / "scores.npz", scores, labels, ids)
     rules = get_protocol(protocol)
+    epochs = epochs or rules.epochs
+    loss_record = ComponentRecord(name=loss, version="1", plugin=PluginRecord(name="plugins.losses", source="built-in"))
+    if run_files and deviations is None:
+        deviations = _deviations(rules, epochs, size, loss_record)
+    pretrained = Pretrained(mode=rules.init)
+    if run_files and rules.init == "imagenet":
+        pretrained.files = [WeightsFile(file=f"/hub/{model}-63fe2227.pth", expected_name=f"{model}-63fe2227.pth",
+                                        sha256="63fe2227" + "0" * 56, matches_published=True)]
     record = RunRecord(
         run_id=run_id,
         kind="train",
@@ -100,14 +124,14 @@ def make_run(
         metrics=evaluate(scores, labels),
         dataset=DatasetRecord(
             name=dataset, version="1", plugin=PluginRecord(name="plugins.datasets", source="built-in"),
-            fingerprint=fingerprint, train_hash=TRAIN_HASH,
+            fingerprint=fingerprint, train_hash=train_hash,
             classes=classes, n_train=100, n_test=len(ids), coverage=1.0,
         ),
         protocol=ProtocolRecord(name=protocol, version=rules.version, hash=rules.hash, deviations=deviations or {}),
-        model=ModelRecord(name=model, version="1", plugin=BUILT_IN, pretrained=Pretrained(mode=rules.init),
+        model=ModelRecord(name=model, version="1", plugin=BUILT_IN, pretrained=pretrained,
                           head_prefixes=["fc"], backbone=backbone),
         augmentation=ComponentRecord(name=aug, version="1", plugin=PluginRecord(name="plugins.augmentations", source="built-in")),
-        loss=ComponentRecord(name=loss, version="1", plugin=PluginRecord(name="plugins.losses", source="built-in")),
+        loss=loss_record,
         size=size,
         seed=seed,
         device="cuda:0" if gpu else "cpu",
@@ -122,7 +146,42 @@ def make_run(
         eval_images_per_s=400.0,
     )
     write_json(run_dir / "result.json", record.to_dict())
+    if run_files:
+        _write_run_files(run_dir, record, rules, epochs)
     return run_dir
+
+
+def _deviations(rules, epochs: int, size: int, loss: ComponentRecord) -> dict:
+    deviations = {}
+    if epochs != rules.epochs:
+        deviations["epochs"] = {"protocol": rules.epochs, "used": epochs}
+    if size not in rules.sizes:
+        deviations["sizes"] = {"protocol": list(rules.sizes), "used": [size]}
+    if loss.name != rules.loss:
+        deviations["loss"] = {"protocol": rules.loss, "used": loss.name, "version": loss.version,
+                              "plugin": dataclasses.asdict(loss.plugin)}
+    return deviations
+
+
+def _write_run_files(run_dir: Path, record: RunRecord, rules, epochs: int) -> None:
+    """``run.json`` and ``log.json`` of ``record`` as the trainer writes them."""
+    resolved = ResolvedRun(
+        dataset=record.dataset.name, data_root=None, model=record.model.name, augmentation=record.augmentation.name,
+        loss=record.loss.name, size=record.size, protocol=rules.name, protocol_hash=rules.hash, epochs=epochs,
+        batch_size=rules.batch_size, pretrained=rules.init, seed=record.seed, device=record.device.split(":")[0],
+        precision="auto", skip_missing=False, cache=True, out=str(run_dir.parent), run_id=record.run_id,
+        deviations=record.protocol.deviations, fingerprint=record.dataset.fingerprint,
+    )
+    write_json(run_dir / "run.json", resolved.to_dict())
+    log = []
+    for epoch in range(epochs):
+        factor = 1.0
+        for milestone in rules.lr_milestones:
+            if epoch >= milestone:
+                factor *= rules.lr_gamma
+        log.append({"epoch": epoch, "lr": {"head": rules.lr_head * factor, "backbone": rules.lr_backbone * factor},
+                    "loss": 0.5 / (epoch + 1), "seconds": 1.0, "images_per_s": 100.0})
+    write_json(run_dir / "log.json", log)
 
 
 def _fake_bench(argv: list[str]) -> int:

@@ -36,7 +36,8 @@ LR_TOLERANCE = 1e-9
 
 @dataclass(frozen=True)
 class Where:
-    """How refusals name the four files of a submission."""
+    """The four files of a submission, as refusals name the file at fault (other files are
+    named by their plain names: run.json, log.json, scores.npz)."""
 
     result: str
     scores: str
@@ -106,7 +107,7 @@ def check_metrics(record: RunRecord, scores: np.ndarray, labels: np.ndarray, whe
         if not _same(stored[key], value):
             shown = "a list" if isinstance(value, list) else stored[key]
             again = "another list" if isinstance(value, list) else value
-            raise UserError(f"{where.result}: metrics.{key} is {shown} but re-scoring {where.scores} gives {again}; "
+            raise UserError(f"{where.result}: metrics.{key} is {shown} but re-scoring scores.npz gives {again}; "
                             "the metrics must come from the submitted scores")
     extra = sorted(set(stored) - set(recomputed))
     if extra:
@@ -118,7 +119,7 @@ def proven_fingerprint(record: RunRecord, labels: np.ndarray, ids: np.ndarray, w
     labels in the scores file; it must be the one the record states."""
     dataset = record.dataset
     if dataset.train_hash is None:
-        raise UserError(f"{where.result}: dataset.train_hash is null, so the test labels in {where.scores} cannot be "
+        raise UserError(f"{where.result}: dataset.train_hash is null, so the test labels in scores.npz cannot be "
                         "proven against the dataset's fingerprint; train the run again with this harness")
     composed = compose(dataset.classes, dataset.train_hash, split_hash(ids, labels))
     if composed != dataset.fingerprint:
@@ -167,7 +168,7 @@ def check_run_file(record: RunRecord, run: ResolvedRun, where: Where) -> None:
     )
     for name, recorded, resolved in pairs:
         if recorded != resolved:
-            raise UserError(f"{where.result}: {name} is {recorded!r} but {where.run} has {resolved!r}; submit the run "
+            raise UserError(f"{where.result}: {name} is {recorded!r} but run.json has {resolved!r}; submit the run "
                             "folder as the harness wrote it")
     if record.model.pretrained.mode != "none" and not record.model.pretrained.files:
         raise UserError(f"{where.result}: model.pretrained.files is empty although mode is "
@@ -183,7 +184,7 @@ def scheduled_rates(rules: Protocol, epoch: int) -> dict[str, float]:
 def check_log(log: list[EpochLog], run: ResolvedRun, rules: Protocol, where: Where) -> None:
     """One entry per epoch trained, in order, each with the protocol's learning rates."""
     if len(log) != run.epochs:
-        raise UserError(f"{where.log}: {len(log)} epoch(s) logged, but {where.run} has epochs {run.epochs}; a finished "
+        raise UserError(f"{where.log}: {len(log)} epoch(s) logged, but run.json has epochs {run.epochs}; a finished "
                         "run logs every epoch it trained")
     for index, entry in enumerate(log):
         if entry.epoch != index:
@@ -212,18 +213,27 @@ def expected_deviations(record: RunRecord, run: ResolvedRun, rules: Protocol) ->
     return expected
 
 
+_EVIDENCE = {
+    "epochs": "run.json and log.json show {used} epoch(s) trained",
+    "batch_size": "run.json trains batches of {used}",
+    "sizes": "run.json trains at size {used[0]}",
+    "init": "model.pretrained shows init {used!r}",
+    "loss": "run.json trains with loss {used!r}",
+}
+
+
 def check_deviations(record: RunRecord, expected: dict[str, dict[str, Any]], where: Where) -> None:
     """``protocol.deviations`` must be exactly the recomputed deviations."""
     recorded = record.protocol.deviations
     for name in sorted(set(recorded) | set(expected)):
         if name not in recorded:
             change = expected[name]
-            raise UserError(f"{where.result}: protocol.deviations.{name} is missing; {where.run}, {where.log} and the "
-                            f"weights recorded show {change['used']!r} where protocol {record.protocol.name!r} has "
-                            f"{change['protocol']!r}")
+            evidence = _EVIDENCE[name].format(used=change["used"])
+            raise UserError(f"{where.result}: protocol.deviations.{name} is missing: {evidence}, where protocol "
+                            f"{record.protocol.name!r} has {change['protocol']!r}")
         if name not in expected:
-            raise UserError(f"{where.result}: protocol.deviations.{name} is recorded, but {where.run} and "
-                            f"{where.log} show no such deviation")
+            raise UserError(f"{where.result}: protocol.deviations.{name} is recorded, but run.json and "
+                            "log.json show no such deviation")
         if recorded[name] != expected[name]:
-            raise UserError(f"{where.result}: protocol.deviations.{name} is {recorded[name]!r}, but {where.run} and "
-                            f"{where.log} give {expected[name]!r}")
+            raise UserError(f"{where.result}: protocol.deviations.{name} is {recorded[name]!r}, but run.json and "
+                            f"log.json give {expected[name]!r}")

@@ -25,7 +25,7 @@ _CSS = (
     ".verified{background:#2e7d32;color:#fff}.self-reported{background:#ddd;color:#333}"
     ".deviation{background:#b26a00;color:#fff}figure{margin:1em 0}figcaption{font-weight:bold}"
 )
-_CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
 _SORT_SCRIPT = """
 document.querySelectorAll("table.board").forEach(function (table) {
   var headers = table.tHead.rows[0].cells;

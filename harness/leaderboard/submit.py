@@ -110,12 +110,12 @@ def _refuse_stored(bundle: Bundle, record: RunRecord, stored: list[Bundle], wher
     """Refuse content already stored, and a second run of a stored configuration and seed."""
     for other in stored:
         if other.content_sha256 == bundle.content_sha256:
-            raise UserError(f"{where.result}: already stored as {other.path} (the same metrics, scores and "
+            raise UserError(f"{where.result}: already stored as submission {other.id} (the same metrics, scores and "
                             "configuration; only timestamps or formatting differ)")
     mine = (configuration(record), seed_label(record))
     for other in stored:
         if (configuration(other.record), seed_label(other.record)) == mine:
-            raise UserError(f"{where.result}: seed {mine[1]} of this configuration is already stored as {other.path}; "
+            raise UserError(f"{where.result}: seed {mine[1]} of this configuration is already stored as submission {other.id}; "
                             "a second run of one seed is not another seed: train with another --seed")
 
 
@@ -139,7 +139,6 @@ def submit(run_dir: Path, root: Path, registry) -> Bundle:
     rules = checks.check_protocol(record, where)
     checks.check_metrics(record, scores, labels, where)
     checks.proven_fingerprint(record, labels, ids, where)
-    stored = stored_bundles(root)
     run, log, sources, members = None, None, [], None
     if record.kind == "train":
         run = ResolvedRun.from_dict(read_json(Path(where.run), "run file"), where.run)
@@ -150,7 +149,7 @@ def submit(run_dir: Path, root: Path, registry) -> Bundle:
         sources = _plugin_sources(run, where)
         dataset_spec = run.dataset
     else:
-        found = _fusion_members(record, scores, ids, stored, registry, where)
+        found = _fusion_members(record, scores, ids, stored_bundles(root), registry, where)
         members = [b.id for b in found]
         dataset_spec = found[0].resolved.dataset if found[0].resolved else record.dataset.name
     canonical = registry.get("dataset", dataset_spec).spec.canonical_fingerprint

@@ -1,0 +1,284 @@
+"""``bench leaderboard submit`` on synthetic run folders: what is stored, and every refusal.
+
+The run folders come from ``runs.make_run(run_files=True)``: result.json, scores.npz,
+run.json and log.json as the trainer writes them. Forgeries are made as an outsider would:
+edit the JSON with ``json``, the arrays with numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import main
+from harness.data import compose, split_hash
+from harness.errors import UserError
+from harness.fusion import fuse_runs
+from harness.leaderboard import submit
+from harness.leaderboard.bundle import read_bundle, stored_bundles
+from harness.leaderboard.packed_scores import read_packed
+from harness.metrics import evaluate
+from harness.naming import sha256_of
+from harness.registry import Registry
+from runs import make_run
+
+TOY_PLUGIN = '''
+from harness import Dataset, DatasetSpec, hookimpl
+
+@hookimpl
+def register_datasets(register):
+    register(DatasetSpec(name="toy", load=lambda root, options: Dataset("toy", [], {})))
+'''
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def toy_plugin(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("plugin") / "toy_plugin.py"
+    path.write_text(TOY_PLUGIN)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def registry(toy_plugin) -> Registry:
+    return Registry((toy_plugin,))
+
+
+def voc_data() -> tuple[list[str], str, np.ndarray, np.ndarray]:
+    """The complete official VOC2007 labels (tests/fixtures), so that the canonical fingerprint holds."""
+    from plugins.datasets.voc2007 import CLASSES
+
+    encode = np.vectorize({1: 1, -1: 0, 0: -1}.get)
+    with np.load(FIXTURES / "voc2007_labels.npz", allow_pickle=False) as data:
+        train = ([f"{i:06d}" for i in data["trainval_ids"]], encode(data["trainval_devkit"]).astype(np.int8))
+        test_ids = np.asarray([f"{i:06d}" for i in data["test_ids"]])
+        test_labels = encode(data["test_devkit"]).astype(np.int8)
+    return list(CLASSES), split_hash(*train), test_ids, test_labels
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, ["leaderboard", *map(str, args)])
+
+
+def edit_json(path: Path, change) -> None:
+    record = json.loads(path.read_text())
+    change(record)
+    path.write_text(json.dumps(record, indent=2))
+
+
+def copy_run(run_dir: Path, target: Path) -> Path:
+    shutil.copytree(run_dir, target)
+    return target
+
+
+def rescore(run_dir: Path, scores=None, labels=None, ids=None) -> None:
+    """Rewrite scores.npz with the arrays given and put the metrics they give into result.json."""
+    with np.load(run_dir / "scores.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    for key, value in (("scores", scores), ("labels", labels), ("ids", ids)):
+        if value is not None:
+            arrays[key] = value
+    np.savez_compressed(run_dir / "scores.npz", **arrays)
+    metrics = json.loads(json.dumps(evaluate(arrays["scores"], arrays["labels"])))
+
+    def change(record):
+        record["metrics"] = metrics
+        record["dataset"]["n_test"] = len(arrays["ids"])
+
+    edit_json(run_dir / "result.json", change)
+
+
+def refused(run_dir: Path, root: Path, plugin: str | None, *fragments: str) -> str:
+    result = invoke("submit", run_dir, "--leaderboards", root, *(("--plugin", plugin) if plugin else ()))
+    assert result.exit_code != 0, result.output
+    line = result.output.strip()
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output, result.output
+    for fragment in fragments:
+        assert fragment in line, line
+    return line
+
+
+def test_accepted_run_is_stored_as_a_bundle_with_lossless_scores(tmp_path, toy_plugin, registry):
+    run = make_run(tmp_path / "runs", run_files=True, epochs=3)
+    root = tmp_path / "lb"
+    result = invoke("submit", run, "--leaderboards", root, "--plugin", toy_plugin)
+    assert result.exit_code == 0, result.output
+    (path,) = (root / "submissions" / "toy" / "wang2019").glob("*--????????????.json")
+    bundle = read_bundle(path)
+    assert f"accepted as {bundle.id} (non-canonical data)" in result.output
+    assert path.name == f"toy-resnet101-flip-448-wang2019-seed0--{bundle.id}.json"
+    assert bundle.result == json.loads((run / "result.json").read_text())
+    assert bundle.run == json.loads((run / "run.json").read_text())
+    assert [vars(e) for e in bundle.log] == json.loads((run / "log.json").read_text())
+    assert bundle.submitted_scores_sha256 == sha256_of(run / "scores.npz")
+    scores, labels, ids = read_packed(bundle.scores_path)
+    with np.load(run / "scores.npz") as original:
+        assert scores.tobytes() == original["scores"].tobytes()
+        assert np.array_equal(labels, original["labels"]) and ids.tolist() == original["ids"].tolist()
+    assert bundle.result["protocol"]["deviations"] == {"epochs": {"protocol": 40, "used": 3}}
+
+
+def test_voc2007_run_on_the_official_labels_is_canonical_and_relabelled_ones_are_refused(tmp_path, toy_plugin):
+    data = voc_data()
+    from plugins.datasets.voc2007 import VOC2007
+
+    run = make_run(tmp_path / "runs", dataset="voc2007", run_files=True, data=data)
+    assert json.loads((run / "result.json").read_text())["dataset"]["fingerprint"] == VOC2007.canonical_fingerprint
+    root = tmp_path / "lb"
+    bundle = submit(run, root, Registry())
+    assert bundle.data == "canonical"
+    forged = copy_run(make_run(tmp_path / "runs", dataset="voc2007", run_files=True, data=data, seed=1), tmp_path / "f")
+    with np.load(forged / "scores.npz") as arrays:
+        scores, labels = arrays["scores"], arrays["labels"].copy()
+    labels[(labels == 1) & (scores < 0)] = -1  # missed positives become "difficult"
+    rescore(forged, labels=labels)
+    refused(forged, root, None, "scores.npz: its ids and labels", "not dataset.fingerprint")
+    # a forger who also rewrites the fingerprint meets the canonical one
+    classes, train_hash, ids, _ = data
+    new = compose(classes, train_hash, split_hash(ids, labels))
+    for name in ("result.json", "run.json"):
+        edit_json(forged / name, lambda r: (r["dataset"].update(fingerprint=new) if "metrics" in r else r.update(fingerprint=new)))
+    refused(forged, root, None, f"fingerprint {new}", "not its canonical")
+
+
+def test_a_record_without_train_hash_is_refused(tmp_path, toy_plugin):
+    run = make_run(tmp_path / "runs", run_files=True)
+    edit_json(run / "result.json", lambda r: r["dataset"].update(train_hash=None))
+    refused(run, tmp_path / "lb", toy_plugin, "result.json: dataset.train_hash is null", "cannot be proven")
+
+
+@pytest.mark.parametrize(
+    "change, fragments",
+    [
+        (lambda r: r["metrics"].update(map=r["metrics"]["map"] + 0.01), ("metrics.map is", "but re-scoring")),
+        (lambda r: r["metrics"]["per_class_ap"].__setitem__(0, 1.0), ("metrics.per_class_ap is a list",)),
+        (lambda r: r["protocol"].update(hash="0123456789abcdef"), ("protocol.hash 0123456789abcdef", "other rules")),
+        (lambda r: r["protocol"].update(name="mine"), ("protocol.name 'mine' is unknown",)),
+        (lambda r: r.pop("seed"), ("a train record needs 'seed'",)),
+        (lambda r: r["dataset"].update(fingerprint=3), ("'dataset.fingerprint' is an integer, expected string",)),
+        (lambda r: r.update(metrics_version=0), ("metrics_version 0",)),
+        (lambda r: r.update(seed=5), ("result.json: seed is 5 but", "run.json has 0")),
+        (lambda r: r["dataset"].update(name="a/b"), ("dataset.name 'a/b' is not a plain name",)),
+    ],
+)
+def test_edited_results_are_refused_in_one_line_naming_file_and_field(tmp_path, toy_plugin, change, fragments):
+    run = make_run(tmp_path / "runs", run_files=True)
+    edit_json(run / "result.json", change)
+    refused(run, tmp_path / "lb", toy_plugin, str(run), *fragments)
+    assert not (tmp_path / "lb").exists()
+
+
+def test_deviations_must_be_those_of_run_json_and_the_log(tmp_path, toy_plugin):
+    root = tmp_path / "lb"
+    short = make_run(tmp_path / "runs", protocol="smoke", size=40, run_files=True, epochs=2)
+    assert json.loads((short / "result.json").read_text())["protocol"]["deviations"] == {
+        "epochs": {"protocol": 20, "used": 2}, "sizes": {"protocol": [32, 48, 64, 96, 128], "used": [40]}}
+
+    deleted = copy_run(short, tmp_path / "deleted")
+    edit_json(deleted / "result.json", lambda r: r["protocol"]["deviations"].pop("epochs"))
+    refused(deleted, root, toy_plugin, "result.json: protocol.deviations.epochs is missing",
+            "show 2 epoch(s) trained", "protocol 'smoke' has 20")
+
+    invented = copy_run(short, tmp_path / "invented")
+    edit_json(invented / "result.json", lambda r: r["protocol"]["deviations"].update(batch_size={"protocol": 32, "used": 8}))
+    refused(invented, root, toy_plugin, "protocol.deviations.batch_size is recorded", "no such deviation")
+
+    fewer_epochs_logged = copy_run(short, tmp_path / "log")
+    edit_json(fewer_epochs_logged / "log.json", lambda log: log.pop())
+    refused(fewer_epochs_logged, root, toy_plugin, "log.json: 1 epoch(s) logged", "epochs 2")
+
+    faster = copy_run(make_run(tmp_path / "runs", protocol="smoke", run_files=True, epochs=17, seed=3), tmp_path / "lr")
+    edit_json(faster / "log.json", lambda log: log[16]["lr"].update(head=0.05))
+    refused(faster, root, toy_plugin, "log.json: epoch 16 lr is", "schedules head 0.005")
+
+    unpublished = copy_run(make_run(tmp_path / "runs", run_files=True, seed=4), tmp_path / "weights")
+    edit_json(unpublished / "result.json", lambda r: r["model"]["pretrained"]["files"][0].update(sha256="f" * 64))
+    refused(unpublished, root, toy_plugin, "protocol.deviations.init is missing", "init 'file'")
+    assert not root.exists()
+
+
+def test_forged_names_never_become_paths_and_nothing_is_written_outside(tmp_path, toy_plugin):
+    outside = tmp_path / "outside"
+    root = outside / "lb"
+    run = make_run(tmp_path / "runs", run_files=True)
+    for index, bad in enumerate(("../../../../x", str(tmp_path / "abs"), ".hidden")):
+        forged = copy_run(run, tmp_path / f"forged{index}")
+        for name in ("result.json", "run.json"):
+            edit_json(forged / name, lambda r: r.update(run_id=bad))
+        refused(forged, root, toy_plugin, f"result.json: run_id {bad!r} is not a plain name")
+    assert invoke("submit", run, "--leaderboards", root, "--plugin", toy_plugin).exit_code == 0
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert all(p.startswith(("outside/lb/submissions/", "runs/", "forged")) for p in written), written
+    assert not (tmp_path / "x").exists() and not (tmp_path / "abs").exists()
+
+
+def test_a_stored_content_is_refused_whatever_its_timestamps_or_formatting(tmp_path, toy_plugin):
+    root = tmp_path / "lb"
+    run = make_run(tmp_path / "runs", run_files=True)
+    stored = submit(run, root, Registry((toy_plugin,)))
+    later = copy_run(run, tmp_path / "later")
+    edit_json(later / "result.json", lambda r: r.update(created="2030-01-01T00:00:00+00:00", wall_time_s=1.5))
+    refused(later, root, toy_plugin, f"already stored as submission {stored.id}", "only timestamps or formatting differ")
+    reformatted = copy_run(run, tmp_path / "reformatted")
+    for name in ("result.json", "run.json", "log.json"):
+        text = json.dumps(json.loads((reformatted / name).read_text()), indent=7, sort_keys=True)
+        (reformatted / name).write_text(text + "  \n\n")
+    refused(reformatted, root, toy_plugin, "already stored as")
+    assert len(stored_bundles(root)) == 1
+
+
+def test_a_second_run_of_a_stored_seed_is_refused(tmp_path, toy_plugin):
+    root = tmp_path / "lb"
+    first = make_run(tmp_path / "a", run_files=True, seed=0)
+    again = make_run(tmp_path / "b", run_files=True, seed=0, score_seed=99)  # same configuration and seed, other scores
+    other_seed = make_run(tmp_path / "c", run_files=True, seed=1)
+    other_loss = make_run(tmp_path / "d", run_files=True, seed=0, loss="asl")
+    submit(first, root, Registry((toy_plugin,)))
+    refused(again, root, toy_plugin, "seed 0 of this configuration is already stored", "train with another --seed")
+    for run in (other_seed, other_loss):
+        assert invoke("submit", run, "--leaderboards", root, "--plugin", toy_plugin).exit_code == 0
+    assert len(stored_bundles(root)) == 3
+
+
+def test_concurrent_submissions_all_land_and_a_duplicate_lands_once(tmp_path, registry):
+    runs = [make_run(tmp_path / "runs", seed=seed, run_files=True) for seed in range(4)]
+    outcomes: list[str] = []
+
+    def attempt(run):
+        try:
+            outcomes.append(str(submit(run, tmp_path / "lb", registry).path))
+        except UserError as error:
+            outcomes.append(f"refused: {error}")
+
+    threads = [threading.Thread(target=attempt, args=(run,)) for run in runs + [runs[0]]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    folder = tmp_path / "lb" / "submissions" / "toy" / "wang2019"
+    assert len(list(folder.glob("*--????????????.json"))) == 4 and len(list(folder.glob("*.scores.npz"))) == 4
+    assert sum("already stored as" in o for o in outcomes) == 1
+    assert not list(folder.glob(".*"))
+
+
+def test_a_fusion_needs_its_members_stored_and_must_be_their_fusion(tmp_path, toy_plugin, registry):
+    root = tmp_path / "lb"
+    members = [make_run(tmp_path / "runs", aug="mixup", size=s, score_seed=s, run_files=True) for s in (384, 448, 512)]
+    fused = fuse_runs(members, tmp_path / "fused", Registry().get("fusion", "mean"), "ScaleEn").path
+    refused(fused, root, toy_plugin, "members[0]", "is not a stored submission; submit every member run first")
+    for run in members:
+        submit(run, root, registry)
+    forged = copy_run(fused, tmp_path / "forged")
+    with np.load(forged / "scores.npz") as data:
+        scores = data["scores"] + np.float32(0.5) * (data["labels"] == 1)
+    rescore(forged, scores=scores)
+    refused(forged, root, toy_plugin, "scores are not fusion 'mean' of the stored members' scores")
+    bundle = submit(fused, root, registry)
+    by_size = {b.record.size: b.id for b in stored_bundles(root) if b.record.kind == "train"}
+    assert bundle.members == [by_size[384], by_size[448], by_size[512]]
