@@ -105,7 +105,7 @@ def test_reproduce_verifies_genuine_scores_and_catches_forged_ones(tiny_runs, ti
     genuine = submit(tiny_runs[0], root, Registry((TINY_PLUGIN,)))
     result = bench("leaderboard", "reproduce", genuine.id, "--leaderboards", root, "--data-root", tiny_root, "--quiet")
     assert result.exit_code == 0, result.output
-    assert f"verified (exact)" in result.output and str(genuine.verification_path) in result.output
+    assert "verified (exact)" in result.output and str(genuine.verification_path) in result.output
     verification = json.loads(genuine.verification_path.read_text())
     assert verification["outcome"] == "exact" and verification["largest_difference"] == 0.0
     assert verification["content_sha256"] == genuine.content_sha256 and verification["hardware"]["cpu"] == cpu_model()

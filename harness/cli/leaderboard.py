@@ -37,7 +37,7 @@ def submit(run_dir: Path, root: Path, plugins: tuple[str, ...], as_json: bool) -
 
     bundle = submit_run(run_dir, root, load_registry(plugins))
     if as_json:
-        click.echo(json.dumps({"id": bundle.id, "path": str(bundle.path), **bundle.to_dict()}, indent=2))
+        click.echo(json.dumps({"path": str(bundle.path), **bundle.to_dict()}, indent=2))
         return
     click.echo(f"accepted as {bundle.id} ({bundle.data} data): {bundle.path}")
 

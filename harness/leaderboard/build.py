@@ -8,7 +8,7 @@ configuration and seed may be stored twice. A row is ``verified`` when every sub
 it has a verification of its own content beside it (a fusion: when all its members have).
 
 The outputs are one table per dataset and protocol in md, csv, tex and html, and an index
-(``tables/index.md``, ``tables/index.html``); they depend on the stored files only, never
+(``leaderboards/tables/index.md`` and ``index.html``); they depend on the stored files only, never
 on the date, so ``--check`` can tell whether the committed tables are stale.
 """
 

@@ -218,8 +218,7 @@ def submission_folder(root: Path, record: RunRecord, where: str) -> Path:
 def stored_bundles(root: Path) -> list[Bundle]:
     """Every stored bundle under ``root/submissions``, in file-name order."""
     base = Path(root) / SUBMISSIONS
-    paths = [p for p in sorted(base.glob("*/*/*.json")) if p.parts[-3] != PLUGINS and BUNDLE_NAME.fullmatch(p.name)]
-    return [read_bundle(p) for p in paths]
+    return [read_bundle(p) for p in sorted(base.glob("*/*/*.json")) if BUNDLE_NAME.fullmatch(p.name)]
 
 
 def find_bundle(root: Path, value: str) -> Bundle:

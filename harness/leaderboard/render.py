@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from tabulate import tabulate
 
 from harness.leaderboard.rows import (
-    DELTA,
     DEVIATIONS_SECTION,
     METRICS,
     PROTOCOL_SECTION,
@@ -47,7 +46,7 @@ _TEX = {
     "\\": r"\textbackslash{}", "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "<": r"\textless{}",
     ">": r"\textgreater{}", "|": r"\textbar{}", "±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$", "→": r"$\to$",
-    "×": r"$\times$", "`": r"\`{}",
+    "×": r"$\times$", "`": r"\textasciigrave{}",
 }
 
 
@@ -130,7 +129,7 @@ def csv_text(table: Table) -> str:
     stream = io.StringIO()
     writer = csv.writer(stream, lineterminator="\n")
     metric_headers = [h for key, _ in METRICS for h in (key, f"{key}_std")]
-    text = [c for c in TEXT_COLUMNS]
+    text = list(TEXT_COLUMNS)
     writer.writerow(["dataset", "protocol", "section", "row", *text[:7], *metric_headers, *text[7:], "note"])
     for section, rows in table.sections.items():
         for row in rows:
@@ -166,7 +165,7 @@ def latex(table: Table) -> str:
 
 
 def index_markdown(tables: list[Table], formats: tuple[str, ...]) -> str:
-    """``tables/index.md``: every table with its row counts and files."""
+    """The Markdown index (leaderboards/tables/index.md): every table, its row counts and files."""
     lines = ["# Leaderboard tables", "", "Built by `bench leaderboard build` (leaderboards/README.md says how).", "",
              "| table | reproduced rows | verified rows | rows with deviations | runs | files |",
              "| --- | --- | --- | --- | --- | --- |"]
@@ -179,5 +178,3 @@ def index_markdown(tables: list[Table], formats: tuple[str, ...]) -> str:
         lines.append(f"| {markdown_escape(table.title)} | {len(reproduced)} | {verified} | {deviating} | {runs} | {files} |")
     return "\n".join(lines) + "\n"
 
-
-__all__ = ["DELTA", "Table", "columns", "cells", "markdown", "csv_text", "latex", "index_markdown"]

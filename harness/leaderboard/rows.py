@@ -12,6 +12,7 @@ match one, the difference to it, stay in the protocol section.
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,9 +190,7 @@ def reproduced_rows(frame: pd.DataFrame) -> list[Row]:
 
 
 def describe_deviations(deviations_json: str) -> str:
-    """``epochs: 20 → 2; sizes: [32, …] → [40]``: each deviation, protocol value → value used."""
-    import json
-
+    """``epochs: 20 → 2; sizes: 32, 48, 64, 96, 128 → 40``: each deviation, protocol value → value used."""
     deviations = json.loads(deviations_json)
     return "; ".join(f"{name}: {_short(d['protocol'])} → {_short(d['used'])}" for name, d in sorted(deviations.items()))
 
