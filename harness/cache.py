@@ -70,10 +70,13 @@ class NoSpace(UserError):
     """A cache that the disk cannot hold: refused before it is built, or its disk filled while it was written."""
 
 
-def require_space(folder: Path, need: int, what: str) -> None:
-    """Refuse, in one line, to write ``need`` bytes of ``what`` into ``folder`` unless they fit
-    beside the margin kept free (2 GB, or 5% of a disk smaller than 40 GB)."""
+def require_space(entry: Path, need: int, what: str) -> None:
+    """Refuse, in one line, to write ``need`` bytes of ``what`` into the cache entry ``entry`` unless they
+    fit beside the margin kept free (2 GB, or 5% of a disk smaller than 40 GB); the ``.partial``
+    files of a killed build of the entry count as free, since the build removes them."""
+    folder = entry.parent
     free, total = disk_space(folder)
+    free += sum(p.lstat().st_blocks * 512 for p in entry.glob("*" + PARTIAL)) if entry.is_dir() else 0
     margin = min(MARGIN_BYTES, total // 20)
     if need + margin > free:
         raise NoSpace(

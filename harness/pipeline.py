@@ -182,7 +182,7 @@ def image_cache(paths: Sequence[Path], size: int, name: str, key: str,
     header = _npy_header(shape)
     what = f"{len(paths)} {name} images at {size} px"
     if not data.is_file():
-        cache.require_space(entry.parent, len(header) + math.prod(shape), what)
+        cache.require_space(entry, len(header) + math.prod(shape), what)
     with cache.building(entry):
         if not data.is_file():
             workers = workers or default_workers()
@@ -217,7 +217,7 @@ def image_sizes(paths: Sequence[Path], name: str, key: str) -> np.ndarray:
     data = entry / "sizes.npy"
     what = f"original sizes of {len(paths)} {name} images"
     if not data.is_file():
-        cache.require_space(entry.parent, 128 + 8 * len(paths), what)
+        cache.require_space(entry, 128 + 8 * len(paths), what)
     with cache.building(entry):
         if not data.is_file():
             buffer = io.BytesIO()
