@@ -218,3 +218,32 @@ def test_a_verification_counts_only_for_the_content_it_verified(tmp_path, regist
     result = CliRunner().invoke(main, ["leaderboard", "build", "--leaderboards", str(root)])
     assert result.exit_code != 0 and "is not a verification of" in result.output
     assert len(stored_bundles(root)) == 1
+
+
+def verify_by_hand(bundle) -> None:
+    """A verification file as reproduce writes it (its content checked by build, not by this test)."""
+    record = {"submission": bundle.id, "content_sha256": bundle.content_sha256, "verified": "2026-12-01T00:00:00+00:00",
+              "outcome": "exact", "largest_difference": 0.0, "at": None, "tolerance": None, "harness_version": "0.2.0",
+              "git_commit": None, "hardware": {"device": "cpu"}, "versions": {}, "seconds": 1.0, "code_changed": []}
+    bundle.verification_path.write_text(json.dumps(record))
+
+
+def test_a_fusion_is_verified_when_it_is_fused_again_from_verified_members(tmp_path, registry):
+    root = tmp_path / "lb"
+    members = [make_run(tmp_path / "m", aug=aug, size=512, score_seed=i, run_files=True)
+               for i, aug in enumerate(("crop", "mixup"))]
+    stored = [submit(run, root, registry) for run in members]
+    result = CliRunner().invoke(main, ["leaderboard", "submit", str(fuse_runs(members, tmp_path / "f", Registry().get(
+        "fusion", "mean"), "DistrEn").path), "--leaderboards", str(root), "--plugin", str(registry.plugins[-1].path), "--json"])
+    assert result.exit_code == 0, result.output
+    fusion = json.loads(result.output)
+    assert fusion["members"] == [b.id for b in stored] and fusion["path"].endswith(f"--{fusion['id']}.json")
+
+    def fusion_row():
+        build(root)
+        return next(r for r in csv.DictReader(io.StringIO(table(root, "toy-wang2019", "csv"))) if r["method"] == "DistrEn")
+
+    verify_by_hand(stored[0])
+    assert fusion_row()["verification"] == "self-reported"
+    verify_by_hand(stored[1])
+    assert fusion_row()["verification"] == "verified"

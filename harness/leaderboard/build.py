@@ -4,8 +4,9 @@ A bundle in ``submissions/`` may have been added by hand (a pull request), so ea
 passes the checks ``submit`` ran (those that need no plugin) before it becomes a row: its
 content must still hash to its id, its metrics must re-score, its fingerprint must be
 proven by its scores file, its deviations must be those its run file and log show, and no
-configuration and seed may be stored twice. A row is ``verified`` when every submission in
-it has a verification of its own content beside it (a fusion: when all its members have).
+configuration and seed may be stored twice; a fusion is fused again from its stored members.
+A row is ``verified`` when every submission in it has a verification of its own content
+beside it (a fusion: when it was fused again here and all its members are verified).
 
 The outputs are one table per dataset and protocol in md, csv, tex and html, and an index
 (``leaderboards/tables/index.md`` and ``index.html``); they depend on the stored files only, never
@@ -30,6 +31,7 @@ from harness.leaderboard.bundle import (
     submission_folder,
 )
 from harness.leaderboard.checks import Where
+from harness.leaderboard.members import check_fused
 from harness.leaderboard.packed_scores import read_packed
 from harness.leaderboard.render import Table
 from harness.leaderboard.rows import (
@@ -67,8 +69,9 @@ def _canonical(bundle: Bundle, by_id: dict[str, Bundle], registry) -> str | None
         return False
 
 
-def check_stored(bundle: Bundle, by_id: dict[str, Bundle], root: Path, registry) -> None:
-    """The checks of ``submit`` again, on a stored bundle."""
+def check_stored(bundle: Bundle, by_id: dict[str, Bundle], root: Path, registry) -> bool:
+    """The checks of ``submit`` again, on a stored bundle; False when a fusion could not be
+    fused again here (its fusion comes from a plugin this harness lacks)."""
     where = stored_where(bundle)
     record = bundle.record
     checks.check_names(record, where)
@@ -95,31 +98,48 @@ def check_stored(bundle: Bundle, by_id: dict[str, Bundle], root: Path, registry)
     if canonical is not False and checks.data_status(record, canonical, where) != bundle.data:
         raise UserError(f"{bundle.path}: data is {bundle.data!r}, but its fingerprint makes it "
                         f"{checks.data_status(record, canonical, where)!r}")
+    if record.kind != "fusion":
+        return True
+    members = [by_id[member] for member in bundle.members]
+    if [(m.record.run_id, m.submitted_scores_sha256) for m in members] != [(m.run_id, m.scores_sha256) for m in record.members]:
+        raise UserError(f"{bundle.path}: members are not the runs its result.members names")
+    try:
+        component = registry.get("fusion", record.fusion.name)
+    except UserError:
+        return False
+    check_fused(record, scores, ids, members, component, where)
+    return True
 
 
-def verification_status(bundle: Bundle, by_id: dict[str, Bundle]) -> str:
+def verification_status(bundle: Bundle, by_id: dict[str, Bundle], unfused: set[str]) -> str:
+    """``verified`` for a submission with a verification of its own content, and for a fusion
+    fused again here from verified members; else ``self-reported``."""
     if bundle.members:
-        verified = all(verification_status(by_id[m], by_id) == VERIFIED for m in bundle.members)
+        verified = bundle.id not in unfused and all(
+            verification_status(by_id[m], by_id, unfused) == VERIFIED for m in bundle.members)
         return VERIFIED if verified else SELF_REPORTED
     return VERIFIED if read_verification(bundle) is not None else SELF_REPORTED
 
 
-def checked_bundles(root: Path) -> list[Bundle]:
-    """Every stored bundle, each checked, with no configuration and seed stored twice."""
+def checked_bundles(root: Path) -> tuple[list[Bundle], set[str]]:
+    """Every stored bundle, each checked, with no configuration and seed stored twice; and the
+    ids of fusions that could not be fused again here."""
     from harness.registry import Registry
 
     bundles = stored_bundles(root)
     by_id = {bundle.id: bundle for bundle in bundles}
     registry = Registry()
     seen: dict[str, Bundle] = {}
+    unfused = set()
     for bundle in bundles:
-        check_stored(bundle, by_id, root, registry)
+        if not check_stored(bundle, by_id, root, registry):
+            unfused.add(bundle.id)
         key = repr((configuration(bundle.record), seed_label(bundle.record)))
         if key in seen:
             raise UserError(f"{bundle.path}: the same configuration and seed as {seen[key].path}; one seed is stored "
                             "once: remove one of them")
         seen[key] = bundle
-    return bundles
+    return bundles, unfused
 
 
 def paper_datasets(baselines: Path) -> list[str]:
@@ -133,7 +153,7 @@ def paper_datasets(baselines: Path) -> list[str]:
 def build_tables(root: Path, baselines: Path = BASELINES) -> list[Table]:
     """One table per dataset and protocol with submissions, and the paper's datasets under
     ``wang2019`` so that its reported rows are always there."""
-    bundles = checked_bundles(root)
+    bundles, unfused = checked_bundles(root)
     by_id = {bundle.id: bundle for bundle in bundles}
     groups: dict[tuple[str, str], list[Bundle]] = {(name, PAPER_PROTOCOL): [] for name in paper_datasets(baselines)}
     for bundle in bundles:
@@ -141,7 +161,7 @@ def build_tables(root: Path, baselines: Path = BASELINES) -> list[Table]:
         groups.setdefault((record.dataset.name, record.protocol.name), []).append(bundle)
     tables = []
     for (dataset, protocol), members in sorted(groups.items()):
-        entries = [(b.record, verification_status(b, by_id), b.data) for b in members]
+        entries = [(b.record, verification_status(b, by_id, unfused), b.data) for b in members]
         rows = reproduced_rows(submission_frame(entries))
         paper = paper_rows(baselines, dataset) if protocol == PAPER_PROTOCOL else []
         sections = {

@@ -5,7 +5,7 @@ the protocol's hash, metrics re-scored from its scores, the dataset fingerprint 
 the test ids and labels (equal to the dataset's canonical one where it declares one), the
 result consistent with ``run.json``, and deviations recomputed from ``run.json``, the log
 and the weights recorded. A fusion is accepted when its members are stored submissions
-and fusing their stored scores gives its scores exactly. Then, under a lock, a submission
+and fusing their stored scores gives its scores exactly (``members``). Then, under a lock, a submission
 whose content is already stored, or a second run of a stored configuration and seed, is
 refused; otherwise the bundle, its scores and the code of its file and directory plugins
 are written, all under ``root`` and nowhere else.
@@ -37,7 +37,8 @@ from harness.leaderboard.bundle import (
     write_bundle,
 )
 from harness.leaderboard.checks import Where
-from harness.leaderboard.packed_scores import LAYOUT, read_packed, write_packed
+from harness.leaderboard.members import check_fused, find_members
+from harness.leaderboard.packed_scores import LAYOUT, write_packed
 from harness.leaderboard.rows import configuration, seed_label
 from harness.naming import sha256_of
 from harness.results import RESULT_FILE, RunRecord, parse_value
@@ -68,42 +69,6 @@ def _plugin_sources(run: ResolvedRun, where: Where) -> list[tuple[StoredSource, 
                             f"{str(source.plugin.sha256)[:12]}…; the submission must carry the code the run used: restore it")
         sources.append((StoredSource(kind=kind, sha256=found), path))
     return sources
-
-
-def _fusion_members(record: RunRecord, scores: np.ndarray, ids: np.ndarray, stored: list[Bundle], registry,
-                    where: Where) -> list[Bundle]:
-    """The stored submissions a fusion was made from; fusing their stored scores with the
-    recorded fusion component must give the submitted scores exactly."""
-    members = []
-    for index, member in enumerate(record.members):
-        match = next((b for b in stored if b.submitted_scores_sha256 == member.scores_sha256
-                      and b.record.run_id == member.run_id), None)
-        if match is None:
-            raise UserError(f"{where.result}: members[{index}] (run {member.run_id!r}, scores sha256 "
-                            f"{member.scores_sha256[:12]}…) is not a stored submission; submit every member run first")
-        theirs = match.record
-        for name, mine, other in (("dataset.fingerprint", record.dataset.fingerprint, theirs.dataset.fingerprint),
-                                  ("protocol.hash", record.protocol.hash, theirs.protocol.hash),
-                                  ("protocol.deviations", record.protocol.deviations, theirs.protocol.deviations)):
-            if mine != other:
-                raise UserError(f"{where.result}: {name} is {mine!r}, but member {match.path} has {other!r}")
-        members.append(match)
-    component = registry.get("fusion", record.fusion.name)
-    if component.spec.version != record.fusion.version:
-        raise UserError(f"{where.result}: fusion.version is {record.fusion.version!r}, but fusion {record.fusion.name!r} "
-                        f"here is version {component.spec.version!r}; install the version the fusion used")
-    aligned = []
-    for match in members:
-        member_scores, _, member_ids = read_packed(match.scores_path)
-        position = {image_id: i for i, image_id in enumerate(member_ids.tolist())}
-        if set(position) != set(ids.tolist()):
-            raise UserError(f"{where.scores}: its ids are not those of member {match.path}")
-        aligned.append(member_scores[[position[i] for i in ids.tolist()]])
-    fused = np.asarray(component.call("fuse", component.spec.fuse, aligned)).astype(np.float32)
-    if fused.shape != scores.shape or not np.array_equal(fused, scores):
-        raise UserError(f"{where.scores}: scores are not fusion {record.fusion.name!r} of the stored members' scores; "
-                        "fuse the submitted member runs again with `bench fuse`")
-    return members
 
 
 def _refuse_stored(bundle: Bundle, record: RunRecord, stored: list[Bundle], where: Where) -> None:
@@ -149,7 +114,8 @@ def submit(run_dir: Path, root: Path, registry) -> Bundle:
         sources = _plugin_sources(run, where)
         dataset_spec = run.dataset
     else:
-        found = _fusion_members(record, scores, ids, stored_bundles(root), registry, where)
+        found = find_members(record, stored_bundles(root), where)
+        check_fused(record, scores, ids, found, registry.get("fusion", record.fusion.name), where)
         members = [b.id for b in found]
         dataset_spec = found[0].resolved.dataset if found[0].resolved else record.dataset.name
     canonical = registry.get("dataset", dataset_spec).spec.canonical_fingerprint
