@@ -12,6 +12,8 @@ from layouts import write_csv_manifest, write_manifest_images
 from harness.cli import main
 from harness.data import fingerprint
 from harness.errors import UserError
+from harness.registry import Registry
+from harness.runner import load_dataset
 from plugins.datasets.manifest import load
 
 ROWS = [
@@ -159,3 +161,53 @@ def test_bench_data_verify_on_a_clean_manifest(csv_manifest):
     assert result.exit_code == 0, result.output
     assert "OK: every image decodes" in result.output
     assert fingerprint(load(csv_manifest, {})) in result.output
+
+
+def test_csv_saved_with_a_byte_order_mark(tmp_path):
+    """As a spreadsheet program saves "CSV UTF-8": the file starts with EF BB BF."""
+    write_manifest_images(tmp_path, FILES)
+    path = tmp_path / "excel.csv"
+    with path.open("w", newline="", encoding="utf-8-sig") as handle:
+        handle.write("image,labels,split\r\n" + "".join(f"{r['image']},{r['labels']},{r['split']}\r\n" for r in ROWS))
+    assert path.read_bytes()[:4] == b"\xef\xbb\xbfi"
+    dataset = load(path, {})
+    assert dataset.splits["train"].labels.tolist() == [[0, 1, 1], [-1, 1, 0], [0, 0, 0]]
+    assert fingerprint(dataset) == fingerprint(load(write_csv_manifest(tmp_path / "plain.csv", ROWS), {}))
+
+
+def test_images_outside_the_manifest_folder_are_warnings_not_problems(tmp_path):
+    folder = tmp_path / "bench"
+    write_manifest_images(tmp_path, ["outside.jpg", "far/away.jpg"])
+    write_manifest_images(folder, ["img/a.jpg", "img/b.jpg"])
+    rows = [
+        {"image": "img/a.jpg", "labels": "cat|bird", "split": "train"},
+        {"image": "../outside.jpg", "labels": "dog", "split": "train"},
+        {"image": "img/../img/b.jpg", "labels": "dog", "split": "test"},
+        {"image": str(tmp_path / "far" / "away.jpg"), "labels": "cat|dog", "split": "test"},
+    ]
+    path = write_csv_manifest(folder / "manifest.csv", rows)
+    dataset = load(path, {})
+    where = f"outside the manifest's folder {folder}"
+    assert dataset.problems == []
+    assert dataset.info["warnings"] == [
+        {"split": "train", "id": "../outside", "file": str(folder / ".." / "outside.jpg"), "problem": where},
+        {"split": "test", "id": str(tmp_path / "far" / "away"), "file": str(tmp_path / "far" / "away.jpg"), "problem": where},
+    ]
+    assert load_dataset(Registry().get("dataset", "manifest"), str(path), False).info["warnings"] == dataset.info["warnings"]
+    result = CliRunner().invoke(main, ["data", "verify", "--dataset", "manifest", "--data-root", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "OK: every image decodes and no problem was found." in result.output
+    assert "2 warning(s), which do not stop a run:" in result.output
+    assert f"  train ../outside: {where} ({folder / '..' / 'outside.jpg'})" in result.output
+
+
+@pytest.mark.parametrize("content, message", [
+    ("image,labels,split\na\0.jpg,x,train\n", r"m\.csv line 2: the image path contains a NUL character"),
+    ('[{"image": "a\\u0000.jpg", "labels": "x", "split": "train"}]', r"image #0: the image path contains a NUL"),
+    ("image,labels,split\n" + "a" * 200_000 + ",x,train\n", r"m\.csv line 2: field larger than field limit"),
+])
+def test_nul_or_a_huge_field_is_one_line(tmp_path, content, message):
+    path = tmp_path / ("m.json" if content.startswith("[") else "m.csv")
+    path.write_text(content)
+    with pytest.raises(UserError, match=message):
+        load(path, {})

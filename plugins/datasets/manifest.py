@@ -4,7 +4,10 @@
 ``manifest.json``). One record per image:
 
 ``image``
-    the image file, relative to the manifest's folder (an absolute path also works).
+    the image file, relative to the manifest's folder. An absolute path, or one whose
+    ``..`` leads out of the folder, also works: such images are kept and ``bench data
+    verify`` lists each of them as a warning (``info["warnings"]``), which never blocks a
+    run, so that a manifest from someone else cannot read files elsewhere unnoticed.
 ``labels``
     the class names present, separated by ``|`` or ``;``; a name written ``?name`` is
     ignored for that image (label -1, as VOC's "difficult"), not positive.
@@ -15,7 +18,8 @@
 ``id`` (optional)
     the image id used in scores and fingerprints; default: ``image`` without its extension.
 
-A CSV has these as header columns (no others, so that a misspelt column is caught). A JSON
+A CSV (UTF-8, with or without the byte-order mark spreadsheet programs write) has these as
+header columns (no others, so that a misspelt column is caught). A JSON
 file is either a list of such records, or ``{"classes": [...], "images": [...]}`` where
 ``classes`` fixes the class order and every name used must be one of them; in JSON,
 ``labels`` and ``ignored`` may also be lists of names. Without ``classes`` the classes are
@@ -40,6 +44,7 @@ import numpy as np
 from harness import DatasetSpec
 from harness.errors import UserError
 from harness.specs import Dataset, Split
+from plugins.datasets.files import existing, take
 
 SPLITS = ("train", "test")
 COLUMNS = ("image", "labels", "split")
@@ -50,32 +55,39 @@ _SEPARATORS = re.compile(r"[|;]")
 def assemble(
     name: str,
     classes: Sequence[str],
-    listed: dict[str, tuple[list[str], list[Path], np.ndarray]],
+    listed: dict[str, tuple[list[str], Sequence[Path], np.ndarray]],
     options: dict,
     *,
     info: dict[str, Any] | None = None,
     problems: Iterable[dict] = (),
+    refused: Iterable[dict] = (),
 ) -> Dataset:
     """Build a ``Dataset`` from the listed (ids, image files, N×C labels) of each split.
 
-    Only checks that each file exists (a stat, no decoding) so loading stays cheap. A missing
-    file is a problem and stays in its split, or with ``options["skip_missing"]`` is left
-    out. ``coverage`` is found / listed over all splits; ``info["listed"]`` keeps the listed
-    counts so that ``bench data verify`` can compare them with the canonical ones.
+    Only checks that each file exists (a directory listing, no decoding) so loading stays
+    cheap. A missing file is a problem and stays in its split, or with
+    ``options["skip_missing"]`` is left out. ``refused`` holds the problems of entries the
+    loader left out because their file name leads outside the data (see
+    ``plugins.datasets.files``): they are problems even with ``skip_missing``, and count as
+    listed but not found. ``coverage`` is found / listed over all splits;
+    ``info["listed"]`` keeps the listed counts so that ``bench data verify`` can compare
+    them with the canonical ones.
     """
     skip_missing = bool(options.get("skip_missing"))
-    problems = list(problems)
+    refused = list(refused)
+    problems = refused + list(problems)
     splits: dict[str, Split] = {}
     listed_counts: dict[str, int] = {}
     missing_counts: dict[str, int] = {}
     for split_name, (ids, paths, labels) in listed.items():
-        found = np.fromiter((os.path.isfile(p) for p in paths), dtype=bool, count=len(paths))
-        listed_counts[split_name] = len(ids)
-        missing_counts[split_name] = int((~found).sum())
+        found = existing(paths)
+        left_out = sum(p["split"] == split_name for p in refused)
+        listed_counts[split_name] = len(ids) + left_out
+        missing_counts[split_name] = int((~found).sum()) + left_out
         if skip_missing:
             keep = np.flatnonzero(found)
             ids = [ids[i] for i in keep]
-            paths = [paths[i] for i in keep]
+            paths = take(paths, keep)
             labels = labels[keep]
         else:
             problems.extend(
@@ -129,7 +141,7 @@ def _find_manifest(data_root: Path | None) -> Path:
 def _read_csv(path: Path) -> tuple[list[tuple[str, dict]], None]:
     """(where, record) per row; CSV manifests never fix the class list."""
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             header = reader.fieldnames or []
             missing = [c for c in COLUMNS if c not in header]
@@ -147,6 +159,8 @@ def _read_csv(path: Path) -> tuple[list[tuple[str, dict]], None]:
                 rows.append((where, record))
     except UnicodeDecodeError as error:
         raise UserError(f"{path} is not UTF-8 text ({error.reason}); save it as UTF-8") from None
+    except csv.Error as error:
+        raise UserError(f"{path} line {reader.line_num + 1}: {error}; save it as plain CSV text") from None
     return rows, None
 
 
@@ -195,6 +209,8 @@ def load(data_root: Path | None, options: dict) -> Dataset:
         split = record["split"]
         if not isinstance(image, str) or not image.strip():
             raise UserError(f"{where}: empty image path")
+        if "\0" in image:
+            raise UserError(f"{where}: the image path contains a NUL character")
         if split not in SPLITS:
             raise UserError(f"{where}: split {split!r} must be 'train' or 'test'")
         positive, ignored = [], _names(record.get("ignored"), where)
@@ -206,12 +222,13 @@ def load(data_root: Path | None, options: dict) -> Dataset:
         both = set(positive) & set(ignored)
         if both:
             raise UserError(f"{where}: class {sorted(both)[0]!r} is both present and ignored")
-        image_id = record.get("id") or Path(image.strip()).with_suffix("").as_posix()
+        image = image.strip()
+        image_id = record.get("id") or Path(image).with_suffix("").as_posix()
         if not isinstance(image_id, str):
             raise UserError(f"{where}: id must be a string, got {image_id!r}")
-        parsed.append((where, split, image_id, path.parent / image.strip(), positive, ignored))
+        parsed.append((where, split, image_id, path.parent / image, positive, ignored, _outside(image)))
     if classes is None:
-        classes = sorted({n for *_, positive, ignored in parsed for n in positive + ignored})
+        classes = sorted({n for *_, positive, ignored, _ in parsed for n in positive + ignored})
     column = {name: j for j, name in enumerate(classes)}
     listed: dict[str, tuple[list[str], list[Path], np.ndarray]] = {}
     seen: dict[str, set[str]] = {split: set() for split in SPLITS}
@@ -220,7 +237,7 @@ def load(data_root: Path | None, options: dict) -> Dataset:
         if not chosen:
             raise UserError(f"{path} has no '{split}' images; a benchmark needs both a train and a test split")
         labels = np.zeros((len(chosen), len(classes)), dtype=np.int8)
-        for row, (where, _, image_id, _, positive, ignored) in enumerate(chosen):
+        for row, (where, _, image_id, _, positive, ignored, _) in enumerate(chosen):
             if image_id in seen[split]:
                 raise UserError(f"{where}: id {image_id!r} appears twice in the {split} split")
             seen[split].add(image_id)
@@ -230,7 +247,21 @@ def load(data_root: Path | None, options: dict) -> Dataset:
                         raise UserError(f"{where}: class {label!r} is not in the manifest's \"classes\" list")
                     labels[row, column[label]] = value
         listed[split] = ([p[2] for p in chosen], [p[3] for p in chosen], labels)
-    return assemble("manifest", classes, listed, options, info={"manifest": str(path.resolve())})
+    folder = path.parent.resolve()
+    warnings = [
+        {"split": split, "id": image_id, "file": str(file), "problem": f"outside the manifest's folder {folder}"}
+        for split in SPLITS
+        for _, in_split, image_id, file, _, _, outside in parsed
+        if outside and in_split == split
+    ]
+    info = {"manifest": str(path.resolve()), "warnings": warnings}
+    return assemble("manifest", classes, listed, options, info=info)
+
+
+def _outside(image: str) -> bool:
+    """Whether ``image``, as the manifest writes it, names a file outside the manifest's folder."""
+    relative = os.path.normpath(image)
+    return os.path.isabs(relative) or relative == os.pardir or relative.startswith(os.pardir + os.sep)
 
 
 MANIFEST = DatasetSpec(
