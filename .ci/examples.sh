@@ -1,21 +1,16 @@
 #!/usr/bin/env bash
-# CI for the example plugin package, as its author would run it: install it, run its tests,
-# `bench check` it, train its model through the entry point and again as a --plugin file, and
-# check that each result.json names the plugin (distribution and version, or file and sha256).
+# CI for the example plugin packages, as their authors would run it: install each, run its
+# tests, `bench check` it, train with it through the entry point and again as a --plugin file,
+# and check that each result.json names the plugin (distribution and version, or file and sha256).
 # Offline: no dependencies are fetched, no build isolation. Leaves the venv as it found it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-package=examples/csra-plugin
-module="$package/csra_plugin.py"
 work=$(mktemp -d)
-trap 'pip uninstall -q -y multilabel-bench-csra >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+trap 'pip uninstall -q -y multilabel-bench-csra multilabel-bench-mlgcn multilabel-bench-asl >/dev/null 2>&1 || true
+      rm -rf "$work"' EXIT
 
-pip install -q --no-deps --no-build-isolation -e "$package"
-python -m pytest -q -p no:cacheprovider "$package"
-bench check --plugin csra
-
-# A 96-image manifest dataset rendered by the shapes generator: the runs test the plugin's
-# path through the harness, not the model, so one epoch of three batches is enough.
+# A 96-image manifest dataset rendered by the shapes generator: the runs test each plugin's
+# path through the harness, not the method, so one epoch of three batches is enough.
 python - "$work/data" <<'PY'
 import csv
 import sys
@@ -34,28 +29,52 @@ with open(root / "manifest.csv", "w", newline="") as stream:
             image.save(root / f"{split}{index:03d}.png")
             writer.writerow([f"{split}{index:03d}.png", "|".join(CLASSES[c] for c in classes), split])
 PY
-run=(bench run --dataset manifest --data-root "$work/data/manifest.csv" --model csra-resnet18 --protocol smoke
+run=(bench run --dataset manifest --data-root "$work/data/manifest.csv" --protocol smoke
      --epochs 1 --size 32 --device cpu --pretrained none --quiet --out "$work/runs")
-"${run[@]}" --run-id entry-point
 
-pip uninstall -q -y multilabel-bench-csra
-bench check --plugin "$module" --component csra-resnet18
-"${run[@]}" --run-id file --plugin "$module"
+# example NAME KIND COMPONENT CHECK RUN-OPTIONS...: the package examples/NAME-plugin (entry point
+# NAME, module NAME_plugin.py) provides COMPONENT of KIND (model or loss); CHECK is what
+# `bench check` covers through the entry point: "all" components, or COMPONENT only.
+example() {
+    local name=$1 kind=$2 component=$3 check=$4
+    shift 4
+    local package="examples/$name-plugin"
+    local module="$package/${name}_plugin.py"
+    local checked=()
+    [[ $check == all ]] || checked=(--component "$component")
+    pip install -q --no-deps --no-build-isolation -e "$package"
+    python -m pytest -q -p no:cacheprovider "$package"
+    bench check --plugin "$name" "${checked[@]}"
+    "${run[@]}" "$@" --run-id "$name-entry-point"
 
-python - "$work/runs" "$package" "$module" <<'PY'
+    pip uninstall -q -y "multilabel-bench-$name"
+    bench check --plugin "$module" --component "$component"
+    "${run[@]}" "$@" --run-id "$name-file" --plugin "$module"
+
+    python - "$work/runs" "$name" "$kind" "$package" "$module" <<'PY'
 import hashlib
 import json
 import sys
 import tomllib
 from pathlib import Path
 
-runs, package, module = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+runs, name, kind, package, module = Path(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4]), Path(sys.argv[5])
+distribution = f"multilabel-bench-{name}"
 version = tomllib.loads((package / "pyproject.toml").read_text())["project"]["version"]
-installed = json.loads((runs / "entry-point" / "result.json").read_text())["model"]["plugin"]
-assert (installed["source"], installed["distribution"], installed["distribution_version"]) == (
-    "distribution", "multilabel-bench-csra", version), installed
-loaded = json.loads((runs / "file" / "result.json").read_text())["model"]["plugin"]
 sha256 = hashlib.sha256(module.read_bytes()).hexdigest()
-assert (loaded["source"], loaded["path"], loaded["sha256"]) == ("file", str(module.resolve()), sha256), loaded
-print(f"result.json names the plugin: multilabel-bench-csra {version}; {module} sha256 {sha256[:12]}…")
+for run_id, expected in ((f"{name}-entry-point", ("distribution", distribution, version)),
+                         (f"{name}-file", ("file", str(module.resolve()), sha256))):
+    record = json.loads((runs / run_id / "result.json").read_text())
+    plugin = record[kind]["plugin"]
+    found = (plugin["source"], plugin["distribution"], plugin["distribution_version"]) if expected[0] == "distribution" \
+        else (plugin["source"], plugin["path"], plugin["sha256"])
+    assert found == expected, (run_id, plugin)
+    if kind == "loss":  # a loss other than the protocol's is a recorded deviation
+        assert record["protocol"]["deviations"]["loss"]["plugin"] == plugin, record["protocol"]["deviations"]
+print(f"result.json names the plugin: {distribution} {version}; {module} sha256 {sha256[:12]}…")
 PY
+}
+
+example csra model csra-resnet18 all --model csra-resnet18
+example mlgcn model mlgcn-resnet18 one --model mlgcn-resnet18  # resnet50/101 differ only in torchvision's constructor
+example asl loss asl all --loss asl
