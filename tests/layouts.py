@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import zlib
 from pathlib import Path
 
@@ -24,6 +25,37 @@ def write_jpeg(path: Path, key: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path, "JPEG", quality=90)
     return path
+
+
+class Untouchable:
+    """A real JPEG (or a file of ``content``) outside a data root that tells whether anything has read it since.
+
+    Its access time is set well before its modification time, so any read moves it, also on
+    file systems mounted ``relatime``; ``reads_are_seen`` says whether this one updates it at all.
+    """
+
+    def __init__(self, path: Path, content: str | None = None):
+        if content is None:
+            write_jpeg(path, path.name)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+        self.path = path
+        modified = path.stat().st_mtime_ns
+        os.utime(path, ns=(modified - 10**12, modified))
+        self.atime = path.stat().st_atime_ns
+
+    def was_read(self) -> bool:
+        return self.path.stat().st_atime_ns != self.atime
+
+
+def reads_are_seen(folder: Path) -> bool:
+    """Whether reading a file in ``folder`` moves an access time set before its modification time."""
+    probe = Untouchable(folder / "atime-probe.jpg")
+    probe.path.read_bytes()
+    seen = probe.was_read()
+    probe.path.unlink()
+    return seen
 
 
 def truncate(path: Path) -> None:

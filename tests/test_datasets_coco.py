@@ -8,12 +8,13 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from layouts import COCO_CATEGORIES, write_coco
+from layouts import COCO_CATEGORIES, Untouchable, reads_are_seen, write_coco
 
 from harness.cli import main
 from harness.data import fingerprint
 from harness.errors import UserError
 from plugins.datasets.coco2014 import COCO2014, load
+from plugins.datasets.files import quoted
 
 
 @pytest.fixture
@@ -98,3 +99,46 @@ def test_missing_instances_file_or_layout(coco, tmp_path):
         load(tmp_path, {})
     with pytest.raises(UserError, match="needs --data-root"):
         load(None, {})
+
+
+def _plant_outside(root, tmp_path):
+    """Two train images with instances whose file_names lead out of train2014/: one relative
+    through ``..``, one absolute, both at real JPEGs outside the data root."""
+    relative, absolute = Untouchable(tmp_path / "secret.jpg"), Untouchable(tmp_path / "elsewhere" / "other.jpg")
+
+    def plant(document):
+        document["images"] += [{"id": 500, "file_name": "../../secret.jpg"}, {"id": 501, "file_name": str(absolute.path)}]
+        document["annotations"] += [{"id": 90, "image_id": 500, "category_id": 1}, {"id": 91, "image_id": 501, "category_id": 2}]
+
+    _edit(root / "annotations" / "instances_train2014.json", plant)
+    return relative, absolute
+
+
+def test_file_names_leading_outside_the_image_folder_are_refused_and_never_read(tmp_path):
+    if not reads_are_seen(tmp_path):
+        pytest.skip("this file system does not update access times")
+    root = tmp_path / "data"
+    write_coco(root)
+    relative, absolute = _plant_outside(root, tmp_path)
+    source = str(root / "annotations" / "instances_train2014.json")
+    expected = [
+        {"split": "train", "id": "500", "file": source, "problem": "file_name '../../secret.jpg' leads outside "
+         "train2014/; refused, not read (use the official instances_train2014.json)"},
+        {"split": "train", "id": "501", "file": source, "problem": f"file_name {quoted(str(absolute.path))} leads outside "
+         "train2014/; refused, not read (use the official instances_train2014.json)"},
+    ]
+    for options in ({}, {"skip_missing": True}):
+        dataset = load(root, options)
+        assert dataset.problems == expected
+        assert dataset.splits["train"].ids == ["9", "77", "309"] and dataset.info["listed"]["train"] == 5
+        assert dataset.coverage == pytest.approx(5 / 7)
+    runner = CliRunner()
+    verified = runner.invoke(main, ["data", "verify", "--dataset", "coco2014", "--data-root", str(root), "--json"])
+    assert verified.exit_code == 1 and json.loads(verified.stdout)["problems"][:2] == expected
+    shown = runner.invoke(main, ["data", "verify", "--dataset", "coco2014", "--data-root", str(root)])
+    assert f"train 500: {expected[0]['problem']} ({source})" in shown.output
+    ran = runner.invoke(main, ["run", "--dataset", "coco2014", "--data-root", str(root), "--skip-missing",
+                               "--out", str(tmp_path / "runs"), "--device", "cpu"])
+    assert ran.exit_code == 1 and "dataset 'coco2014' has 2 problem(s), first: 500 (file_name '../../secret.jpg'" in ran.output
+    assert not relative.was_read() and not absolute.was_read()
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -6,11 +6,14 @@ import shutil
 
 import numpy as np
 import pytest
-from layouts import NUSWIDE_CONCEPTS, write_nuswide
+from click.testing import CliRunner
+from layouts import NUSWIDE_CONCEPTS, Untouchable, reads_are_seen, write_nuswide
 
+from harness.cli import main
 from harness.data import fingerprint
 from harness.errors import UserError
-from plugins.datasets.nuswide import NUSWIDE, image_entry, load
+from plugins.datasets.files import quoted
+from plugins.datasets.nuswide import NUSWIDE, below_flickr, image_entry, load
 
 
 @pytest.fixture
@@ -99,3 +102,44 @@ def test_missing_files_name_the_path(nus, tmp_path):
     shutil.rmtree(tmp_path / "ImageList")
     with pytest.raises(UserError, match=r"ImageList/TrainImagelist\.txt not found"):
         load(tmp_path, {})
+
+
+def test_entries_leading_outside_flickr_are_refused_and_never_read(tmp_path):
+    if not reads_are_seen(tmp_path):
+        pytest.skip("this file system does not update access times")
+    root = tmp_path / "data"
+    layout = write_nuswide(root)
+    planted = [Untouchable(tmp_path / "secret.jpg"), Untouchable(tmp_path / "abs.jpg")]
+    bad = ["..\\..\\secret.jpg", str(tmp_path / "abs.jpg"), "C:\\ImageData\\Flickr\\..\\..\\secret.jpg"]
+    train_list = root / "ImageList" / "TrainImagelist.txt"
+    train_list.write_text(train_list.read_text() + "\r\n".join(bad) + "\r\n")
+    for concept in NUSWIDE_CONCEPTS:
+        labels = root / "Groundtruth" / "TrainTestLabels" / f"Labels_{concept}_Train.txt"
+        labels.write_text(labels.read_text() + "1\n" * len(bad))
+    (root / "ImageList" / "Imagelist.txt").unlink()
+    dataset = load(root, {"skip_missing": True})
+    ids = ["../../secret", str(tmp_path / "abs.jpg")[1:-4], "../../secret"]
+    assert dataset.problems == [
+        {"split": "train", "id": image_id, "file": str(train_list),
+         "problem": f"entry {quoted(line)} leads outside Flickr/; refused, not read (use the official TrainImagelist.txt)"}
+        for image_id, line in zip(ids, bad)
+    ]
+    assert list(dataset.splits["train"].ids) == layout["ids"]["train"] and dataset.info["listed"]["train"] == 7
+    np.testing.assert_array_equal(dataset.splits["train"].labels, layout["labels"]["train"])
+    result = CliRunner().invoke(main, ["data", "verify", "--dataset", "nuswide", "--data-root", str(root)])
+    assert result.exit_code == 1 and "5 problem(s):" in result.output
+    assert "train ../../secret: entry '..\\\\..\\\\secret.jpg' leads outside Flickr/" in result.output
+    assert not any(file.was_read() for file in planted)
+
+
+@pytest.mark.parametrize(
+    "line, below",
+    [
+        ("actor\\0001_2.jpg", "actor/0001_2.jpg"),
+        ("C:\\ImageData\\Flickr\\actor\\0001_2.jpg", "actor/0001_2.jpg"),
+        ("D:\\Flickr\\x\\Flickr\\..\\y.jpg", "../y.jpg"),
+        ("/etc/passwd", "/etc/passwd"),
+    ],
+)
+def test_below_flickr(line, below):
+    assert below_flickr(line) == below

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from layouts import truncate, voc_sample, write_voc
+from layouts import Untouchable, reads_are_seen, truncate, voc_annotation, voc_sample, write_voc
 
 from harness.cli import main
 from harness.data import compose, fingerprint, split_hash
@@ -21,6 +21,7 @@ from plugins.datasets.voc2007 import (
     VOC2007,
     load,
 )
+from plugins.datasets.files import quoted
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DEVKIT_TO_LABEL = {1: 1, -1: 0, 0: -1}
@@ -192,3 +193,27 @@ def test_bench_data_verify_reports_voc_against_the_official_sizes(voc, tmp_path)
     assert result.exit_code == 1
     assert "20 images listed; the official split has 5,011" in result.output
     assert expected_fingerprint(voc) in result.output and "aeroplane" in result.output
+
+
+def test_ids_that_are_no_plain_file_names_are_refused_and_never_read(tmp_path):
+    if not reads_are_seen(tmp_path):
+        pytest.skip("this file system does not update access times")
+    root = tmp_path / "data"
+    layout = write_voc(root)
+    xml = voc_annotation(layout["classes"], np.ones(20, dtype=int), False)
+    planted = [Untouchable(tmp_path / "secret.jpg"), Untouchable(tmp_path / "secret.xml", xml),
+               Untouchable(tmp_path / "abs.jpg"), Untouchable(tmp_path / "abs.xml", xml)]
+    test_list = layout["base"] / "ImageSets" / "Main" / "test.txt"
+    bad = ["../../../../secret", str(tmp_path / "abs"), "..\\..\\x"]
+    test_list.write_text(f"{bad[0]}\n" + test_list.read_text() + f"{bad[1]}\n{bad[2]}\n")
+    dataset = load(root, {})
+    assert dataset.problems == [
+        {"split": "test", "id": image_id, "file": str(test_list),
+         "problem": f"id {quoted(image_id)} is no plain file name (it holds '/', '\\' or '..'); "
+                    "refused, not read (use the official test.txt)"}
+        for image_id in bad
+    ]
+    assert list(dataset.splits["test"].ids) == layout["ids"]["test"] and dataset.info["listed"]["test"] == 23
+    result = CliRunner().invoke(main, ["data", "verify", "--dataset", "voc2007", "--data-root", str(root)])
+    assert result.exit_code == 1 and f"test ../../../../secret: id '../../../../secret' is no plain file name" in result.output
+    assert not any(file.was_read() for file in planted)

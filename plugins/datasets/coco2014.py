@@ -7,22 +7,31 @@ literature. A class is present in an image when any instance of it is annotated 
 regions included; images without any instance are dropped (82,783 → 82,081 and
 40,504 → 40,137). The 80 classes are in category-id order (ids run 1..90 with gaps); image
 ids are COCO's, in increasing order.
+
+An image whose ``file_name`` leads outside its image folder (``../``, an absolute path, see
+``plugins.datasets.files``) is refused: a problem naming the instances file, never opened.
+The two instances files (about 500 MB with their polygons) are parsed once per content and
+kept in the annotation cache (``harness.annotations``); later loads read the arrays.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
 import numpy as np
 
 from harness import DatasetSpec
+from harness.annotations import pack_strings, parsed, unpack_strings
 from harness.errors import UserError
 from harness.specs import Dataset
+from plugins.datasets.files import Files, leaves_folder, quoted
 from plugins.datasets.manifest import assemble
 
 SPLITS = {"train": "train2014", "test": "val2014"}
 CANONICAL = {"train": 82081, "test": 40137}
+PARSE_VERSION = "1"  # of what parse() returns; bump it when that changes, so cached parses are redone
 
 
 def find_coco2014(data_root: Path | None) -> Path:
@@ -49,11 +58,16 @@ def read_instances(path: Path) -> tuple[list[tuple[int, str]], list[tuple[int, s
     category ids annotated in each image, from one ``instances_*.json``."""
     if not path.is_file():
         raise UserError(f"{path} not found; extract annotations_trainval2014.zip into {path.parent.parent}")
+    collecting = gc.isenabled()
+    gc.disable()  # parsed JSON holds no cycles; collecting while millions of objects appear costs a third of the time
     try:
         with path.open("rb") as handle:
             document = json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{path} is not valid JSON ({error}); download annotations_trainval2014.zip again") from None
+    finally:
+        if collecting:
+            gc.enable()
     try:
         categories = sorted((int(c["id"]), str(c["name"])) for c in document["categories"])
         images = sorted((int(image["id"]), str(image["file_name"])) for image in document["images"])
@@ -74,32 +88,55 @@ def read_instances(path: Path) -> tuple[list[tuple[int, str]], list[tuple[int, s
     return categories, images, present
 
 
-def load(data_root: Path | None, options: dict) -> Dataset:
-    """Read both instances files (each parsed once); see the module docstring."""
-    root = find_coco2014(data_root)
-    annotations = root / "annotations"
-    parsed = {split: read_instances(annotations / f"instances_{folder}.json") for split, folder in SPLITS.items()}
-    categories = parsed["train"][0]
-    if parsed["test"][0] != categories:
+def parse(annotations: Path) -> dict[str, np.ndarray]:
+    """Both instances files as arrays: the categories, and per split the ids, file names and
+    label rows of the images with instances, and how many images had none."""
+    instances = {split: read_instances(annotations / f"instances_{folder}.json") for split, folder in SPLITS.items()}
+    categories = instances["train"][0]
+    if instances["test"][0] != categories:
         raise UserError(
             f"{annotations}: instances_train2014.json and instances_val2014.json list different categories; "
             "use the official 2014 files"
         )
     column = {category_id: j for j, (category_id, _) in enumerate(categories)}
-    listed = {}
-    dropped = {}
-    for split, folder in SPLITS.items():
-        _, images, present = parsed[split]
+    arrays = {}
+    arrays["category_names"], arrays["category_ends"] = pack_strings([name for _, name in categories])
+    for split, (_, images, present) in instances.items():
         kept = [(image_id, file_name) for image_id, file_name in images if image_id in present]
         labels = np.zeros((len(kept), len(categories)), dtype=np.int8)
         for row, (image_id, _) in enumerate(kept):
             labels[row, [column[c] for c in present[image_id]]] = 1
-        ids = [str(image_id) for image_id, _ in kept]
-        paths = [root / folder / file_name for _, file_name in kept]
-        listed[split] = (ids, paths, labels)
-        dropped[split] = len(images) - len(kept)
+        arrays[f"{split}_ids"] = np.array([image_id for image_id, _ in kept], dtype=np.int64)
+        arrays[f"{split}_files"], arrays[f"{split}_ends"] = pack_strings([file_name for _, file_name in kept])
+        arrays[f"{split}_labels"] = labels
+        arrays[f"{split}_dropped"] = np.int64(len(images) - len(kept))
+    return arrays
+
+
+def load(data_root: Path | None, options: dict) -> Dataset:
+    """Read both instances files (parsed once per content); see the module docstring."""
+    root = find_coco2014(data_root)
+    annotations = root / "annotations"
+    files = [annotations / f"instances_{folder}.json" for folder in SPLITS.values()]
+    arrays = parsed("coco2014", PARSE_VERSION, root, files, lambda: parse(annotations))
+    listed = {}
+    refused = []
+    for (split, folder), source in zip(SPLITS.items(), files):
+        ids = [str(image_id) for image_id in arrays[f"{split}_ids"].tolist()]
+        names = unpack_strings(arrays[f"{split}_files"], arrays[f"{split}_ends"])
+        labels = arrays[f"{split}_labels"]
+        bad = [i for i, name in enumerate(names) if leaves_folder(name)]
+        refused += [{"split": split, "id": ids[i], "file": str(source),
+                     "problem": f"file_name {quoted(names[i])} leads outside {folder}/; refused, not read "
+                                f"(use the official {source.name})"} for i in bad]
+        if bad:
+            keep = np.setdiff1d(np.arange(len(ids)), bad)
+            ids, names, labels = [ids[i] for i in keep], [names[i] for i in keep], labels[keep]
+        listed[split] = (ids, Files(root / folder, names), labels)
+    dropped = {split: int(arrays[f"{split}_dropped"]) for split in SPLITS}
     info = {"root": str(root.resolve()), "dropped_without_instances": dropped}
-    return assemble("coco2014", [name for _, name in categories], listed, options, info=info)
+    classes = unpack_strings(arrays["category_names"], arrays["category_ends"])
+    return assemble("coco2014", classes, listed, options, info=info, refused=refused)
 
 
 COCO2014 = DatasetSpec(

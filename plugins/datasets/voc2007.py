@@ -9,7 +9,8 @@ Labels come from ``Annotations/<id>.xml``: a class with an object not marked dif
 1; a class present only through ``<difficult>1</difficult>`` objects is -1 (ignored), as the
 devkit's per-class files ``ImageSets/Main/<class>_<split>.txt`` encode it with 0; other
 classes are 0. Where those per-class files exist, each disagreement with the XML is reported
-as a problem.
+as a problem. An id that is no plain file name (it holds ``/``, ``\\`` or ``..``) is refused:
+a problem naming the list file, and neither its XML nor its image is opened.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from harness import DatasetSpec
 from harness.errors import UserError
 from harness.specs import Dataset
+from plugins.datasets.files import Files, quoted
 from plugins.datasets.manifest import assemble
 
 CLASSES = (
@@ -89,8 +91,15 @@ def parse_annotation(path: Path) -> np.ndarray:
     return row
 
 
-def _cross_check(main: Path, list_name: str, split: str, ids: list[str], labels: np.ndarray) -> list[dict]:
-    """Problems where the devkit's per-class files (when present) disagree with the XML labels."""
+def plain_id(image_id: str) -> bool:
+    """Whether an id from a list file names a file in its folder and nothing else."""
+    return not any(part in image_id for part in ("/", "\\", "..", "\0"))
+
+
+def _cross_check(main: Path, list_name: str, split: str, ids: list[str], labels: np.ndarray,
+                 refused: set[str]) -> list[dict]:
+    """Problems where the devkit's per-class files (when present) disagree with the XML labels
+    (ids already ``refused`` are not compared)."""
     problems = []
     row_of = {image_id: i for i, image_id in enumerate(ids)}
     for j, name in enumerate(CLASSES):
@@ -106,6 +115,8 @@ def _cross_check(main: Path, list_name: str, split: str, ids: list[str], labels:
                 raise UserError(f"{path} line {number}: expected '<image id> <1|-1|0>', got {line.strip()!r}")
             image_id, value = fields[0], _DEVKIT_TO_LABEL[fields[1]]
             listed.add(image_id)
+            if image_id in refused:
+                continue
             if image_id not in row_of:
                 problems.append({"split": split, "id": image_id, "file": str(path),
                                  "problem": f"listed in {path.name} but not in {list_name}.txt"})
@@ -127,11 +138,17 @@ def load(data_root: Path | None, options: dict) -> Dataset:
     main = base / "ImageSets" / "Main"
     listed = {}
     problems: list[dict] = []
+    refused: list[dict] = []
     for split, list_name in SPLITS.items():
         list_file = main / f"{list_name}.txt"
         if not list_file.is_file():
             raise UserError(f"{list_file} not found; extract {TAR_FILES[list_name]} into the folder holding VOCdevkit")
         ids = list_file.read_text().split()
+        bad = [image_id for image_id in ids if not plain_id(image_id)]
+        refused += [{"split": split, "id": image_id, "file": str(list_file),
+                     "problem": f"id {quoted(image_id)} is no plain file name (it holds '/', '\\' or '..'); "
+                                f"refused, not read (use the official {list_file.name})"} for image_id in bad]
+        ids = [image_id for image_id in ids if plain_id(image_id)]
         labels = np.zeros((len(ids), len(CLASSES)), dtype=np.int8)
         errors = []
         for i, image_id in enumerate(ids):
@@ -150,8 +167,8 @@ def load(data_root: Path | None, options: dict) -> Dataset:
                 f"{len(errors)} bad annotation file(s) in {base / 'Annotations'}: "
                 f"{'; '.join(errors[:3])}{more}; re-extract {TAR_FILES[list_name]}"
             )
-        problems.extend(_cross_check(main, list_name, split, ids, labels))
-        listed[split] = (ids, [base / "JPEGImages" / f"{image_id}.jpg" for image_id in ids], labels)
+        problems.extend(_cross_check(main, list_name, split, ids, labels, set(bad)))
+        listed[split] = (ids, Files(base / "JPEGImages", [f"{image_id}.jpg" for image_id in ids]), labels)
     canonical_counts = {
         split: {
             "positives": dict(zip(CLASSES, CANONICAL_POSITIVES[split])),
@@ -160,7 +177,7 @@ def load(data_root: Path | None, options: dict) -> Dataset:
         for split in SPLITS
     }
     info = {"root": str(base.resolve()), "canonical_counts": canonical_counts}
-    return assemble("voc2007", CLASSES, listed, options, info=info, problems=problems)
+    return assemble("voc2007", CLASSES, listed, options, info=info, problems=problems, refused=refused)
 
 
 VOC2007 = DatasetSpec(

@@ -1,0 +1,161 @@
+"""Parsed annotation files, kept so that a large one is parsed once per content, not once per command.
+
+A loader calls ``parsed(name, version, root, files, parse)``: ``parse()`` reads ``files`` and
+returns numpy arrays (numbers, or strings packed by :func:`pack_strings`), and its result is
+stored in ``cache_root()/annotations/<name>-<slot>.npz``, one entry per loader, version and
+resolved data root (the slot), written atomically with ``np.savez`` and read back with
+``allow_pickle=False``. An entry is used only while its key, the sha256 of the loader's
+version, the root and every file's content, is that of the files now on disk.
+
+Hashing hundreds of megabytes would cost most of what the cache saves, so each entry also
+records every file's size, modification and change times and inode: while those are the
+same the recorded content hash is trusted, unless the file had changed less than
+``RECENT_S`` seconds before it was hashed (a write within the file system's timestamp
+granularity could then go unseen, so such a file is hashed again on each load until it has
+settled). Whoever finds no usable entry takes a file lock on the slot; the processes of a
+``torchrun`` job (or any other commands) that arrive meanwhile wait for it and then read
+what it wrote, so one parses and the others do not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import zipfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from harness.cache import cache_root
+from harness.progress import log
+from harness.rundir import atomic_write
+
+FORMAT = "1"  # of the entry files; part of every key
+RECENT_S = 2.0
+_HEADER = "header"
+_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError)
+
+
+def folder() -> Path:
+    """Where the entries live (beside the image caches, so ``bench cache`` sees them)."""
+    return cache_root() / "annotations"
+
+
+def pack_strings(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Strings as (UTF-8 bytes, end offsets in characters): exact for any text, NULs included."""
+    text = "".join(strings)
+    ends = np.cumsum([len(s) for s in strings], dtype=np.int64)
+    return np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8), ends
+
+
+def unpack_strings(data: np.ndarray, ends: np.ndarray) -> list[str]:
+    """The strings :func:`pack_strings` packed."""
+    text = data.tobytes().decode("utf-8", "surrogatepass")
+    bounds = [0, *ends.tolist()]
+    return [text[start:end] for start, end in zip(bounds, bounds[1:])]
+
+
+def content_hash(path: Path) -> str:
+    """sha256 of a file's bytes, read in 4 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _signature(path: Path) -> list[int]:
+    status = os.stat(path)
+    return [status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino, status.st_dev]
+
+
+def _settled(signature: list[int], now_ns: int) -> bool:
+    """Whether a file with this signature last changed at least ``RECENT_S`` before ``now_ns``."""
+    return now_ns - max(signature[1], signature[2]) >= RECENT_S * 1e9
+
+
+def _header(entry: Path) -> dict | None:
+    """The entry's header; ``None`` when there is none or it cannot be read (it is then rebuilt)."""
+    try:
+        with np.load(entry, allow_pickle=False) as archive:
+            header = json.loads(archive[_HEADER].tobytes())
+    except _READ_ERRORS:
+        return None
+    return header if isinstance(header, dict) and header.get("format") == FORMAT else None
+
+
+def _arrays(entry: Path) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(entry, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files if key != _HEADER}
+    except _READ_ERRORS:
+        return None
+
+
+def _trusted(header: dict | None, signatures: list[list[int]]) -> bool:
+    """Whether ``header`` describes these very files without hashing them again."""
+    if header is None:
+        return False
+    files = header.get("files")
+    return (
+        isinstance(files, list)
+        and [f.get("signature") for f in files] == signatures
+        and all(f.get("settled") is True for f in files)
+    )
+
+
+def _write(entry: Path, header: dict, arrays: dict[str, np.ndarray]) -> None:
+    encoded = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    atomic_write(entry, lambda stream: np.savez(stream, **{_HEADER: encoded}, **arrays))
+
+
+def parsed(
+    name: str,
+    version: str,
+    root: Path,
+    files: Sequence[Path],
+    parse: Callable[[], dict[str, np.ndarray]],
+) -> dict[str, np.ndarray]:
+    """``parse()``'s arrays for the current content of ``files``, from the cache when it has them.
+
+    ``version`` is the loader's: change it whenever ``parse`` would return anything else for
+    the same files. When a file is missing, ``parse()`` runs (and says so in its own words).
+    """
+    files = [Path(f).resolve() for f in files]
+    if not all(f.is_file() for f in files):
+        return parse()
+    resolved_root = str(Path(root).resolve())
+    slot = hashlib.sha256(json.dumps([FORMAT, name, version, resolved_root]).encode()).hexdigest()[:16]
+    entry = folder() / f"{name}-{slot}.npz"
+    signatures = [_signature(f) for f in files]
+    if _trusted(_header(entry), signatures):
+        arrays = _arrays(entry)
+        if arrays is not None:
+            return arrays
+    from filelock import FileLock
+
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(entry) + ".lock"):
+        header = _header(entry)
+        arrays = _arrays(entry) if _trusted(header, signatures) else None
+        if arrays is not None:
+            return arrays
+        now_ns = time.time_ns()
+        hashes = [content_hash(f) for f in files]
+        identity = [FORMAT, name, version, resolved_root, [str(f) for f in files], hashes]
+        key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
+        arrays = _arrays(entry) if header is not None and header.get("key") == key else None
+        if arrays is None:
+            started = time.perf_counter()
+            arrays = parse()
+            log.info(f"{name}: parsed {', '.join(f.name for f in files)} in {time.perf_counter() - started:.1f} s; "
+                     f"later loads read {entry}")
+        if [_signature(f) for f in files] == signatures:  # unchanged while it was read
+            record = {"format": FORMAT, "name": name, "version": version, "root": resolved_root, "key": key,
+                      "files": [{"path": str(f), "signature": s, "sha256": h, "settled": _settled(s, now_ns)}
+                                for f, s, h in zip(files, signatures, hashes)]}
+            _write(entry, record, arrays)
+        return arrays
