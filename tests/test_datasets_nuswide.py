@@ -13,6 +13,7 @@ from harness.cli import main
 from harness.data import fingerprint
 from harness.errors import UserError
 from plugins.datasets.files import quoted
+import plugins.datasets.nuswide as nuswide
 from plugins.datasets.nuswide import NUSWIDE, below_flickr, image_entry, load
 
 
@@ -143,3 +144,26 @@ def test_entries_leading_outside_flickr_are_refused_and_never_read(tmp_path):
 )
 def test_below_flickr(line, below):
     assert below_flickr(line) == below
+
+
+def test_a_concept_that_is_no_plain_name_is_refused(nus, tmp_path):
+    (tmp_path / "Concepts81.txt").write_text("animal\n../../etc/sky\nwater\nperson\n")
+    with pytest.raises(UserError, match=r"Concepts81\.txt: concept '\.\./\.\./etc/sky' is no plain name"):
+        load(tmp_path, {})
+
+
+def test_parsed_once_and_again_after_a_label_file_changes(nus, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    reads = []
+    original = nuswide.read_list
+    monkeypatch.setattr(nuswide, "read_list", lambda path: reads.append(path.name) or original(path))
+    first = load(tmp_path, {})
+    assert reads == ["TrainImagelist.txt", "TestImagelist.txt", "Imagelist.txt"]
+    again = load(tmp_path, {})
+    assert len(reads) == 3 and fingerprint(again) == fingerprint(first) and again.problems == first.problems
+    assert list(again.splits["train"].image_paths) == nus["files"]["train"]
+    labels = tmp_path / "Groundtruth" / "TrainTestLabels" / "Labels_person_Train.txt"
+    labels.write_text("1\n0\n0\n0\n")  # the first train image shows a person now
+    changed = load(tmp_path, {})
+    assert len(reads) == 6 and changed.splits["train"].labels[:, 3].tolist() == [1, 0, 0, 0]
+    assert len(list((tmp_path / "cache" / "annotations").glob("nuswide-*.npz"))) == 1
