@@ -174,6 +174,17 @@ def test_edited_results_are_refused_in_one_line_naming_file_and_field(tmp_path, 
     assert not (tmp_path / "lb").exists()
 
 
+def test_scores_files_must_have_the_format_s_dtypes_and_shapes(tmp_path, toy_plugin):
+    run = make_run(tmp_path / "runs", run_files=True)
+    with np.load(run / "scores.npz") as data:
+        labels = data["labels"]
+    rescore(run, labels=labels.astype(np.int64))
+    refused(run, tmp_path / "lb", toy_plugin, "scores.npz: labels is int64 (60, 5), expected int8 of dataset.n_test 60")
+    rescore(run, labels=labels)
+    edit_json(run / "result.json", lambda r: r["dataset"].update(n_test=61))
+    refused(run, tmp_path / "lb", toy_plugin, "scores.npz: scores is float32 (60, 5), expected float32 of dataset.n_test 61")
+
+
 def test_deviations_must_be_those_of_run_json_and_the_log(tmp_path, toy_plugin):
     root = tmp_path / "lb"
     short = make_run(tmp_path / "runs", protocol="smoke", size=40, run_files=True, epochs=2)

@@ -53,12 +53,12 @@ def check_names(record: RunRecord, where: Where) -> None:
 
 
 def check_arrays(record: RunRecord, scores: np.ndarray, labels: np.ndarray, ids: np.ndarray, where: Where) -> None:
-    """Scores and labels of the declared shape, finite scores, unique ids."""
+    """Scores and labels of the declared shapes and of the format's dtypes, finite scores, unique ids."""
     expected = (record.dataset.n_test, len(record.dataset.classes))
-    for name, array in (("scores", scores), ("labels", labels)):
-        if array.shape != expected:
-            raise UserError(f"{where.scores}: {name} has shape {array.shape}, but result.json declares dataset.n_test "
-                            f"{expected[0]} × {expected[1]} dataset.classes")
+    for name, array, dtype in (("scores", scores, "float32"), ("labels", labels, "int8")):
+        if array.dtype != dtype or array.shape != expected:
+            raise UserError(f"{where.scores}: {name} is {array.dtype} {array.shape}, expected {dtype} of dataset.n_test "
+                            f"{expected[0]} × {len(record.dataset.classes)} dataset.classes (result.json)")
     if ids.shape != (expected[0],) or len(set(ids.tolist())) != expected[0]:
         raise UserError(f"{where.scores}: ids must be {expected[0]} unique image ids")
     bad = int((~np.isfinite(scores)).sum())
