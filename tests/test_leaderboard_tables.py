@@ -247,3 +247,12 @@ def test_a_fusion_is_verified_when_it_is_fused_again_from_verified_members(tmp_p
     assert fusion_row()["verification"] == "self-reported"
     verify_by_hand(stored[1])
     assert fusion_row()["verification"] == "verified"
+
+
+def test_the_committed_leaderboards_are_built_from_the_committed_submissions():
+    from pathlib import Path
+
+    from harness.leaderboard import build_outputs, stale_files
+
+    root = Path(__file__).resolve().parents[1] / "leaderboards"
+    assert stale_files(root, build_outputs(root)) == []
