@@ -8,17 +8,27 @@ per-class counts that differ from the official ones.
 
 A loader may record in ``dataset.info``: ``listed`` (split → images listed before missing
 ones were left out) and ``canonical_counts`` (split → {"positives": {class: n},
-"ignored": {class: n}} of the complete official data); both are compared when present.
+"ignored": {class: n}} of the complete official data), both compared when present, and
+``warnings`` (dicts like problems: split, id, file, problem), things a user should see that
+do not make the data unfit, such as a manifest's images outside its folder. Warnings are
+listed beside the problems; ``bench run`` and the exit status of ``bench data verify`` look
+at problems only.
+
+Images are decoded on every core by a pool of threads that each take a chunk of files at a
+time: Pillow releases the GIL while it decodes, and on this project's machines threads were
+as fast as worker processes or faster (``benchmarks/verify_speed.py``). The report is the
+same whatever the number of threads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -26,6 +36,8 @@ from tqdm import tqdm
 
 from harness.data import fingerprint
 from harness.specs import Dataset, DatasetSpec
+
+CHUNK = 32  # images a thread checks per task
 
 
 def check_image(path: Path | str) -> tuple[bytes | None, str | None]:
@@ -36,29 +48,47 @@ def check_image(path: Path | str) -> tuple[bytes | None, str | None]:
         return None, "image file not found"
     except OSError as error:
         return None, f"cannot read: {error.strerror or error}"
-    digest = hashlib.blake2b(data, digest_size=16).digest()
+    digest = hashlib.sha256(data).digest()[:16]
     try:
         with Image.open(io.BytesIO(data)) as image:
-            image.convert("RGB")
+            image.load()
+            if image.mode != "RGB":
+                image.convert("RGB")
     except UnidentifiedImageError:
         return digest, "cannot decode: not an image format Pillow reads"
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         return digest, f"cannot decode: {error}"
+    except Exception as error:  # a malformed file may trip any of Pillow's parsers
+        return digest, f"cannot decode: {type(error).__name__}: {error}"
     return digest, None
+
+
+def check_images(paths: Sequence[str]) -> list[tuple[bytes | None, str | None]]:
+    """:func:`check_image` of each path, in order."""
+    return [check_image(path) for path in paths]
+
+
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def _problem(split: str | None, image_id: Any, file: Any, problem: str) -> dict:
     return {"split": split, "id": image_id, "file": None if file is None else str(file), "problem": problem}
 
 
-def _decode_all(dataset: Dataset, progress: bool) -> tuple[dict[str, list], list[dict]]:
-    """Digest per image (per split, in order) and the decoding problems, on a thread pool."""
+def _decode_all(dataset: Dataset, progress: bool, workers: int) -> tuple[dict[str, list], list[dict]]:
+    """Digest per image (per split, in order) and the decoding problems, on ``workers`` threads."""
     jobs = [(name, i) for name, split in dataset.splits.items() for i in range(len(split))]
-    paths = [dataset.splits[name].image_paths[i] for name, i in jobs]
+    paths = [os.fspath(path) for split in dataset.splits.values() for path in split.image_paths]
     digests: dict[str, list] = {name: [None] * len(split) for name, split in dataset.splits.items()}
     problems = []
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        results = pool.map(check_image, paths)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        chunks = (paths[start:start + CHUNK] for start in range(0, len(paths), CHUNK))
+        results = itertools.chain.from_iterable(pool.map(check_images, chunks))
         bar = tqdm(results, total=len(jobs), desc=f"decoding {dataset.name}", unit="img",
                    disable=None if progress else True)
         for (name, i), path, (digest, problem) in zip(jobs, paths, bar):
@@ -138,13 +168,14 @@ def _canonical_problems(dataset: Dataset, spec: DatasetSpec, summary: dict) -> l
     return problems
 
 
-def verify(dataset: Dataset, spec: DatasetSpec, *, progress: bool = True) -> dict:
+def verify(dataset: Dataset, spec: DatasetSpec, *, progress: bool = True, workers: int | None = None) -> dict:
     """Decode every image and check the dataset; returns the summary ``bench data verify`` prints.
 
     Keys: dataset, version, classes, splits (per split: n, positives, ignored and their
     per-class counts), fingerprint, canonical_fingerprint, coverage, canonical (the spec's
-    official split sizes) and problems (dicts with split, id, file, problem; the loader's
-    problems first). A dataset is fit for a benchmark when problems is empty.
+    official split sizes), problems (dicts with split, id, file, problem; the loader's
+    problems first) and warnings (the loader's ``info["warnings"]``). A dataset is fit for a
+    benchmark when problems is empty. ``workers`` threads decode (default: one per core).
     """
     summary: dict[str, Any] = {
         "dataset": dataset.name,
@@ -169,10 +200,11 @@ def verify(dataset: Dataset, spec: DatasetSpec, *, progress: bool = True) -> dic
             "per_class_positives": {c: int(v) for c, v in zip(dataset.classes, positives)},
             "per_class_ignored": {c: int(v) for c, v in zip(dataset.classes, ignored)},
         }
-    digests, decode_problems = _decode_all(dataset, progress)
+    digests, decode_problems = _decode_all(dataset, progress, workers or cores())
     problems = [dict(p) for p in dataset.problems]
     known = {(p.get("split"), p.get("id"), p.get("file"), p.get("problem")) for p in problems}
     problems += [p for p in decode_problems if (p["split"], p["id"], p["file"], p["problem"]) not in known]
     problems += _overlap_problems(dataset, digests) + _label_problems(dataset) + _canonical_problems(dataset, spec, summary)
     summary["problems"] = problems
+    summary["warnings"] = [dict(w) for w in dataset.info.get("warnings", ())]
     return summary

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import struct
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from layouts import truncate, write_csv_manifest, write_manifest_images
 
+import harness.verify
 from harness.cli import main
 from harness.data import fingerprint
 from harness.registry import Registry
@@ -32,8 +34,8 @@ def manifest(tmp_path):
     return write_csv_manifest(tmp_path / "manifest.csv", ROWS)
 
 
-def _verify(path, spec=MANIFEST, **options):
-    return verify(load(path, options), spec, progress=False)
+def _verify(path, spec=MANIFEST, workers=None, **options):
+    return verify(load(path, options), spec, progress=False, workers=workers)
 
 
 def _problems(report):
@@ -163,3 +165,50 @@ def test_cli_summary_lists_problems_by_id_and_skip_missing(tmp_path):
 def test_cli_unknown_dataset_is_one_line():
     result = CliRunner().invoke(main, ["data", "verify", "--dataset", "voc2008"])
     assert result.exit_code == 1 and "unknown dataset 'voc2008'; did you mean voc2007" in result.output
+
+
+def test_many_threads_give_the_same_report_as_one(tmp_path):
+    """Several chunks of images on two threads, with every kind of decoding problem planted."""
+    names = [f"{i:03d}.jpg" for i in range(300)]
+    write_manifest_images(tmp_path, names)
+    truncate(tmp_path / "007.jpg")
+    (tmp_path / "100.jpg").write_text("not an image")
+    (tmp_path / "200.jpg").unlink()
+    shutil.copy(tmp_path / "001.jpg", tmp_path / "250.jpg")
+    rows = [{"image": n, "labels": "cat" if i % 3 else "dog|fox", "split": "train" if i < 150 else "test"}
+            for i, n in enumerate(names)]
+    dataset = load(write_csv_manifest(tmp_path / "m.csv", rows), {})
+    one = verify(dataset, MANIFEST, progress=False, workers=1)
+    two = verify(dataset, MANIFEST, progress=False, workers=2)
+    assert one == two
+    assert [(p["id"], p["problem"][:30]) for p in two["problems"]] == [
+        ("200", "image file not found"),
+        ("007", "cannot decode: image file is t"),
+        ("100", "cannot decode: not an image fo"),
+        ("250", "same file content as train ima"),
+    ]
+
+
+def test_any_failure_of_the_image_parser_is_a_problem_naming_it(manifest, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise struct.error("unpack requires a buffer of 4 bytes")
+
+    monkeypatch.setattr(harness.verify.Image, "open", broken)
+    assert check_image(tmp_path / "a.jpg")[1] == "cannot decode: error: unpack requires a buffer of 4 bytes"
+
+
+def test_loader_warnings_are_reported_beside_the_problems(manifest, tmp_path):
+    dataset = load(manifest, {})
+    warning = {"split": "test", "id": "c", "file": str(tmp_path / "c.jpg"), "problem": "worth knowing"}
+    report = verify(dataclasses.replace(dataset, info=dict(dataset.info, warnings=[warning])), MANIFEST, progress=False)
+    assert report["problems"] == [] and report["warnings"] == [warning]
+    assert _verify(manifest)["warnings"] == []
+
+
+def test_cli_workers_option(manifest):
+    result = CliRunner().invoke(main, ["data", "verify", "--dataset", "manifest", "--data-root", str(manifest),
+                                       "--workers", "0"])
+    assert result.exit_code == 2 and "--workers" in result.output
+    result = CliRunner().invoke(main, ["data", "verify", "--dataset", "manifest", "--data-root", str(manifest),
+                                       "--workers", "1"])
+    assert result.exit_code == 0, result.output

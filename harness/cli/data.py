@@ -44,17 +44,25 @@ def _print_summary(report: dict, root: str | None) -> None:
         for class_name in report["classes"]
     ]
     click.echo(tabulate(rows, headers=headers))
-    problems = report["problems"]
-    if not problems:
+    problems, warnings = report["problems"], report["warnings"]
+    if problems:
+        click.echo(f"\n{len(problems)} problem(s):")
+        _print_entries(problems)
+    else:
         click.echo("\nOK: every image decodes and no problem was found.")
-        return
-    click.echo(f"\n{len(problems)} problem(s):")
-    for problem in problems[:SHOWN_PROBLEMS]:
-        where = " ".join(str(problem[key]) for key in ("split", "id") if problem.get(key) is not None)
-        file = f" ({problem['file']})" if problem.get("file") else ""
-        click.echo(f"  {where + ': ' if where else ''}{problem['problem']}{file}")
-    if len(problems) > SHOWN_PROBLEMS:
-        click.echo(f"  ... and {len(problems) - SHOWN_PROBLEMS} more; --json lists them all")
+    if warnings:
+        click.echo(f"\n{len(warnings)} warning(s), which do not stop a run:")
+        _print_entries(warnings)
+
+
+def _print_entries(entries: list[dict]) -> None:
+    """The first ``SHOWN_PROBLEMS`` problems or warnings, one line each: split, id, what, file."""
+    for entry in entries[:SHOWN_PROBLEMS]:
+        where = " ".join(str(entry[key]) for key in ("split", "id") if entry.get(key) is not None)
+        file = f" ({entry['file']})" if entry.get("file") else ""
+        click.echo(f"  {where + ': ' if where else ''}{entry['problem']}{file}")
+    if len(entries) > SHOWN_PROBLEMS:
+        click.echo(f"  ... and {len(entries) - SHOWN_PROBLEMS} more; --json lists them all")
 
 
 @data.command("verify")
@@ -66,6 +74,7 @@ def _print_summary(report: dict, root: str | None) -> None:
 )
 @click.option("--skip-missing", is_flag=True, help="Leave out images not found, as `bench run --skip-missing` does.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as one JSON object.")
+@click.option("--workers", type=click.IntRange(min=1), help="Threads decoding images (default: one per core).")
 @plugin_option
 @click.pass_context
 def verify_command(
@@ -74,12 +83,15 @@ def verify_command(
     data_root: Path | None,
     skip_missing: bool,
     as_json: bool,
+    workers: int | None,
     plugins: tuple[str, ...],
 ) -> None:
-    """Load a dataset, decode every image, and report counts, fingerprint and problems.
+    """Load a dataset, decode every image, and report counts, fingerprint, problems and warnings.
 
-    Exits with status 1 when there is any problem: missing or undecodable images, ids or
-    files shared between splits, or sizes and counts that differ from the official data.
+    Exits with status 1 when there is any problem: missing or undecodable images, file names
+    that lead outside the data, ids or files shared between splits, or sizes and counts that
+    differ from the official data. Warnings (a manifest's images outside its folder) are
+    listed but do not change the exit status.
     """
     from harness.verify import verify
 
@@ -88,7 +100,7 @@ def verify_command(
         raise UserError(f"dataset {dataset_name!r} takes no --data-root (it is generated); drop --data-root")
     dataset = component.call("load", component.spec.load, data_root.expanduser() if data_root else None,
                              {"skip_missing": skip_missing})
-    report = verify(dataset, component.spec)
+    report = verify(dataset, component.spec, workers=workers)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
