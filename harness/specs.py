@@ -163,7 +163,8 @@ class LossSpec:
 
     ``logits`` is the model's float32 (B, C) output and ``targets`` a float32 (B, C) 0/1
     matrix as the protocol prepares it (ignored labels trained as positives, mixup's OR).
-    The trainer computes it in float32 even under bf16 autocast. The protocol names its
+    The trainer computes it in float32 even under bf16 autocast; the gradient honesty check
+    calls it on float64 tensors too, so it must not assume a dtype. The protocol names its
     loss (``bce``); any other is a recorded deviation.
     """
 

@@ -80,4 +80,4 @@ def test_bench_check_passes():
     result = CliRunner().invoke(main, ["check", "--plugin", "csra", "--component", "csra-resnet18"])
     assert result.exit_code == 0, result.output
     assert "✗" not in result.stdout
-    assert result.stdout.splitlines()[-1] == "8 passed, 0 failed, 0 skipped"
+    assert result.stdout.splitlines()[-1] == "10 passed, 0 failed, 0 skipped"
