@@ -90,6 +90,7 @@ def register_models(register):
                 version="1",
                 build=functools.partial(build, backbone=backbone),
                 head_prefixes=("classifier",),
+                backbone=backbone,
                 description=f"CSRA (Zhu & Wu 2021) on torchvision {backbone}, λ={LAMBDA}, T={TEMPERATURE:g}",
             )
         )
