@@ -151,7 +151,7 @@ def parsed(
         if arrays is None:
             started = time.perf_counter()
             arrays = parse()
-            log.info(f"{name}: parsed {', '.join(f.name for f in files)} in {time.perf_counter() - started:.1f} s; "
+            log.info(f"{name}: parsed {len(files)} annotation file(s) in {time.perf_counter() - started:.1f} s; "
                      f"later loads read {entry}")
         if [_signature(f) for f in files] == signatures:  # unchanged while it was read
             record = {"format": FORMAT, "name": name, "version": version, "root": resolved_root, "key": key,

@@ -93,8 +93,10 @@ def verify_command(
     differ from the official data. Warnings (a manifest's images outside its folder) are
     listed but do not change the exit status.
     """
+    from harness.progress import to_stderr
     from harness.verify import verify
 
+    to_stderr(quiet=as_json)
     component = load_registry(plugins).get("dataset", dataset_name)
     if data_root is not None and not component.spec.takes_data_root:
         raise UserError(f"dataset {dataset_name!r} takes no --data-root (it is generated); drop --data-root")
