@@ -167,3 +167,9 @@ def test_parsed_once_and_again_after_a_label_file_changes(nus, tmp_path, monkeyp
     changed = load(tmp_path, {})
     assert len(reads) == 6 and changed.splits["train"].labels[:, 3].tolist() == [1, 0, 0, 0]
     assert len(list((tmp_path / "cache" / "annotations").glob("nuswide-*.npz"))) == 1
+
+
+def test_a_list_that_is_not_utf8_is_one_line(nus, tmp_path):
+    (tmp_path / "ImageList" / "TestImagelist.txt").write_bytes(b"actor\\\xff.jpg\r\n")
+    with pytest.raises(UserError, match=r"TestImagelist\.txt is not UTF-8 text \(invalid start byte at byte 6\)"):
+        load(tmp_path, {})

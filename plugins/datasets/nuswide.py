@@ -78,7 +78,11 @@ def read_list(path: Path) -> list[str]:
     """The lines of one image list that hold an entry, stripped but otherwise as written."""
     if not path.is_file():
         raise UserError(f"{path} not found; extract the NUS-WIDE ImageList archive into {path.parent.parent}")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); download it again") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def concepts_file(base: Path) -> Path:
@@ -102,6 +106,7 @@ def read_concepts(path: Path) -> list[str]:
 
 
 def label_file(base: Path, concept: str, suffix: str) -> Path:
+    """The 0/1 file of one concept for one split (``Train`` or ``Test``)."""
     return base / "Groundtruth" / "TrainTestLabels" / f"Labels_{concept}_{suffix}.txt"
 
 
