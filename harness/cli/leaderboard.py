@@ -103,7 +103,8 @@ def reproduce(submission: str, root: Path, data_root: str | None, quiet: bool, a
         if not as_json:
             from harness.errors import cut
 
-            click.echo(f"Error: {cut(outcome.message())}", err=True)
+            verbose = (click.get_current_context().find_root().obj or {}).get("verbose")
+            click.echo(f"Error: {outcome.message() if verbose else cut(outcome.message())}", err=True)
         sys.exit(1)
 
 
