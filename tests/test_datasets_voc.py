@@ -215,5 +215,5 @@ def test_ids_that_are_no_plain_file_names_are_refused_and_never_read(tmp_path):
     ]
     assert list(dataset.splits["test"].ids) == layout["ids"]["test"] and dataset.info["listed"]["test"] == 23
     result = CliRunner().invoke(main, ["data", "verify", "--dataset", "voc2007", "--data-root", str(root)])
-    assert result.exit_code == 1 and f"test ../../../../secret: id '../../../../secret' is no plain file name" in result.output
+    assert result.exit_code == 1 and "test ../../../../secret: id '../../../../secret' is no plain file name" in result.output
     assert not any(file.was_read() for file in planted)
