@@ -145,6 +145,10 @@ def load_dataset(component: Component, data_root: str | None, skip_missing: bool
                 f"dataset {spec.name!r}, split {split_name}: labels must be N×{len(dataset.classes)} "
                 f"with values 1, 0, -1; `bench check --component {spec.name}` shows the problem"
             )
+    warnings = dataset.info.get("warnings") or []
+    if warnings:
+        log.warning(f"dataset {spec.name!r}: {len(warnings)} warning(s), first: {warnings[0].get('id')} "
+                    f"({warnings[0].get('problem')}); `bench data verify` lists them")
     if dataset.problems:
         first = ", ".join(f"{p.get('id')} ({p.get('problem')})" for p in list(dataset.problems)[:3])
         only_missing = all(p.get("problem") == "image file not found" for p in dataset.problems)
