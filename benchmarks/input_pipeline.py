@@ -21,9 +21,12 @@ augmented (flip) and normalised as ``Trainer.train_epoch`` does; no model runs:
 - ``uint8 images already in memory``: the resized images in RAM, so that only the part every
   path shares is timed (uint8 to float, flip, normalise): the ceiling of any path here.
 
-After one untimed round, each timed round runs every path once, in this order (the cache file is
-read through once, untimed, before the warm paths); images/s are medians over the rounds, and
-each ratio is the median of the per-round ratios to the baseline in the same round.
+Each path is timed twice per round: its uint8 batches alone (what the host delivers when the
+model trains on a GPU, where the float conversion, crop of the old path, flip and
+normalisation run on the device) and the whole CPU training input. After one untimed round,
+each timed round runs every path once, in this order (the cache file is read through once,
+untimed, at the start of each round); images/s are medians over the rounds, and each ratio is
+the median of the per-round ratios to the baseline in the same round.
 """
 
 from __future__ import annotations
@@ -126,8 +129,10 @@ class ProcessDecoded(pipeline.DecodedImages):
         return torch.from_numpy(np.stack(list(images)))
 
 
-def epoch(source, labels: np.ndarray, epoch_index: int, seed: int, crop=None) -> int:
-    """One epoch of training input from ``source``, as the trainer makes it; returns the images delivered."""
+def epoch(source, labels: np.ndarray, epoch_index: int, seed: int, crop=None, tail: bool = True) -> int:
+    """One epoch of training input from ``source``, as the trainer makes it on a CPU (with ``tail``: to
+    float, ``crop`` if given, flip, normalise), or only its uint8 batches (what the host delivers
+    on a GPU, where the rest runs on the device); returns the images delivered."""
     order = torch.randperm(len(labels), generator=epoch_generator(seed, epoch_index, 0)).numpy()
     chunks = [order[i:i + BATCH] for i in range(0, len(order), BATCH)]
     augment_generator = epoch_generator(seed, epoch_index, 1)
@@ -136,6 +141,9 @@ def epoch(source, labels: np.ndarray, epoch_index: int, seed: int, crop=None) ->
     seen = 0
     for images_uint8, targets in pipeline.Batches(source, labels, chunks,
                                                   crop_generator=epoch_generator(seed, epoch_index, 2)):
+        if not tail:
+            seen += len(images_uint8)
+            continue
         images = pipeline.to_model_input(images_uint8, device, channels_last=False)
         if crop is not None:
             images = crop(images, augment_generator)
@@ -167,7 +175,7 @@ def machine() -> dict:
 
 def measure(args, workdir: Path) -> dict:
     """Writes the files, builds the cache, times the rounds; returns the JSON record."""
-    host = machine()
+    host_machine = machine()
     start = time.perf_counter()
     paths = write_jpegs(workdir / "jpeg", args.images, args.seed)
     write_seconds = time.perf_counter() - start
@@ -191,41 +199,45 @@ def measure(args, workdir: Path) -> dict:
 
     with ProcessPoolExecutor(args.workers) as processes:
         processes.submit(int).result()  # started before timing
-        paths_to_time = {
-            "in_memory": lambda e: epoch(in_memory, labels, e, args.seed),
-            "old": lambda e: epoch(cached(False), labels, e, args.seed, crop=old_crop),
-            "crops_1_thread": lambda e: epoch(pipeline.DecodedImages(paths, args.size, sizes=sizes, workers=1),
-                                              labels, e, args.seed),
-            "crops_threads": lambda e: epoch(pipeline.DecodedImages(paths, args.size, sizes=sizes,
-                                                                    workers=args.workers), labels, e, args.seed),
-            "crops_processes": lambda e: epoch(ProcessDecoded(paths, args.size, sizes, processes), labels, e, args.seed),
-            "whole_threads": lambda e: epoch(pipeline.DecodedImages(paths, args.size, workers=args.workers), labels, e,
-                                             args.seed),
-            "cache_warm": lambda e: epoch(cached(False), labels, e, args.seed),
-            "cache_cold": lambda e: epoch(cached(True), labels, e, args.seed),
+        sources = {
+            "in_memory": (lambda: in_memory, None),
+            "old": (lambda: cached(False), old_crop),
+            "crops_1_thread": (lambda: pipeline.DecodedImages(paths, args.size, sizes=sizes, workers=1), None),
+            "crops_threads": (lambda: pipeline.DecodedImages(paths, args.size, sizes=sizes, workers=args.workers), None),
+            "crops_processes": (lambda: ProcessDecoded(paths, args.size, sizes, processes), None),
+            "whole_threads": (lambda: pipeline.DecodedImages(paths, args.size, workers=args.workers), None),
+            "cache_warm": (lambda: cached(False), None),
+            "cache_cold": (lambda: cached(True), None),
         }
-        rates: dict[str, list[float]] = {name: [] for name in paths_to_time}
+        rates = {(name, tail): [] for name in sources for tail in (False, True)}
         for round_index in range(args.epochs + 1):
             read_through(cache_file)
-            for name, run in paths_to_time.items():
+            for (name, tail), values in rates.items():
+                make_source, crop = sources[name]
+                source = make_source()
                 start = time.perf_counter()
-                count = run(round_index)
+                count = epoch(source, labels, round_index, args.seed, crop=crop, tail=tail)
                 if round_index:  # the first round warms up
-                    rates[name].append(count / (time.perf_counter() - start))
+                    values.append(count / (time.perf_counter() - start))
+                del source  # unmapped, so that the next cold epoch's pages can be dropped
     cache_bytes = cache_file.stat().st_size
     sizes_bytes = sizes_file.stat().st_size
     disk = {"in_memory": 0, "old": cache_bytes, "crops_1_thread": sizes_bytes, "crops_threads": sizes_bytes,
             "crops_processes": sizes_bytes, "whole_threads": 0, "cache_warm": cache_bytes, "cache_cold": cache_bytes}
     results = {}
-    for name, values in rates.items():
-        ratios = [value / base for value, base in zip(values, rates["old"])]
-        results[name] = {"images_per_s": statistics.median(values), "epoch_images_per_s": values,
-                         "ratio_to_old": statistics.median(ratios), "disk_bytes": disk[name],
-                         "disk_bytes_per_image": disk[name] / args.images}
+    for name in sources:
+        host, cpu = rates[name, False], rates[name, True]
+        results[name] = {
+            "uint8_images_per_s": statistics.median(host), "epoch_uint8_images_per_s": host,
+            "uint8_ratio_to_old": statistics.median([v / b for v, b in zip(host, rates["old", False])]),
+            "images_per_s": statistics.median(cpu), "epoch_images_per_s": cpu,
+            "ratio_to_old": statistics.median([v / b for v, b in zip(cpu, rates["old", True])]),
+            "disk_bytes": disk[name], "disk_bytes_per_image": disk[name] / args.images,
+        }
     return {
         "benchmark": "input_pipeline",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {**host, "load_average_at_end": list(os.getloadavg())},
+        "machine": {**host_machine, "load_average_at_end": list(os.getloadavg())},
         "settings": {"images": args.images, "jpeg_shapes": [list(VOC_SHAPE), list(COCO_SHAPE)], "size": args.size,
                      "batch": BATCH, "timed_epochs": args.epochs, "workers": args.workers, "seed": args.seed,
                      "cold_pages": "posix_fadvise(POSIX_FADV_DONTNEED) on the cache file before each cold epoch"},
@@ -239,7 +251,7 @@ def measure(args, workdir: Path) -> dict:
 
 
 LABELS = {
-    "in_memory": "uint8 images already in memory (the float tail alone: a ceiling)",
+    "in_memory": "uint8 images already in memory (a ceiling: no disk, no decoding)",
     "old": "old: cache + roi_align crop on the S x S image (baseline)",
     "crops_1_thread": "exact crops, decoded per batch, 1 thread",
     "crops_threads": "exact crops, decoded per batch, {w} threads",
@@ -253,16 +265,17 @@ LABELS = {
 def print_table(record: dict) -> None:
     settings, jpeg = record["settings"], record["jpeg"]
     workers = settings["workers"]
-    rows = [(LABELS[name].format(w=workers), f"{r['images_per_s']:.0f}", f"{r['ratio_to_old']:.2f}",
-             f"{r['disk_bytes_per_image']:,.0f}") for name, r in record["paths"].items()]
+    rows = [(LABELS[name].format(w=workers), f"{r['uint8_images_per_s']:.0f}", f"{r['uint8_ratio_to_old']:.2f}",
+             f"{r['images_per_s']:.0f}", f"{r['ratio_to_old']:.2f}", f"{r['disk_bytes_per_image']:,.0f}")
+            for name, r in record["paths"].items()]
     print(f"{settings['images']} JPEGs, 500x375 and 640x480 (mean {jpeg['mean_bytes'] / 1000:.1f} KB) -> "
           f"{settings['size']}px, batch {settings['batch']}, median of {settings['timed_epochs']} timed epochs, "
           f"load average {record['machine']['load_average_at_start'][0]:.1f} at the start")
-    print(tabulate(rows, headers=["path", "images/s", "ratio", "disk bytes/image"],
-                   colalign=("left", "right", "right", "right"), disable_numparse=True))
+    print(tabulate(rows, headers=["path", "uint8 img/s", "ratio", "CPU input img/s", "ratio", "disk bytes/image"],
+                   colalign=("left", "right", "right", "right", "right", "right"), disable_numparse=True))
     build = record["cache_build"]
-    print(f"resized cache build: {build['seconds']:.1f} s ({build['images_per_s']:.0f} images/s), "
-          f"{build['bytes']:,} bytes")
+    print(f"uint8: the batches alone (the host's part on a GPU); CPU input: with the float tail on this CPU. "
+          f"Resized cache build: {build['seconds']:.1f} s ({build['images_per_s']:.0f} images/s), {build['bytes']:,} bytes")
 
 
 def main() -> None:

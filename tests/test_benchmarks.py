@@ -40,7 +40,8 @@ def test_input_pipeline_times_every_input_path_on_the_same_files(tmp_path):
                           "cache_cold"}
     for path in paths.values():
         assert path["images_per_s"] > 0 and len(path["epoch_images_per_s"]) == 1 and path["ratio_to_old"] > 0
-    assert paths["old"]["ratio_to_old"] == 1
+        assert path["uint8_images_per_s"] > 0 and len(path["epoch_uint8_images_per_s"]) == 1
+    assert paths["old"]["ratio_to_old"] == paths["old"]["uint8_ratio_to_old"] == 1
     assert paths["cache_warm"]["disk_bytes"] == record["cache_build"]["bytes"] == 128 + 32 * 32 * 32 * 3
     assert paths["whole_threads"]["disk_bytes"] == 0 and 0 < paths["crops_threads"]["disk_bytes"] < 1000
     assert 50_000 < record["jpeg"]["mean_bytes"] < 250_000, "natural-image content gives photo-sized files"
