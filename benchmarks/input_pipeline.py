@@ -67,7 +67,8 @@ def natural_image(width: int, height: int, rng: np.random.Generator) -> np.ndarr
     frequency[0, 0] = 1 / max(width, height)
 
     def field() -> np.ndarray:
-        spectrum = (rng.normal(size=frequency.shape) + 1j * rng.normal(size=frequency.shape)) / frequency ** SPECTRUM_EXPONENT
+        noise = rng.normal(size=frequency.shape) + 1j * rng.normal(size=frequency.shape)
+        spectrum = noise / frequency ** SPECTRUM_EXPONENT
         values = np.fft.irfft2(spectrum, s=(height, width))
         return (values - values.mean()) / values.std()
 
@@ -203,7 +204,8 @@ def measure(args, workdir: Path) -> dict:
             "in_memory": (lambda: in_memory, None),
             "old": (lambda: cached(False), old_crop),
             "crops_1_thread": (lambda: pipeline.DecodedImages(paths, args.size, sizes=sizes, workers=1), None),
-            "crops_threads": (lambda: pipeline.DecodedImages(paths, args.size, sizes=sizes, workers=args.workers), None),
+            "crops_threads": (lambda: pipeline.DecodedImages(paths, args.size, sizes=sizes, workers=args.workers),
+                              None),
             "crops_processes": (lambda: ProcessDecoded(paths, args.size, sizes, processes), None),
             "whole_threads": (lambda: pipeline.DecodedImages(paths, args.size, workers=args.workers), None),
             "cache_warm": (lambda: cached(False), None),
@@ -275,7 +277,8 @@ def print_table(record: dict) -> None:
                    colalign=("left", "right", "right", "right", "right", "right"), disable_numparse=True))
     build = record["cache_build"]
     print(f"uint8: the batches alone (the host's part on a GPU); CPU input: with the float tail on this CPU. "
-          f"Resized cache build: {build['seconds']:.1f} s ({build['images_per_s']:.0f} images/s), {build['bytes']:,} bytes")
+          f"Resized cache build: {build['seconds']:.1f} s ({build['images_per_s']:.0f} images/s), "
+          f"{build['bytes']:,} bytes")
 
 
 def main() -> None:

@@ -368,7 +368,8 @@ class SplitImages:
 
     def original_sizes(self) -> np.ndarray:
         if self._sizes is None:
-            self._sizes = image_sizes(self.paths, self.name, self.key) if self.cache else read_sizes(self.paths, self.workers)
+            self._sizes = (image_sizes(self.paths, self.name, self.key) if self.cache
+                           else read_sizes(self.paths, self.workers))
         return self._sizes
 
 
@@ -408,7 +409,8 @@ class Batches:
 
         def produce() -> None:
             try:
-                with ThreadPoolExecutor(self.source.workers) if self.source.workers else contextlib.nullcontext() as pool:
+                workers = self.source.workers
+                with ThreadPoolExecutor(workers) if workers else contextlib.nullcontext() as pool:
                     for indices in self.batches:
                         if stop.is_set():
                             return

@@ -36,8 +36,8 @@ def test_input_pipeline_times_every_input_path_on_the_same_files(tmp_path):
     assert record["settings"]["images"] == 32 and record["settings"]["size"] == 32
     assert record["machine"]["cpu_count"] >= 1 and len(record["machine"]["load_average_at_start"]) == 3
     paths = record["paths"]
-    assert set(paths) == {"in_memory", "old", "crops_1_thread", "crops_threads", "crops_processes", "whole_threads", "cache_warm",
-                          "cache_cold"}
+    assert set(paths) == {"in_memory", "old", "crops_1_thread", "crops_threads", "crops_processes", "whole_threads",
+                          "cache_warm", "cache_cold"}
     for path in paths.values():
         assert path["images_per_s"] > 0 and len(path["epoch_images_per_s"]) == 1 and path["ratio_to_old"] > 0
         assert path["uint8_images_per_s"] > 0 and len(path["epoch_uint8_images_per_s"]) == 1

@@ -96,7 +96,8 @@ def test_an_epochs_crops_are_drawn_per_image_in_the_epochs_order(files):
 
 def test_a_different_epoch_draws_different_crops(files):
     images = pipeline.SplitImages(files, 32, name="crops", fingerprint="f", cache=False)
-    source, labels, order = images.source("random-resized"), np.zeros((len(files), 1), np.float32), [np.arange(len(files))]
+    source, labels = images.source("random-resized"), np.zeros((len(files), 1), np.float32)
+    order = [np.arange(len(files))]
     first, second = (next(iter(pipeline.Batches(source, labels, order, crop_generator=epoch_generator(0, e, 2))))[0]
                      for e in (0, 1))
     assert not torch.equal(first, second)

@@ -163,7 +163,8 @@ def test_a_cache_that_would_not_fit_is_refused_in_one_line_before_any_work(tmp_p
         pipeline.image_cache(paths, 64, "big", pipeline.content_key(paths))
     message = str(refused.value)
     assert "\n" not in message and str(fresh_cache / "images") in message
-    assert "needs 98.4 KB" in message  # 8 images of 64 x 64 x 3 bytes and the 128-byte header and "100.0 KB is free" in message and "2.0 GB stays free" in message
+    assert "needs 98.4 KB" in message  # 8 images of 64 x 64 x 3 bytes and the 128-byte header
+    assert "100.0 KB is free" in message and "2.0 GB stays free" in message
     assert not list(fresh_cache.rglob("*.npy*"))
 
 
@@ -206,7 +207,8 @@ def test_on_a_real_3mb_disk_small_caches_fit_big_ones_are_refused_and_a_full_dis
                                             r"3\.9 MB, 2\.[0-9] MB is free and 157\.3 KB stays free"):
         pipeline.image_cache(paths, 256, "big", key)  # 3.9 MB
     monkeypatch.setattr(cache, "disk_space", lambda folder: (10**12, 10**13))  # the estimate is fooled: the disk is not
-    with pytest.raises(cache.NoSpace, match=r"^cannot write .*images\.npy: the disk filled up \(.* free, 3\.9 MB needed\)"):
+    full = r"^cannot write .*images\.npy: the disk filled up \(.* free, 3\.9 MB needed\)"
+    with pytest.raises(cache.NoSpace, match=full):
         pipeline.image_cache(paths, 256, "big", key)  # posix_fallocate finds the disk full
     monkeypatch.delattr(os, "posix_fallocate")
     with pytest.raises(cache.NoSpace, match=r"^cannot write .*images\.npy: the disk filled up"):
@@ -262,7 +264,8 @@ def test_bench_cache_lists_and_clears_only_what_the_harness_made(tmp_path, fresh
     assert set(entries) == {"images/listed", "sizes/listed", "shapes/v1", "annotations/coco.json", "/mine"}
     image_entry = entries["images/listed"]
     data = Path(image_entry["path"])
-    assert image_entry["bytes"] == sum(p.stat().st_size for p in data.iterdir()) + data.with_name(data.name + ".lock").stat().st_size
+    lock = data.with_name(data.name + ".lock")
+    assert image_entry["bytes"] == sum(p.stat().st_size for p in data.iterdir()) + lock.stat().st_size
     assert image_entry["what"] == "4 listed images at 16 px" and entries["shapes/v1"]["bytes"] == 1000
     assert entries["shapes/v1"]["last_used"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(month_ago))
     assert not entries["/mine"]["harness"]

@@ -34,7 +34,8 @@ def list_command(as_json: bool) -> None:
         return
     rows = [(e.label, e.what, human_bytes(e.bytes), time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used)))
             for e in entries]
-    click.echo(tabulate(rows, headers=["entry", "what", "size", "last used"], colalign=("left", "left", "right", "left")))
+    click.echo(tabulate(rows, headers=["entry", "what", "size", "last used"],
+                        colalign=("left", "left", "right", "left")))
     total = sum(e.bytes for e in entries if e.harness)
     click.echo(f"{human_bytes(total)} in {sum(e.harness for e in entries)} entries made by the harness")
 
