@@ -14,6 +14,7 @@ Kinds: ``train`` (one trained model: model, augmentation, loss, size, seed, hard
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import platform
 import subprocess
@@ -270,8 +271,7 @@ def _parse(expected: Any, value: Any, where: str, key: str = "") -> Any:
     if dataclasses.is_dataclass(expected):
         if not isinstance(value, dict):
             raise _mismatch(value, expected, where, key)
-        hints = typing.get_type_hints(expected)
-        stored = {f.name: f for f in dataclasses.fields(expected) if f.metadata.get("stored", True)}
+        hints, stored = _fields_of(expected)
         unknown = sorted(set(value) - set(stored))
         if unknown:
             raise BadInput(f"{where}: unknown key {_join(key, unknown[0])!r}")
@@ -305,6 +305,13 @@ def _parse(expected: Any, value: Any, where: str, key: str = "") -> Any:
     if not accepted:
         raise _mismatch(value, expected, where, key)
     return value
+
+
+@functools.lru_cache(maxsize=None)
+def _fields_of(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]:
+    """A record class's resolved annotations and its stored fields (resolved once per class)."""
+    stored = {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("stored", True)}
+    return typing.get_type_hints(cls), stored
 
 
 def _join(key: str, name: str) -> str:

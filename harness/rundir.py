@@ -35,6 +35,8 @@ MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 RUN_FILES = (RESULT_FILE, SCORES_FILE, LOG_FILE, RUN_FILE, MODEL_FILE, CHECKPOINT_FILE)
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def free_bytes(folder: Path) -> int:
@@ -68,6 +70,7 @@ def atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, 0o666 & ~_UMASK)  # as open() would make it: mkstemp makes files private
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()
