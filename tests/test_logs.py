@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import re
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -38,6 +41,7 @@ def test_redirected_output_has_one_line_per_epoch_and_no_bar_redraws(tiny_root, 
 
 def test_a_terminal_gets_progress_bars_and_quiet_gets_nothing(tiny_root, tmp_path):
     primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real terminal has a width
     process = subprocess.Popen(args(tiny_root, tmp_path / "runs"), stdout=subprocess.DEVNULL, stderr=secondary,
                                env=environment())
     os.close(secondary)
