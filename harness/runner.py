@@ -161,19 +161,19 @@ def load_dataset(component: Component, data_root: str | None, skip_missing: bool
     return dataset
 
 
-def _image_arrays(dataset, run: ResolvedRun, world: World) -> dict[str, pipeline.SplitImages]:
-    """Each split's images at the run's size. The test split's resized cache (with ``--cache``,
-    where it fits) is made here, by the main process first, so that a broken image or a full
-    disk shows before training; the training split's source depends on the augmentation's
-    input crop, which the trainer asks for."""
+def _image_arrays(dataset, run: ResolvedRun, world: World, input_crop: str | None) -> dict[str, pipeline.SplitImages]:
+    """Each split's images at the run's size, their caches made here (with ``--cache``, where
+    they fit; the main process first) so that a broken image or a full disk shows before the
+    run folder is claimed: the test split's resized cache, and the training split's source
+    for the augmentation's ``input_crop`` (the resized cache, or the original sizes for crops)."""
     arrays = {split: pipeline.SplitImages(dataset.splits[split].image_paths, run.size, name=f"{dataset.name}-{split}",
                                           fingerprint=run.fingerprint, cache=run.cache)
               for split in ("train", "test")}
-    if world.is_main:
-        arrays["test"].source(None)
-    barrier(world)
-    if not world.is_main:
-        arrays["test"].source(None)
+    for turn in (True, False):  # the main process builds, then the others read
+        if world.is_main == turn:
+            arrays["test"].source(None)
+            arrays["train"].source(input_crop)
+        barrier(world)
     return arrays
 
 
@@ -352,7 +352,7 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
             deviations["init"] = {"protocol": rules.init, "used": init}
         check_outputs(model_component, model, _sample(dataset, resolved.size), num_classes, device)
         honesty.check_gradients(model_component, model, loss_component, num_classes, min(resolved.size, honesty.CHECK_SIZE))
-        arrays = _image_arrays(dataset, resolved, world)
+        arrays = _image_arrays(dataset, resolved, world, components["augmentation"].spec.input_crop)
         train_targets = (dataset.splits["train"].labels != 0).astype(np.float32)  # ignored (difficult) → positive
 
         folder = run_dir

@@ -240,7 +240,7 @@ class Trainer:
         check_every = GPU_FINITE_CHECK_EVERY if device.type == "cuda" else 1
         num_classes = train_targets.shape[1]
         seen = 0
-        source = train_images.source(augmentation.spec.input_crop)  # the first epoch may build the resized cache
+        source = train_images.source(augmentation.spec.input_crop)  # prepared by the runner before the run began
         start = time.perf_counter()
         batches = pipeline.Batches(source, train_targets, global_batches, pin_memory=device.type == "cuda",
                                    device=device, crop_generator=epoch_generator(run.seed, self.epoch, 2))
