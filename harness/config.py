@@ -1,8 +1,10 @@
 """A run's settings: what the user asked for (``RunConfig``) and what it resolves to (``ResolvedRun``).
 
 ``RunConfig`` holds the options of ``bench run`` (``None``: the protocol's default).
-``RunConfig.resolve(registry)`` fills every default from the protocol, checks every value,
-resolves paths to absolute ones and computes the deviations from the protocol, once. The
+``RunConfig.resolve(registry)`` fills every default from the protocol, checks every value
+and resolves paths to absolute ones, once; ``ResolvedRun.deviations`` then gives every way
+the run departs from the protocol (with the initialisation its weights show, known once
+the model is built). The
 ``ResolvedRun`` is what the trainer takes, what ``run.json`` stores and what ``--resume``
 and ``bench leaderboard reproduce`` read back, without resolving anything again.
 """
@@ -15,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.naming import default_run_id, plain_name, sha256_of, sha256_of_files
+from harness.naming import code_sha256, default_run_id, plain_name
 from harness.protocol import Protocol, get_protocol
-from harness.results import PluginRecord, parse_record
+from harness.results import ComponentRecord, PluginRecord, parse_record
 
 # Upper bounds on options, each with the reason given when a value exceeds it.
 LIMITS = {
@@ -77,14 +79,7 @@ class RunConfig:
             if not path.is_file():
                 raise UserError(f"--pretrained {pretrained}: no such file; give a weights file, imagenet or none")
             pretrained = str(path.resolve())
-        rules, deviations = base.with_overrides(epochs=self.epochs, batch_size=self.batch_size)
-        if size not in base.sizes:
-            deviations["sizes"] = {"protocol": list(base.sizes), "used": [size]}
-        if pretrained != base.init:
-            deviations["init"] = {"protocol": base.init, "used": "none" if pretrained == "none" else "file"}
-        if loss_name != base.loss:
-            deviations["loss"] = {"protocol": base.loss, "used": loss_name, "version": loss.spec.version,
-                                  "plugin": dataclasses.asdict(loss.plugin.provenance())}
+        rules = dataclasses.replace(base, epochs=self.epochs or base.epochs, batch_size=self.batch_size or base.batch_size)
         run_id = self.run_id or default_run_id(self.dataset, model_name, augmentation_name, size, base.name, self.seed,
                                                loss_name if loss_name != base.loss else None)
         plain_name(run_id, "--run-id")
@@ -108,23 +103,44 @@ class RunConfig:
             out=str(Path(self.out).expanduser().resolve()),
             run_id=run_id,
             plugins=[_plugin_file(registry, value) for value in self.plugins],
-            deviations=deviations,
         )
 
 
-def _check_ranges(config: RunConfig) -> None:
+def _check_ranges(settings, where: str = "") -> None:
+    """Every bounded setting of ``settings`` (a RunConfig or a ResolvedRun) within its limits;
+    ``where`` names the file a stored run came from (else the option is named)."""
     minimum = {"size": MIN_SIZE, "batch_size": 1, "epochs": 1, "seed": 0}
     for name, (maximum, reason) in LIMITS.items():
-        value = getattr(config, name)
+        value = getattr(settings, name)
         if value is None:
             continue
-        option = "--" + name.replace("_", "-")
+        option = f"{where}: {name}" if where else "--" + name.replace("_", "-")
         if isinstance(value, bool) or not isinstance(value, int):
             raise UserError(f"{option} {value!r}: give a whole number")
         if value < minimum[name]:
             raise UserError(f"{option} {value}: the smallest allowed is {minimum[name]}")
         if value > maximum:
             raise UserError(f"{option} {value}: the largest allowed is {maximum}; {reason}")
+
+
+def deviations(rules: Protocol, *, epochs: int, batch_size: int, size: int, init: str,
+               loss: ComponentRecord) -> dict[str, dict[str, Any]]:
+    """Every way a run departs from protocol ``rules``: ``{field: {"protocol": …, "used": …}}``
+    for epochs, batch size, a size outside the protocol's sizes, the initialisation the weights
+    show, and a loss other than the protocol's (with its version and plugin). The runner, and
+    the leaderboard checking a submission, compute them with this one function."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, used in (("epochs", epochs), ("batch_size", batch_size)):
+        if used != getattr(rules, name):
+            found[name] = {"protocol": getattr(rules, name), "used": used}
+    if size not in rules.sizes:
+        found["sizes"] = {"protocol": list(rules.sizes), "used": [size]}
+    if init != rules.init:
+        found["init"] = {"protocol": rules.init, "used": init}
+    if loss.name != rules.loss:
+        found["loss"] = {"protocol": rules.loss, "used": loss.name, "version": loss.version,
+                         "plugin": dataclasses.asdict(loss.plugin)}
+    return found
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,7 +187,6 @@ class ResolvedRun:
     out: str
     run_id: str
     plugins: list[PluginSource] = field(default_factory=list)
-    deviations: dict[str, dict[str, Any]] = field(default_factory=dict)
     fingerprint: str | None = None
 
     @property
@@ -189,14 +204,21 @@ class ResolvedRun:
             )
         return dataclasses.replace(base, epochs=self.epochs, batch_size=self.batch_size)
 
+    def deviations(self, init: str, loss: ComponentRecord) -> dict[str, dict[str, Any]]:
+        """This run's deviations from its protocol, given the initialisation its weights show
+        and the loss it trained with (see ``deviations``)."""
+        return deviations(get_protocol(self.protocol), epochs=self.epochs, batch_size=self.batch_size, size=self.size,
+                          init=init, loss=loss)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> "ResolvedRun":
-        """A stored resolved run, every key and type checked (``run.json`` may come from anyone)."""
+        """A stored resolved run, every key, type and range checked (``run.json`` may come from anyone)."""
         resolved = parse_record(cls, data, where)
         plain_name(resolved.run_id, f"{where}: run_id")
+        _check_ranges(resolved, where)
         return resolved
 
     def with_fingerprint(self, value: str) -> "ResolvedRun":
@@ -208,10 +230,7 @@ class ResolvedRun:
             if source.plugin.source not in ("file", "directory"):
                 continue
             path = Path(source.value)
-            if source.plugin.source == "file":
-                found = sha256_of(path) if path.is_file() else None
-            else:
-                found = sha256_of_files(path.rglob("*.py"), path) if path.is_dir() else None
+            found = code_sha256(path) if path.is_file() == (source.plugin.source == "file") else None
             if found != source.plugin.sha256:
                 now = "is gone" if found is None else f"has sha256 {found[:12]}…"
                 raise UserError(

@@ -77,6 +77,17 @@ def sha256_of_files(paths: Iterable[Path], root: Path) -> str:
     return digest.hexdigest()
 
 
+def code_sha256(path: Path | str) -> str | None:
+    """The sha256 of a plugin's code: a ``.py`` file's bytes, or every ``.py`` file of a package
+    folder (``sha256_of_files``); ``None`` when there is no such file or folder."""
+    path = Path(path)
+    if path.is_file():
+        return sha256_of(path)
+    if path.is_dir():
+        return sha256_of_files(path.rglob("*.py"), path)
+    return None
+
+
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no whitespace: the same data gives the same text."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

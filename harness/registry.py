@@ -31,7 +31,7 @@ import pluggy
 
 from harness import hookspecs
 from harness.errors import PluginError, UserError, one_line
-from harness.naming import sha256_of, sha256_of_files
+from harness.naming import code_sha256
 from harness.results import ComponentRecord, PluginRecord
 from harness.specs import COMPONENT_KINDS, INPUT_CROPS
 
@@ -150,9 +150,7 @@ def _source_sha256(module: ModuleType) -> str | None:
     if not file:
         return None
     path = Path(file)
-    if path.name == "__init__.py":
-        return sha256_of_files(path.parent.rglob("*.py"), path.parent)
-    return sha256_of(path)
+    return code_sha256(path.parent if path.name == "__init__.py" else path)
 
 
 def _core_snapshot() -> dict[str, int]:
@@ -214,7 +212,7 @@ class Registry:
                 return
             if self._claim_loaded(path):
                 return
-            plugin.sha256 = sha256_of(path)
+            plugin.sha256 = code_sha256(path)
             self._register(plugin, lambda: _import_file(path, path.stem, None))
             return
         if path.is_dir():
@@ -225,7 +223,7 @@ class Registry:
                 return
             if self._claim_loaded(init):
                 return
-            plugin.sha256 = sha256_of_files(path.rglob("*.py"), path)
+            plugin.sha256 = code_sha256(path)
             self._register(plugin, lambda: _import_file(init, path.name, [str(path)]))
             return
         entry_point_names = sorted({entry_point.name for entry_point in entry_points})
@@ -245,7 +243,7 @@ class Registry:
             module = importlib.import_module(value)
             plugin.path = getattr(module, "__file__", None)
             if plugin.path:
-                plugin.sha256 = sha256_of(Path(plugin.path))
+                plugin.sha256 = code_sha256(plugin.path)
             return module
 
         self._register(plugin, load_module)

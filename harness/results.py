@@ -174,10 +174,7 @@ class RunRecord:
     def from_json(cls, data: str | bytes | dict, where: str = RESULT_FILE, *, upgrade: bool = False) -> "RunRecord":
         """Parse and check a record; ``upgrade=True`` also reads older schema versions."""
         if not isinstance(data, dict):
-            try:
-                data = json.loads(data)
-            except (ValueError, UnicodeDecodeError) as error:
-                raise BadInput(f"{where}: invalid JSON ({error})") from None
+            data = load_json(data, where)
         if not isinstance(data, dict):
             raise BadInput(f"{where}: expected a JSON object")
         version = data.get("schema_version")
@@ -185,7 +182,7 @@ class RunRecord:
             if upgrade and version == 1:
                 data = _upgrade_from_v1(data)
             else:
-                hint = "; read it with upgrade=True" if version == 1 else ""
+                hint = " (an older harness wrote it: train the run again)" if version == 1 else ""
                 raise BadInput(f"{where}: schema_version {version!r}; this harness reads version {SCHEMA_VERSION}{hint}")
         record = _parse(cls, data, where)
         record._check_kind(where)
@@ -211,17 +208,39 @@ class RunRecord:
         elif self.fusion is None or not self.members or len(self.members) < 2:
             raise BadInput(f"{where}: a fusion record needs 'fusion' and at least two 'members'")
 
-    # -- what tables and comparisons read --------------------------------------------
 
-    @property
-    def method_components(self) -> dict[str, str | None]:
-        """The names that say what was trained: model, augmentation, loss, size."""
-        return {
-            "model": self.model.name if self.model else None,
-            "augmentation": self.augmentation.name if self.augmentation else None,
-            "loss": self.loss.name if self.loss else None,
-            "size": self.size,
-        }
+
+MAX_JSON_DEPTH = 64
+
+
+def load_json(text: str | bytes, where: str) -> Any:
+    """Strict JSON from a file that may come from anyone: no NaN or Infinity, at most
+    ``MAX_JSON_DEPTH`` levels of nesting; anything else is one ``BadInput`` line naming ``where``."""
+    def refuse(constant: str):
+        raise BadInput(f"{where}: {constant} is not a JSON number; numbers in a record are finite")
+
+    try:
+        data = json.loads(text, parse_constant=refuse)
+    except RecursionError:
+        raise BadInput(f"{where}: nested too deeply to be a record") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        if isinstance(error, BadInput):
+            raise
+        raise BadInput(f"{where}: not valid JSON ({' '.join(str(error).split())})") from None
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise BadInput(f"{where}: nested more than {MAX_JSON_DEPTH} levels deep; not a record")
+    return data
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value``, without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            pending.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _plain(value: Any) -> Any:

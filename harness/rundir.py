@@ -20,13 +20,14 @@ import errno
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from harness.errors import BadInput, UserError
-from harness.results import RESULT_FILE
+from harness.results import RESULT_FILE, load_json
 
 SCORES_FILE = "scores.npz"
 LOG_FILE = "log.json"
@@ -35,6 +36,7 @@ MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 RUN_FILES = (RESULT_FILE, SCORES_FILE, LOG_FILE, RUN_FILE, MODEL_FILE, CHECKPOINT_FILE)
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+MAX_ARRAY_BYTES = 2 * 10**9  # far above NUS-WIDE's test scores (107,859 × 81 float32: 35 MB)
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -108,11 +110,15 @@ def read_json(path: Path, what: str) -> Any:
     """A JSON file the harness wrote, or one line naming the file when it is missing or corrupt."""
     path = Path(path)
     try:
-        return json.loads(path.read_bytes())
+        text = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"{path}: no such file; is it a run folder made by `bench run`?") from None
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadInput(f"{path}: not valid JSON ({' '.join(str(error).split())}); the {what} is corrupt") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: a folder, not the {what}") from None
+    try:
+        return load_json(text, str(path))
+    except BadInput as error:
+        raise BadInput(f"{error}; the {what} is corrupt") from None
 
 
 def scores_arrays(scores: np.ndarray, labels: np.ndarray, ids) -> dict[str, np.ndarray]:
@@ -130,6 +136,21 @@ def write_scores(path: Path, scores: np.ndarray, labels: np.ndarray, ids) -> Non
     atomic_write(path, lambda stream: np.savez_compressed(stream, **arrays))
 
 
+def open_npz(path: Path, what: str = "scores file"):
+    """``np.load`` of an ``.npz`` archive that may come from anyone: numeric and string arrays
+    only (no pickles), every member at most ``MAX_ARRAY_BYTES`` uncompressed (no zip bombs);
+    anything else is one ``BadInput`` line naming the file."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            too_big = [i.filename for i in archive.infolist() if i.file_size > MAX_ARRAY_BYTES]
+    except (OSError, zipfile.BadZipFile) as error:
+        raise BadInput(f"{path}: not an .npz archive ({' '.join(str(error).split())}); give the {what} as written") from None
+    if too_big:
+        raise BadInput(f"{path}: {too_big[0]} unpacks to more than {human_bytes(MAX_ARRAY_BYTES)}; not a {what}")
+    return np.load(path, allow_pickle=False)
+
+
 def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read ``(scores, labels, ids)`` from a run folder or a ``.npz`` file (no pickles)."""
     path = Path(path)
@@ -140,13 +161,18 @@ def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if path.suffix != ".npz":
         raise BadInput(f"{path}: not a .npz file; give a run folder or its scores.npz")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open_npz(path) as data:
             missing = {"scores", "labels"} - set(data.files)
             if missing:
                 raise BadInput(f"{path}: missing array(s) {', '.join(sorted(missing))}; expected scores, labels, ids")
             scores, labels = data["scores"], data["labels"]
             ids = data["ids"] if "ids" in data.files else np.arange(len(scores)).astype(str)
-    except (OSError, ValueError, EOFError) as error:
+    except ValueError as error:
+        if "pickle" in str(error):
+            raise BadInput(f"{path}: holds Python objects, which are never loaded; a scores file holds numbers "
+                           "and strings only") from None
+        raise BadInput(f"{path}: not a readable .npz file ({' '.join(str(error).split())})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
         raise BadInput(f"{path}: not a readable .npz file ({' '.join(str(error).split())})") from None
     return scores, labels, ids
 

@@ -115,17 +115,10 @@ def check_batch_memory(run: ResolvedRun, device) -> None:
     free = available_memory(device)
     if per_batch > free:
         raise UserError(
-            f"--size {run.size} with batch {run.batch_size} needs at least {human_bytes(per_batch)} of "
+            f"size {run.size} with batch {run.batch_size} needs at least {human_bytes(per_batch)} of "
             f"{'GPU' if device.type == 'cuda' else 'host'} memory per batch for the input alone; "
             f"{human_bytes(free)} is available; choose a smaller --size or --batch-size"
         )
-
-
-def _init_used(pretrained: Pretrained) -> str:
-    """"imagenet" only when every weights file is the one torchvision published; "file" for others."""
-    if pretrained.mode == "none":
-        return "none"
-    return "imagenet" if all(f.matches_published for f in pretrained.files) else "file"
 
 
 def load_dataset(component: Component, data_root: str | None, skip_missing: bool):
@@ -345,11 +338,7 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
         model, pretrained, context = build_model(model_component, resolved.model, num_classes, resolved.pretrained,
                                                  dataset_info(dataset, found), train_split_hash)
         head_prefixes = tuple(getattr(model, "head_prefixes", model_component.spec.head_prefixes))
-        deviations = dict(resolved.deviations)
-        deviations.pop("init", None)  # decided by the files loaded: the published file is imagenet, whatever its path
-        init = _init_used(pretrained)
-        if init != rules.init:
-            deviations["init"] = {"protocol": rules.init, "used": init}
+        deviations = resolved.deviations(weights.init_used(pretrained), loss_component.provenance())
         check_outputs(model_component, model, _sample(dataset, resolved.size), num_classes, device)
         honesty.check_gradients(model_component, model, loss_component, num_classes, min(resolved.size, honesty.CHECK_SIZE))
         arrays = _image_arrays(dataset, resolved, world, components["augmentation"].spec.input_crop)

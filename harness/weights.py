@@ -91,3 +91,13 @@ def load_state_dict(filename: str) -> dict:
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     return state
+
+
+def init_used(pretrained) -> str:
+    """What a model started from, from the weights it loaded (a ``results.Pretrained``):
+    ``none``; ``imagenet`` when every file is the one published under its name (each file's
+    sha256 checked against the digits of its name here, not taken from the record); else ``file``."""
+    if pretrained.mode == "none":
+        return "none"
+    published = pretrained.files and all(matches_published(f.expected_name, f.sha256) for f in pretrained.files)
+    return "imagenet" if published else "file"

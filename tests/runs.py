@@ -170,7 +170,7 @@ def _write_run_files(run_dir: Path, record: RunRecord, rules, epochs: int) -> No
         loss=record.loss.name, size=record.size, protocol=rules.name, protocol_hash=rules.hash, epochs=epochs,
         batch_size=rules.batch_size, pretrained=rules.init, seed=record.seed, device=record.device.split(":")[0],
         precision="auto", skip_missing=False, cache=True, out=str(run_dir.parent), run_id=record.run_id,
-        deviations=record.protocol.deviations, fingerprint=record.dataset.fingerprint,
+        fingerprint=record.dataset.fingerprint,
     )
     write_json(run_dir / "run.json", resolved.to_dict())
     log = []

@@ -90,7 +90,7 @@ def check_stored(bundle: Bundle, by_id: dict[str, Bundle], root: Path, registry)
     if bundle.resolved is not None:
         checks.check_run_file(record, bundle.resolved, where)
         checks.check_log(bundle.log, bundle.resolved, rules, where)
-        checks.check_deviations(record, checks.expected_deviations(record, bundle.resolved, rules), where)
+        checks.check_deviations(record, checks.expected_deviations(record, bundle.resolved), where)
     for member in bundle.members or []:
         if member not in by_id:
             raise UserError(f"{bundle.path}: member submission {member} is not stored; restore it")

@@ -13,7 +13,6 @@ record must list exactly those.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +26,8 @@ from harness.leaderboard.bundle import EpochLog
 from harness.metrics import METRICS_VERSION, evaluate
 from harness.naming import plain_name
 from harness.protocol import PROTOCOLS, Protocol, protocol_by_hash
-from harness.results import Pretrained, RunRecord
-from harness.weights import matches_published
+from harness.results import RunRecord
+from harness.weights import init_used
 
 RESCORE_TOLERANCE = 1e-9
 LR_TOLERANCE = 1e-9
@@ -142,15 +141,6 @@ def data_status(record: RunRecord, canonical: str | None, where: Where) -> str:
     return "canonical"
 
 
-def init_used(pretrained: Pretrained) -> str:
-    """``none``, ``imagenet`` when every weights file is the one published under its name (its
-    sha256 recomputed against the name here), else ``file``."""
-    if pretrained.mode == "none":
-        return "none"
-    published = pretrained.files and all(matches_published(f.expected_name, f.sha256) for f in pretrained.files)
-    return "imagenet" if published else "file"
-
-
 def check_run_file(record: RunRecord, run: ResolvedRun, where: Where) -> None:
     """The result must be the result of the resolved run stored beside it."""
     pretrained_mode = {"none": "none", "imagenet": "imagenet"}.get(run.pretrained, "file")
@@ -196,21 +186,10 @@ def check_log(log: list[EpochLog], run: ResolvedRun, rules: Protocol, where: Whe
                             f"head {expected['head']:g}, backbone {expected['backbone']:g} for that epoch")
 
 
-def expected_deviations(record: RunRecord, run: ResolvedRun, rules: Protocol) -> dict[str, dict[str, Any]]:
-    """The deviations from ``rules`` that the run folder shows, computed as the harness does."""
-    expected: dict[str, dict[str, Any]] = {}
-    for name in ("epochs", "batch_size"):
-        if getattr(run, name) != getattr(rules, name):
-            expected[name] = {"protocol": getattr(rules, name), "used": getattr(run, name)}
-    if run.size not in rules.sizes:
-        expected["sizes"] = {"protocol": list(rules.sizes), "used": [run.size]}
-    init = init_used(record.model.pretrained)
-    if init != rules.init:
-        expected["init"] = {"protocol": rules.init, "used": init}
-    if run.loss != rules.loss:
-        expected["loss"] = {"protocol": rules.loss, "used": run.loss, "version": record.loss.version,
-                            "plugin": dataclasses.asdict(record.loss.plugin)}
-    return expected
+def expected_deviations(record: RunRecord, run: ResolvedRun) -> dict[str, dict[str, Any]]:
+    """The deviations from ``rules`` that the run folder shows, computed as the runner does
+    (``ResolvedRun.deviations``), with the initialisation recomputed from the weights files."""
+    return run.deviations(init_used(record.model.pretrained), record.loss)
 
 
 _EVIDENCE = {

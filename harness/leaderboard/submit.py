@@ -110,7 +110,7 @@ def submit(run_dir: Path, root: Path, registry) -> Bundle:
         log = read_log(Path(where.log))
         checks.check_run_file(record, run, where)
         checks.check_log(log, run, rules, where)
-        checks.check_deviations(record, checks.expected_deviations(record, run, rules), where)
+        checks.check_deviations(record, checks.expected_deviations(record, run), where)
         sources = _plugin_sources(run, where)
         dataset_spec = run.dataset
     else:
