@@ -260,13 +260,25 @@ def resolve_resume(run_dir: Path, data_root: str | None = None) -> tuple[Resolve
         resolved = dataclasses.replace(resolved, data_root=str(Path(data_root).expanduser().resolve()))
     resolved.check_plugin_files()
     registry = Registry(tuple(source.value for source in resolved.plugins))
-    for source in resolved.plugins:
-        match = next((p for p in registry.plugins if p.requested and p.path == source.plugin.path
-                      and p.name in (source.value, source.plugin.name)), None)
-        if source.plugin.source == "distribution" and match and match.distribution_version != source.plugin.distribution_version:
-            raise UserError(f"plugin {source.value}: version {match.distribution_version} is installed, the run started "
-                            f"with {source.plugin.distribution_version}; install that version to resume")
+    check_distribution_versions([source.plugin for source in resolved.plugins], registry, "resume the run")
     return resolved, registry
+
+
+def check_distribution_versions(recorded, registry: Registry, action: str) -> None:
+    """Refuse a recorded plugin (``PluginRecord``) of source ``distribution`` unless this
+    registry loaded it from the same distribution at the same version; ``action`` ends the
+    advice (``resume the run``). ``--resume`` and ``bench leaderboard reproduce`` use it."""
+    loaded = {p.name: p for p in registry.plugins if p.source == "distribution"}
+    for plugin in recorded:
+        if plugin.source != "distribution":
+            continue
+        now = loaded.get(plugin.name)
+        if now is None or now.error or (now.distribution, now.distribution_version) != (
+                plugin.distribution, plugin.distribution_version):
+            found = ("it is not installed" if now is None else f"it fails to load ({now.error})" if now.error
+                     else f"{now.distribution} {now.distribution_version} is installed")
+            raise UserError(f"plugin {plugin.name!r} came from {plugin.distribution} {plugin.distribution_version}, but "
+                            f"{found}; install that version to {action}")
 
 
 def run(config: RunConfig | None = None, *, resume: Path | str | None = None, data_root: str | None = None,
