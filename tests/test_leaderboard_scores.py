@@ -46,10 +46,12 @@ def test_the_layout_is_smaller_than_savez_compressed_on_trained_like_logits():
     "arrays, message",
     [
         ({"score_planes": np.zeros((4, 2, 3), np.uint8), "labels": np.zeros((3, 2), np.int8),
-          "ids": np.array([b"a", b"b", b"c"], dtype=object)}, "not a readable .npz file"),
+          "ids": np.array([b"a", b"b", b"c"], dtype=object)},
+         "holds Python objects, which are never loaded; a stored scores file holds numbers and strings only: "
+         "restore it from version control"),
         ({"scores": np.zeros((3, 2), np.float32)}, "holds scores; expected score_planes, labels, ids"),
         ({"score_planes": np.zeros((3, 2, 3), np.uint8), "labels": np.zeros((3, 2), np.int8),
-          "ids": np.array(["a", "b", "c"])}, "score_planes is uint8 (3, 2, 3)"),
+          "ids": np.array(["a", "b", "c"])}, "score_planes is uint8 (3, 2, 3); expected uint8 (4, classes, images)"),
         ({"score_planes": np.zeros((4, 2, 3), np.uint8), "labels": np.zeros((3, 2), np.int16),
           "ids": np.array(["a", "b", "c"])}, "labels is int16 (3, 2); expected int8 (3, 2)"),
     ],
@@ -57,5 +59,16 @@ def test_the_layout_is_smaller_than_savez_compressed_on_trained_like_logits():
 def test_files_that_are_not_this_layout_are_refused_without_unpickling(tmp_path, arrays, message):
     path = tmp_path / "bad.scores.npz"
     np.savez(path, **arrays)
-    with pytest.raises(BadInput, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(BadInput) as refused:
         read_packed(path)
+    assert str(refused.value) == f"{path}: {message}"
+
+
+def test_a_single_npy_array_named_like_a_scores_file_is_one_line(tmp_path):
+    path = tmp_path / "forged.scores.npz"
+    np.save(tmp_path / "forged.npy", np.zeros((3, 2), np.float32))
+    (tmp_path / "forged.npy").rename(path)
+    with pytest.raises(BadInput) as refused:
+        read_packed(path)
+    assert str(refused.value) == (f"{path}: not an .npz archive (File is not a zip file); give the stored scores file "
+                                  "as written")

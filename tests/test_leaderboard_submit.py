@@ -8,8 +8,11 @@ edit the JSON with ``json``, the arrays with numpy.
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import threading
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +21,14 @@ from click.testing import CliRunner
 
 from harness.cli import main
 from harness.data import compose, split_hash
-from harness.errors import UserError
+from harness.errors import cut
 from harness.fusion import fuse_runs
 from harness.leaderboard import submit
-from harness.leaderboard.bundle import read_bundle, stored_bundles
+from harness.leaderboard.bundle import ID_LENGTH, content_sha256, read_bundle, stored_bundles
 from harness.leaderboard.packed_scores import read_packed
 from harness.metrics import evaluate
 from harness.naming import sha256_of
+from harness.protocol import get_protocol
 from harness.registry import Registry
 from runs import make_run
 
@@ -104,6 +108,34 @@ def refused(run_dir: Path, root: Path, plugin: str | None, *fragments: str) -> s
     return line
 
 
+def refused_with(run_dir: Path, root: Path, plugin: str | None, message: str) -> None:
+    """The CLI refuses ``run_dir`` with exactly ``message``, as one line (cut as the CLI cuts)."""
+    assert refused(run_dir, root, plugin) == f"Error: {cut(message)}"
+
+
+def forge_bundle(path: Path, change) -> Path:
+    """Edit a stored bundle as a forger who knows the format would: change its JSON, compute its
+    content hash again with the harness's own function and rename its files to the new id."""
+    data = json.loads(path.read_text())
+    change(data)
+    data["content_sha256"] = content_sha256(
+        result=data["result"], run=data["run"], log=data["log"], scores_sha256=data["scores_sha256"],
+        submitted_scores_sha256=data["submitted_scores_sha256"], canonical_fingerprint=data["canonical_fingerprint"])
+    data["id"] = data["content_sha256"][:ID_LENGTH]
+    forged = path.with_name(f"{data['result']['run_id']}--{data['id']}.json")
+    path.with_name(path.name[:-len(".json")] + ".scores.npz").rename(forged.with_name(forged.name[:-len(".json")] + ".scores.npz"))
+    path.unlink()
+    forged.write_text(json.dumps(data, indent=2))
+    return forged
+
+
+def plugin_entry(value: str, source: str, sha256: str | None = None, distribution: str | None = None) -> dict:
+    """One ``run.json`` plugins entry, as ``config.PluginSource`` stores it."""
+    return {"value": value, "plugin": {"name": value, "source": source, "distribution": distribution,
+                                       "distribution_version": "1.0" if distribution else None,
+                                       "path": value if source in ("file", "directory") else None, "sha256": sha256}}
+
+
 def test_accepted_run_is_stored_as_a_bundle_with_lossless_scores(tmp_path, toy_plugin, registry):
     run = make_run(tmp_path / "runs", run_files=True, epochs=3)
     root = tmp_path / "lb"
@@ -138,7 +170,7 @@ def test_voc2007_run_on_the_official_labels_is_canonical_and_relabelled_ones_are
         scores, labels = arrays["scores"], arrays["labels"].copy()
     labels[(labels == 1) & (scores < 0)] = -1  # missed positives become "difficult"
     rescore(forged, labels=labels)
-    refused(forged, root, None, "scores.npz: its ids and labels", "not dataset.fingerprint")
+    refused(forged, root, None, "scores.npz: its ids and labels", "not result.json's dataset.fingerprint")
     # a forger who also rewrites the fingerprint meets the canonical one
     classes, train_hash, ids, _ = data
     new = compose(classes, train_hash, split_hash(ids, labels))
@@ -249,7 +281,7 @@ def test_a_second_run_of_a_stored_seed_is_refused(tmp_path, toy_plugin):
     first = make_run(tmp_path / "a", run_files=True, seed=0)
     again = make_run(tmp_path / "b", run_files=True, seed=0, score_seed=99)  # same configuration and seed, other scores
     other_seed = make_run(tmp_path / "c", run_files=True, seed=1)
-    other_loss = make_run(tmp_path / "d", run_files=True, seed=0, loss="asl")
+    other_loss = make_run(tmp_path / "d", run_files=True, seed=0, loss="asl", score_seed=7)
     submit(first, root, Registry((toy_plugin,)))
     refused(again, root, toy_plugin, "seed 0 of this configuration is already stored", "train with another --seed")
     for run in (other_seed, other_loss):
@@ -257,24 +289,45 @@ def test_a_second_run_of_a_stored_seed_is_refused(tmp_path, toy_plugin):
     assert len(stored_bundles(root)) == 3
 
 
-def test_concurrent_submissions_all_land_and_a_duplicate_lands_once(tmp_path, registry):
+def cpu_ticks(pid: int) -> int:
+    """The CPU time a process has used (utime + stime, fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def until_idle(processes: list[subprocess.Popen], timeout: float = 90.0) -> None:
+    """Wait until every process has used under 50 ms of CPU in a second (each polls a lock) or one ended."""
+    deadline = time.monotonic() + timeout
+    before = [cpu_ticks(p.pid) for p in processes]
+    while time.monotonic() < deadline and all(p.poll() is None for p in processes):
+        time.sleep(1.0)
+        now = [cpu_ticks(p.pid) for p in processes]
+        if all(after - earlier < os.sysconf("SC_CLK_TCK") // 20 for earlier, after in zip(before, now)):
+            return
+        before = now
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc to see processes wait")
+def test_concurrent_submissions_from_processes_wait_for_the_lock_and_a_duplicate_lands_once(tmp_path, toy_plugin):
+    from filelock import FileLock
+
     runs = [make_run(tmp_path / "runs", seed=seed, run_files=True) for seed in range(4)]
-    outcomes: list[str] = []
-
-    def attempt(run):
-        try:
-            outcomes.append(str(submit(run, tmp_path / "lb", registry).path))
-        except UserError as error:
-            outcomes.append(f"refused: {error}")
-
-    threads = [threading.Thread(target=attempt, args=(run,)) for run in runs + [runs[0]]]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    folder = tmp_path / "lb" / "submissions" / "toy" / "wang2019"
+    root = tmp_path / "lb"
+    (root / "submissions").mkdir(parents=True)
+    with FileLock(str(root / "submissions" / ".lock")):
+        processes = [subprocess.Popen([sys.executable, "-m", "harness", "leaderboard", "submit", str(run), "--leaderboards",
+                                       str(root), "--plugin", toy_plugin], stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True) for run in runs + [runs[0]]]
+        until_idle(processes)
+        assert all(p.poll() is None for p in processes), "a submission did not wait for the lock another process held"
+        assert not list(root.glob("submissions/*/*/*"))
+    outcomes = [process.communicate(timeout=120)[0] for process in processes]
+    folder = root / "submissions" / "toy" / "wang2019"
     assert len(list(folder.glob("*--????????????.json"))) == 4 and len(list(folder.glob("*.scores.npz"))) == 4
-    assert sum("already stored as" in o for o in outcomes) == 1
+    assert sum(o.startswith("accepted as ") for o in outcomes) == 4, outcomes
+    (duplicate,) = [o for o in outcomes if not o.startswith("accepted as ")]
+    assert duplicate.count("\n") == 1 and "result.json: already stored as submission" in duplicate, duplicate
+    assert sorted(p.returncode for p in processes) == [0, 0, 0, 0, 1]
     assert not list(folder.glob(".*"))
 
 
@@ -293,3 +346,179 @@ def test_a_fusion_needs_its_members_stored_and_must_be_their_fusion(tmp_path, to
     bundle = submit(fused, root, registry)
     by_size = {b.record.size: b.id for b in stored_bundles(root) if b.record.kind == "train"}
     assert bundle.members == [by_size[384], by_size[448], by_size[512]]
+
+
+def test_a_bundle_is_named_by_the_first_id_length_digits_of_its_content(tmp_path, registry):
+    bundle = submit(make_run(tmp_path / "runs", run_files=True), tmp_path / "lb", registry)
+    assert len(bundle.id) == ID_LENGTH and bundle.content_sha256.startswith(bundle.id)
+    assert bundle.path.name.endswith(f"--{bundle.id}.json") and bundle.content() == bundle.content_sha256
+
+
+@pytest.mark.parametrize(
+    "source, value",
+    [("module", "/tmp/outside/evil.py"), ("distribution", "evil.py"), ("built-in", "../plugins/evil"),
+     ("module", "evil plugin")],
+)
+def test_a_plugin_that_is_not_a_file_or_folder_must_be_named_not_pathed(tmp_path, toy_plugin, source, value):
+    run = make_run(tmp_path / "runs", run_files=True)
+    edit_json(run / "run.json", lambda r: r["plugins"].append(plugin_entry(value, source, distribution="evil")))
+    refused_with(run, tmp_path / "lb", toy_plugin,
+                 f"{run / 'run.json'}: plugins[0].value {value!r} is not a module or entry-point name (dotted "
+                 f"identifiers), but its source is {source!r}; a path is only ever a file or directory plugin, whose "
+                 "code a submission stores: submit the run folder as the harness wrote it")
+    assert not (tmp_path / "lb").exists()
+
+
+def test_a_file_plugin_must_still_hold_the_code_the_run_recorded(tmp_path, toy_plugin):
+    code = tmp_path / "plugin.cfg"  # a file plugin needs no .py suffix
+    code.write_text("x = 1\n")
+    recorded = sha256_of(code)
+    run = make_run(tmp_path / "runs", run_files=True)
+    edit_json(run / "run.json", lambda r: r["plugins"].append(plugin_entry(str(code), "file", recorded)))
+    code.write_text("x = 2\n")
+    refused_with(run, tmp_path / "lb", toy_plugin,
+                 f"{run / 'run.json'}: file plugin {code} now has sha256 {sha256_of(code)[:12]}…, but the run recorded "
+                 f"sha256 {recorded[:12]}…; the submission must carry the code the run used: restore it")
+    code.unlink()
+    code.mkdir()
+    refused(run, tmp_path / "lb", toy_plugin, f"file plugin {code} is no longer a file, but the run recorded")
+    code.rmdir()
+    refused(run, tmp_path / "lb", toy_plugin, f"file plugin {code} is gone, but the run recorded")
+
+
+def test_records_out_of_range_or_not_finite_are_refused(tmp_path, toy_plugin):
+    root = tmp_path / "lb"
+    run = make_run(tmp_path / "runs", run_files=True)
+    cases = [
+        ("result.json", lambda r: r["dataset"].update(coverage=1.5),
+         "result.json: dataset.coverage is 1.5; a coverage is the fraction of the dataset's images found, from 0 to 1"),
+        ("result.json", lambda r: r["dataset"].update(n_train=-3),
+         "result.json: dataset.n_train is -3; a count of images is never negative"),
+        ("result.json", lambda r: r.update(train_images_per_s=-100.0),
+         "result.json: train_images_per_s is -100.0; a time or a speed is never negative"),
+        ("log.json", lambda log: log[0].update(seconds=-1.0),
+         "log.json: entry 0 seconds is -1.0; a time or a speed is never negative"),
+    ]
+    for index, (name, change, message) in enumerate(cases):
+        forged = copy_run(run, tmp_path / f"forged{index}")
+        edit_json(forged / name, change)
+        refused_with(forged, root, toy_plugin, f"{forged}/{message}")
+    for index, (name, text) in enumerate((("result.json", '"coverage": NaN'), ("log.json", '"loss": Infinity'))):
+        forged = copy_run(run, tmp_path / f"constant{index}")
+        key = text.split(":")[0]
+        lines = [f"{line.split(':')[0]}: {text.split(': ')[1]}," if line.strip().startswith(key) else line
+                 for line in (forged / name).read_text().splitlines()]
+        (forged / name).write_text("\n".join(lines))
+        constant = text.split(": ")[1]
+        suffix = "" if name == "result.json" else "; the log is corrupt"
+        refused_with(forged, root, toy_plugin,
+                     f"{forged / name}: {constant} is not a JSON number; numbers in a record are finite{suffix}")
+    assert not root.exists()
+
+
+def test_the_result_must_agree_with_run_json_on_every_setting_both_record(tmp_path, toy_plugin):
+    root = tmp_path / "lb"
+    run = make_run(tmp_path / "runs", run_files=True)
+    cases = [
+        ("result.json", lambda r: r["dataset"].update(name="voc2007"),
+         "result.json: dataset.name is 'voc2007' but run.json trained dataset 'toy'; a leaderboard files a run under "
+         "the dataset it trained (a plugin's Dataset carries the name it is registered under)"),
+        ("result.json", lambda r: r.update(device="cuda:0", gpu="NVIDIA H200"),
+         "result.json: device type is 'cuda' but run.json has 'cpu'; submit the run folder as the harness wrote it"),
+        ("run.json", lambda r: r.update(precision="bf16"),
+         "result.json: precision is 'fp32' but run.json has 'bf16'; submit the run folder as the harness wrote it"),
+        ("run.json", lambda r: r.update(pretrained="/weights/mine.pth"),
+         "result.json: model.pretrained.mode is 'imagenet' but run.json has 'file'; submit the run folder as the "
+         "harness wrote it"),
+    ]
+    for index, (name, change, message) in enumerate(cases):
+        forged = copy_run(run, tmp_path / f"forged{index}")
+        edit_json(forged / name, change)
+        refused_with(forged, root, toy_plugin, f"{forged}/{message}")
+    other_file = copy_run(run, tmp_path / "weights")
+    edit_json(other_file / "run.json", lambda r: r.update(pretrained="/weights/mine.pth"))
+    edit_json(other_file / "result.json", lambda r: r["model"]["pretrained"].update(mode="file"))
+    refused_with(other_file, root, toy_plugin,
+                 f"{other_file}/result.json: model.pretrained.files[0].file is '/hub/resnet101-63fe2227.pth' but run.json "
+                 "has '/weights/mine.pth'; submit the run folder as the harness wrote it")
+
+
+def test_protocol_and_fingerprint_refusals_say_which_file_disagrees_with_which(tmp_path, toy_plugin):
+    root = tmp_path / "lb"
+    run = make_run(tmp_path / "runs", run_files=True)
+    rules, smoke = get_protocol("wang2019"), get_protocol("smoke")
+    version = copy_run(run, tmp_path / "version")
+    edit_json(version / "result.json", lambda r: r["protocol"].update(version=rules.version + 5))
+    refused_with(version, root, toy_plugin,
+                 f"{version}/result.json: protocol.version is {rules.version + 5}, but protocol 'wang2019' of hash "
+                 f"{rules.hash} is version {rules.version}; submit the run folder as the harness wrote it")
+    borrowed = copy_run(run, tmp_path / "borrowed")
+    edit_json(borrowed / "result.json", lambda r: r["protocol"].update(hash=smoke.hash))
+    refused_with(borrowed, root, toy_plugin,
+                 f"{borrowed}/result.json: protocol.hash {smoke.hash} is the hash of protocol 'smoke', not of "
+                 "'wang2019'; the run followed other rules")
+    train_hash = copy_run(run, tmp_path / "train_hash")
+    edit_json(train_hash / "result.json", lambda r: r["dataset"].update(train_hash="2" * 64))
+    record = json.loads((train_hash / "result.json").read_text())
+    with np.load(train_hash / "scores.npz") as data:
+        composed = compose(record["dataset"]["classes"], "2" * 64, split_hash(data["ids"], data["labels"]))
+    refused_with(train_hash, root, toy_plugin,
+                 f"{train_hash}/scores.npz: its ids and labels with result.json's dataset.classes and dataset.train_hash "
+                 f"give fingerprint {composed}, not result.json's dataset.fingerprint {record['dataset']['fingerprint']}; "
+                 "scores.npz and result.json disagree: the test split in one, or the classes or train hash in the "
+                 "other, changed after the run")
+
+
+def test_one_run_relabelled_with_another_seed_is_refused_by_its_scores(tmp_path, toy_plugin, registry):
+    root = tmp_path / "lb"
+    run = make_run(tmp_path / "runs", run_files=True, seed=0)
+    stored = submit(run, root, registry)
+    reseeded = copy_run(run, tmp_path / "reseeded")
+    for name in ("result.json", "run.json"):
+        edit_json(reseeded / name, lambda r: r.update(seed=5))
+    refused_with(reseeded, root, toy_plugin,
+                 f"{reseeded}/scores.npz: its scores, labels and ids are those of stored submission {stored.id} (seed 0); "
+                 "one run relabelled with another seed or setting is still one run")
+    assert len(stored_bundles(root)) == 1
+
+
+def test_a_fusion_s_members_are_different_trained_runs_described_as_stored(tmp_path, toy_plugin, registry):
+    root = tmp_path / "lb"
+    members = [make_run(tmp_path / "runs", aug="mixup", size=s, score_seed=s, run_files=True) for s in (384, 448, 512)]
+    stored = [submit(run, root, registry) for run in members]
+    mean = Registry().get("fusion", "mean")
+    fused = fuse_runs(members[:2], tmp_path / "fused", mean, "ScaleEn").path
+    fusion = submit(fused, root, registry)
+
+    nested = fuse_runs([fused, members[2]], tmp_path / "nested", mean, "Nested").path
+    refused_with(nested, root, toy_plugin,
+                 f"{nested}/result.json: members[0] is the fusion submission {fusion.id}; a leaderboard fusion fuses "
+                 "trained runs: fuse the trained runs behind it directly with `bench fuse`")
+
+    twice = fuse_runs([members[0], copy_run(members[0], tmp_path / "copy" / members[0].name)], tmp_path / "twice", mean,
+                      "Twice", run_id="twice").path
+    refused_with(twice, root, toy_plugin,
+                 f"{twice}/result.json: members[1] is members[0] again (submission {stored[0].id}); each member of a "
+                 "fusion is a different run")
+
+    other = fuse_runs(members[1:], tmp_path / "other", mean, "ScaleEn").path
+    reseeded = copy_run(other, tmp_path / "reseeded")
+    edit_json(reseeded / "result.json", lambda r: r["members"][1].update(seed=5))
+    refused_with(reseeded, root, toy_plugin,
+                 f"{reseeded}/result.json: members[1].seed is 5, but member submission {stored[2].id} has 0")
+    resized = copy_run(other, tmp_path / "resized")
+    edit_json(resized / "result.json", lambda r: r.update(size=448))
+    refused_with(resized, root, toy_plugin,
+                 f"{resized}/result.json: size is 448, but its members differ in it; a fused record holds what every "
+                 "member shares, else null")
+    rebacked = copy_run(other, tmp_path / "rebacked")
+    edit_json(rebacked / "result.json", lambda r: r["model"].update(backbone="vit-huge"))
+    refused_with(rebacked, root, toy_plugin,
+                 f"{rebacked}/result.json: model.backbone is 'vit-huge', but its members share None; a fused record "
+                 "holds what every member shares, else null")
+    renamed = copy_run(other, tmp_path / "renamed")
+    edit_json(renamed / "result.json", lambda r: r["dataset"].update(n_train=10**6))
+    refused_with(renamed, root, toy_plugin,
+                 f"{renamed}/result.json: dataset.n_train is 1000000, but member {stored[1].id}, whose dataset a fusion "
+                 "records, has 100")
+    assert submit(other, root, registry).members == [stored[1].id, stored[2].id]

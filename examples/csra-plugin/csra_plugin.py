@@ -18,7 +18,7 @@ import math
 
 from harness import ModelSpec, hookimpl
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # torchvision's ImageNet-1k V1 files and the channel count of each backbone's last stage
 BACKBONES = {

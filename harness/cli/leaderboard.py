@@ -58,10 +58,11 @@ def build(root: Path, formats: str, check: bool, as_json: bool) -> None:
     if check:
         stale = stale_files(root, outputs, chosen)
         if as_json:
-            click.echo(json.dumps({"files": sorted(outputs), "stale": stale}, indent=2))
+            click.echo(json.dumps({"files": sorted(outputs), "stale": [{"file": f, "reason": r} for f, r in stale]},
+                                  indent=2))
         else:
-            for entry in stale:
-                click.echo(f"stale: {root / entry}")
+            for name, reason in stale:
+                click.echo(f"stale: {root / name} ({reason})")
         if stale:
             raise UserError(f"{len(stale)} leaderboard file(s) are stale; run `bench leaderboard build` and commit them")
         if not as_json:
@@ -69,7 +70,8 @@ def build(root: Path, formats: str, check: bool, as_json: bool) -> None:
         return
     changed = write_outputs(root, outputs, chosen)
     if as_json:
-        click.echo(json.dumps({"files": sorted(outputs), "changed": changed}, indent=2))
+        click.echo(json.dumps({"files": sorted(outputs), "changed": [{"file": f, "reason": r} for f, r in changed]},
+                              indent=2))
         return
     click.echo(f"wrote {len(outputs)} files to {root / 'tables'} ({len(changed)} changed)")
 
@@ -82,9 +84,11 @@ def build(root: Path, formats: str, check: bool, as_json: bool) -> None:
 @click.option("--quiet", is_flag=True, help="No per-epoch lines.")
 @_JSON
 def reproduce(submission: str, root: Path, data_root: str | None, quiet: bool, as_json: bool) -> None:
-    """Train SUBMISSION (a stored submission file or its id) again, running its plugins' code,
-    and compare the scores: bit-identical on a CPU, within the seed-derived tolerance on a GPU.
-    A match writes the verification beside the submission; a mismatch exits 1."""
+    """Train SUBMISSION (a stored submission file or its id) again, running the submitter's
+    plugin code stored with it (review it, and run this in a sandbox), and compare: every field
+    of the result but timings and the machine, and the scores (bit-identical on a CPU, within
+    the seed-derived tolerance on a GPU). A match writes the verification beside the
+    submission; a mismatch exits 1."""
     from harness.leaderboard import reproduce as reproduce_run
     from harness.progress import to_stderr
 
@@ -92,7 +96,7 @@ def reproduce(submission: str, root: Path, data_root: str | None, quiet: bool, a
     outcome = reproduce_run(submission, root, data_root)
     if as_json:
         click.echo(json.dumps({"matches": outcome.matches, "submission": outcome.bundle.id,
-                               "comparison": dataclasses.asdict(outcome.comparison), "tolerance": outcome.tolerance,
+                               "difference": outcome.difference, "comparison": dataclasses.asdict(outcome.comparison), "tolerance": outcome.tolerance,
                                "code_changed": outcome.code_changed, "seconds": round(outcome.seconds, 1),
                                "verification": dataclasses.asdict(outcome.verification) if outcome.verification else None},
                               indent=2))

@@ -1,12 +1,18 @@
 """``bench leaderboard build``: every stored bundle checked again, grouped and rendered.
 
-A bundle in ``submissions/`` may have been added by hand (a pull request), so each one
-passes the checks ``submit`` ran (those that need no plugin) before it becomes a row: its
-content must still hash to its id, its metrics must re-score, its fingerprint must be
-proven by its scores file, its deviations must be those its run file and log show, and no
-configuration and seed may be stored twice; a fusion is fused again from its stored members.
-A row is ``verified`` when every submission in it has a verification of its own content
-beside it (a fusion: when it was fused again here and all its members are verified).
+A bundle in ``submissions/`` may have been added or edited by hand (a pull request), so each
+one passes the checks ``submit`` ran (those that need no plugin) before it becomes a row:
+its content (with the sha256 of its submitted scores file and the canonical fingerprint it
+was checked against) must still hash to its id, its metrics must re-score, its fingerprint
+must be proven by its scores file, its ``data`` must follow from that fingerprint and the
+canonical one (which must be the one this harness declares, for a dataset it knows), its
+``sources`` must be its run's file and directory plugins with code that still hashes to
+their names, its deviations must be those its run file and log show, and no configuration
+and seed, and no scores, may be stored twice; a fusion's members must be different trained
+submissions, described as they are stored, and it is fused again from them. A verification
+beside a bundle must name its content, result and scores by their hashes. A row is
+``verified`` when every submission in it has such a verification (a fusion: when it was
+fused again here and all its members are verified).
 
 The outputs are one table per dataset and protocol in md, csv, tex and html, and an index
 (``leaderboards/tables/index.md`` and ``index.html``); they depend on the stored files only, never
@@ -15,8 +21,6 @@ on the date, so ``--check`` can tell whether the committed tables are stale.
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 from pathlib import Path
 from typing import Iterable
 
@@ -24,15 +28,16 @@ from harness.errors import UserError
 from harness.leaderboard import checks, page, render
 from harness.leaderboard.bundle import (
     Bundle,
+    StoredSource,
     arrays_sha256,
-    content_sha256,
     read_verification,
+    source_path,
+    source_sha256,
     stored_bundles,
     submission_folder,
 )
 from harness.leaderboard.checks import Where
-from harness.leaderboard.members import check_fused
-from harness.leaderboard.packed_scores import read_packed
+from harness.leaderboard.members import check_fused, check_members
 from harness.leaderboard.render import Table
 from harness.leaderboard.rows import (
     DEVIATIONS_SECTION,
@@ -41,6 +46,7 @@ from harness.leaderboard.rows import (
     SELF_REPORTED,
     VERIFIED,
     configuration,
+    paper_records,
     paper_rows,
     protocol_section,
     reproduced_rows,
@@ -52,6 +58,7 @@ TABLES = "tables"
 FORMATS = ("md", "csv", "tex", "html")
 BASELINES = Path(__file__).resolve().parents[2] / "baselines"
 RENDER = {"md": render.markdown, "csv": render.csv_text, "tex": render.latex, "html": page.table_page}
+NO_LONGER_GENERATED = "no longer generated"
 
 
 def stored_where(bundle: Bundle) -> Where:
@@ -59,14 +66,28 @@ def stored_where(bundle: Bundle) -> Where:
                  log=f"{bundle.path} (log)")
 
 
-def _canonical(bundle: Bundle, by_id: dict[str, Bundle], registry) -> str | None | bool:
-    """The canonical fingerprint this harness declares for the bundle's dataset; ``False`` when
-    the dataset is not known without its plugin (the status recorded at submission stands)."""
-    trained = bundle if bundle.resolved is not None else by_id[bundle.members[0]]
+def declared_canonical(dataset: str, registry) -> str | None | bool:
+    """The canonical fingerprint this harness declares for ``dataset`` (None: none yet);
+    ``False`` when the dataset is not known without its plugin."""
     try:
-        return registry.get("dataset", trained.resolved.dataset).spec.canonical_fingerprint
+        return registry.get("dataset", dataset).spec.canonical_fingerprint
     except UserError:
         return False
+
+
+def _check_sources(bundle: Bundle, root: Path) -> None:
+    """``sources`` are the run's file and directory plugins, each stored with code of its sha256."""
+    expected = [StoredSource(kind=s.plugin.source, sha256=str(s.plugin.sha256)) for s in bundle.resolved.plugins
+                if s.plugin.source in ("file", "directory")]
+    if bundle.sources != expected:
+        named = ", ".join(f"{s.kind} {s.sha256[:12]}…" for s in expected) or "none"
+        raise UserError(f"{bundle.path}: sources are not the file and directory plugins its run names ({named}); "
+                        "restore it from version control")
+    for source in bundle.sources:
+        path = source_path(root, source)
+        if source_sha256(path, source.kind) != source.sha256:
+            raise UserError(f"{path}: missing, or not the code of sha256 {source.sha256[:12]}… its name says; restore "
+                            "it from version control")
 
 
 def check_stored(bundle: Bundle, by_id: dict[str, Bundle], root: Path, registry) -> bool:
@@ -77,32 +98,42 @@ def check_stored(bundle: Bundle, by_id: dict[str, Bundle], root: Path, registry)
     checks.check_names(record, where)
     if bundle.path.parent.resolve() != submission_folder(root, record, where.result).resolve():
         raise UserError(f"{bundle.path}: lies outside submissions/{record.dataset.name}/{record.protocol.name}/; move it back")
-    scores, labels, ids = read_packed(bundle.scores_path)
+    checks.check_ranges(record, bundle.log, where)
+    scores, labels, ids = bundle.scores()
     checks.check_arrays(record, scores, labels, ids, where)
     rules = checks.check_protocol(record, where)
     checks.check_metrics(record, scores, labels, where)
     checks.proven_fingerprint(record, labels, ids, where)
-    log = [dataclasses.asdict(entry) for entry in bundle.log] if bundle.log is not None else None
-    scores_sha256 = arrays_sha256(scores, labels, ids)
-    if scores_sha256 != bundle.scores_sha256 or content_sha256(bundle.result, bundle.run, log, scores_sha256) != bundle.content_sha256:
+    if arrays_sha256(scores, labels, ids) != bundle.scores_sha256 or bundle.content() != bundle.content_sha256:
         raise UserError(f"{bundle.path}: its content no longer hashes to content_sha256 {bundle.content_sha256[:12]}…; "
                         "it was edited after it was submitted: restore it from version control")
+    status = checks.data_status(record, bundle.canonical_fingerprint, where)
+    if status != bundle.data:
+        raise UserError(f"{bundle.path}: data is {bundle.data!r}, but its fingerprint and canonical_fingerprint make it "
+                        f"{status!r}; restore it from version control")
     if bundle.resolved is not None:
         checks.check_run_file(record, bundle.resolved, where)
         checks.check_log(bundle.log, bundle.resolved, rules, where)
         checks.check_deviations(record, checks.expected_deviations(record, bundle.resolved), where)
-    for member in bundle.members or []:
-        if member not in by_id:
-            raise UserError(f"{bundle.path}: member submission {member} is not stored; restore it")
-    canonical = _canonical(bundle, by_id, registry)
-    if canonical is not False and checks.data_status(record, canonical, where) != bundle.data:
-        raise UserError(f"{bundle.path}: data is {bundle.data!r}, but its fingerprint makes it "
-                        f"{checks.data_status(record, canonical, where)!r}")
+        _check_sources(bundle, root)
+        members = []
+        dataset = bundle.resolved.dataset
+    else:
+        missing = next((m for m in bundle.members if m not in by_id), None)
+        if missing is not None:
+            raise UserError(f"{bundle.path}: member submission {missing} is not stored; restore it")
+        members = [by_id[member] for member in bundle.members]
+        if [(m.record.run_id, m.submitted_scores_sha256) for m in members] != [
+                (m.run_id, m.scores_sha256) for m in record.members]:
+            raise UserError(f"{bundle.path}: members are not the runs its result.members names")
+        check_members(record, members, where)
+        dataset = members[0].resolved.dataset
+    declared = declared_canonical(dataset, registry)
+    if declared is not False and declared != bundle.canonical_fingerprint:
+        raise UserError(f"{bundle.path}: canonical_fingerprint is {bundle.canonical_fingerprint!r}, but this harness "
+                        f"declares {declared!r} for dataset {dataset!r}; submit the run again")
     if record.kind != "fusion":
         return True
-    members = [by_id[member] for member in bundle.members]
-    if [(m.record.run_id, m.submitted_scores_sha256) for m in members] != [(m.run_id, m.scores_sha256) for m in record.members]:
-        raise UserError(f"{bundle.path}: members are not the runs its result.members names")
     try:
         component = registry.get("fusion", record.fusion.name)
     except UserError:
@@ -121,41 +152,45 @@ def verification_status(bundle: Bundle, by_id: dict[str, Bundle], unfused: set[s
     return VERIFIED if read_verification(bundle) is not None else SELF_REPORTED
 
 
-def checked_bundles(root: Path) -> tuple[list[Bundle], set[str]]:
-    """Every stored bundle, each checked, with no configuration and seed stored twice; and the
-    ids of fusions that could not be fused again here."""
-    from harness.registry import Registry
-
+def checked_bundles(root: Path, registry) -> tuple[list[Bundle], set[str]]:
+    """Every stored bundle, each checked with its verification, with no configuration and seed
+    and no scores stored twice; and the ids of fusions that could not be fused again here."""
     bundles = stored_bundles(root)
     by_id = {bundle.id: bundle for bundle in bundles}
-    registry = Registry()
     seen: dict[str, Bundle] = {}
     unfused = set()
     for bundle in bundles:
         if not check_stored(bundle, by_id, root, registry):
             unfused.add(bundle.id)
+        read_verification(bundle)
         key = repr((configuration(bundle.record), seed_label(bundle.record)))
-        if key in seen:
-            raise UserError(f"{bundle.path}: the same configuration and seed as {seen[key].path}; one seed is stored "
-                            "once: remove one of them")
-        seen[key] = bundle
+        for kind, value in (("configuration and seed", key), ("scores, labels and ids", bundle.scores_sha256)):
+            if value in seen:
+                raise UserError(f"{bundle.path}: the same {kind} as {seen[value].path}; one run is stored once: "
+                                "remove one of them")
+            seen[value] = bundle
     return bundles, unfused
 
 
-def paper_datasets(baselines: Path) -> list[str]:
-    names = set()
-    for path in sorted((Path(baselines) / PAPER_PROTOCOL).glob("table*.csv")):
-        with open(path, newline="") as stream:
-            names |= {row["dataset"] for row in csv.DictReader(stream)}
-    return sorted(names)
+def remarks(dataset: str, protocol: str, registry) -> list[str]:
+    """What a table must say about its data: a dataset this harness knows that declares no
+    canonical fingerprint yet has only non-canonical rows, never compared with the paper."""
+    if declared_canonical(dataset, registry) is not None:
+        return []
+    paper = "; they get no difference (Δ) to the paper's rows" if protocol == PAPER_PROTOCOL else ""
+    return [f"{dataset} declares no canonical fingerprint yet, so its reproduced rows are non-canonical (their data "
+            f"is not proven to be the complete official data) until it does{paper}."]
 
 
 def build_tables(root: Path, baselines: Path = BASELINES) -> list[Table]:
     """One table per dataset and protocol with submissions, and the paper's datasets under
     ``wang2019`` so that its reported rows are always there."""
-    bundles, unfused = checked_bundles(root)
+    from harness.registry import Registry
+
+    registry = Registry()
+    bundles, unfused = checked_bundles(root, registry)
     by_id = {bundle.id: bundle for bundle in bundles}
-    groups: dict[tuple[str, str], list[Bundle]] = {(name, PAPER_PROTOCOL): [] for name in paper_datasets(baselines)}
+    groups: dict[tuple[str, str], list[Bundle]] = {(r["dataset"], PAPER_PROTOCOL): [] for r in paper_records(baselines)}
     for bundle in bundles:
         record = bundle.record
         groups.setdefault((record.dataset.name, record.protocol.name), []).append(bundle)
@@ -169,7 +204,7 @@ def build_tables(root: Path, baselines: Path = BASELINES) -> list[Table]:
             DEVIATIONS_SECTION: [r for r in rows if r.section == DEVIATIONS_SECTION],
         }
         classes = list(members[0].record.dataset.classes) if members else []
-        tables.append(Table(dataset, protocol, sections, classes))
+        tables.append(Table(dataset, protocol, sections, classes, remarks(dataset, protocol, registry)))
     return tables
 
 
@@ -188,33 +223,32 @@ def build_outputs(root: Path, formats: Iterable[str] = FORMATS, baselines: Path 
     return outputs
 
 
-def stale_files(root: Path, outputs: dict[str, str], formats: Iterable[str] = FORMATS) -> list[str]:
-    """Generated files that differ from ``outputs``, are missing, or would no longer be generated."""
+def stale_files(root: Path, outputs: dict[str, str], formats: Iterable[str] = FORMATS) -> list[tuple[str, str]]:
+    """``(file, reason)`` for every generated file that differs from ``outputs`` (``changed``),
+    is ``missing``, or would no longer be generated; files relative to ``root``."""
     root = Path(root)
-    stale = [f"{name} ({'changed' if (root / name).is_file() else 'missing'})"
+    stale = [(name, "changed" if (root / name).is_file() else "missing")
              for name, text in outputs.items()
              if not (root / name).is_file() or (root / name).read_text(encoding="utf-8") != text]
     for fmt in formats:
         for path in sorted((root / TABLES).glob(f"*.{fmt}")):
             name = path.relative_to(root).as_posix()
             if name not in outputs:
-                stale.append(f"{name} (no longer generated)")
+                stale.append((name, NO_LONGER_GENERATED))
     return stale
 
 
-def write_outputs(root: Path, outputs: dict[str, str], formats: Iterable[str] = FORMATS) -> list[str]:
+def write_outputs(root: Path, outputs: dict[str, str], formats: Iterable[str] = FORMATS) -> list[tuple[str, str]]:
     """Write ``outputs`` under ``root`` (atomically) and delete generated tables no longer
-    produced; returns what changed."""
+    produced; returns what changed, as ``stale_files`` does."""
     from harness.rundir import atomic_write
 
     root = Path(root)
     changed = stale_files(root, outputs, formats)
-    for name, text in outputs.items():
-        path = root / name
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            data = text.encode("utf-8")
-            atomic_write(path, lambda stream: stream.write(data))
-    for entry in changed:
-        if entry.endswith("(no longer generated)"):
-            (root / entry.split(" ")[0]).unlink()
+    for name, reason in changed:
+        if reason == NO_LONGER_GENERATED:
+            (root / name).unlink()
+        else:
+            data = outputs[name].encode("utf-8")
+            atomic_write(root / name, lambda stream: stream.write(data))
     return changed

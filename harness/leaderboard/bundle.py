@@ -7,11 +7,15 @@ Under ``leaderboards/submissions/`` (leaderboards/README.md describes the layout
     <dataset>/<protocol>/<run-id>--<id>.verified.json  written by ``bench leaderboard reproduce``
     plugins/<sha256>.py, plugins/<sha256>/             code of file and directory plugins
 
-``<id>`` is the first 12 hex digits of the content hash: the sha256 of the canonical JSON of
-the result, the resolved run, the per-epoch log and the scores, leaving out timestamps,
-timings and the submitter's folders, so one run is one id however its JSON is formatted.
-Bundles come from strangers (pull requests): reading one checks every key and type, and
-file names are made from the bundle's own file name and hashes, never from its strings.
+``<id>`` is the first ``ID_LENGTH`` hex digits of the content hash: the sha256 of the
+canonical JSON of the result, the resolved run, the per-epoch log, the scores, the sha256
+of the submitted scores file and the canonical fingerprint the data was checked against,
+leaving out timestamps, timings and the submitter's folders, so one run is one id however
+its JSON is formatted. Every other stored field is derived from those and checked again
+by ``build``. Bundles come from strangers (pull requests): the folder holds regular files
+and folders only (no links, devices or pipes), each file read has a size limit, reading one
+checks every key and type, and file names are made from the bundle's own file name and
+hashes, never from its strings.
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,20 +36,30 @@ import numpy as np
 
 from harness.config import ResolvedRun
 from harness.errors import BadInput, UserError
-from harness.naming import plain_name, sha256_json, sha256_of, sha256_of_files
-from harness.results import RunRecord, parse_record
-from harness.rundir import atomic_write, write_json
+from harness.leaderboard.packed_scores import LAYOUT, read_packed
+from harness.naming import code_sha256, plain_name, sha256_json
+from harness.results import RunRecord, load_json, parse_record
+from harness.rundir import atomic_write, human_bytes, write_json
 
 SUBMISSIONS = "submissions"
 PLUGINS = "plugins"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
 ID_LENGTH = 12
-BUNDLE_NAME = re.compile(r"(?P<run_id>.+)--(?P<id>[0-9a-f]{12})\.json")
+BUNDLE_NAME = re.compile(rf"(?P<run_id>.+)--(?P<id>[0-9a-f]{{{ID_LENGTH}}})\.json")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 # Left out of the content hash: when and how fast a run went, and where it lay.
 VOLATILE_RESULT = ("created", "wall_time_s", "train_images_per_s", "eval_images_per_s")
 VOLATILE_RUN = ("out", "data_root")
 VOLATILE_LOG = ("seconds", "images_per_s")
+# The most a stored file may hold, so that a hostile one cannot exhaust memory: a bundle is
+# tens of kB (result, run, one log entry per epoch), a verification under one; the largest
+# scores file, NUS-WIDE's 107,859 × 81 test scores with labels and ids, is about 60 MB.
+MAX_BUNDLE_BYTES = 16 * 10**6
+MAX_VERIFICATION_BYTES = 10**6
+MAX_SCORES_BYTES = 500 * 10**6
+PLUGIN_SOURCES = ("file", "directory", "module", "distribution", "built-in")
+# A module or entry-point name: dotted identifiers (entry-point names may also hold '-').
+IMPORT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*")
 
 
 @dataclass(kw_only=True)
@@ -69,10 +83,13 @@ class StoredSource:
 
 @dataclass(kw_only=True)
 class Verification:
-    """What ``reproduce`` found when it trained a submission again (``<stem>.verified.json``)."""
+    """What ``reproduce`` found when it trained a submission again (``<stem>.verified.json``):
+    a claim by whoever ran it, bound to the bundle's content, result and scores by their hashes."""
 
     submission: str
     content_sha256: str
+    result_sha256: str
+    scores_sha256: str
     verified: str
     outcome: str
     largest_difference: float
@@ -88,7 +105,9 @@ class Verification:
 
 @dataclass(kw_only=True)
 class Bundle:
-    """One stored submission; ``path`` is its JSON file (not stored)."""
+    """One stored submission; ``path`` is its JSON file (not stored). ``canonical_fingerprint``
+    is the one the dataset declared when it was submitted (None: it declared none), ``data``
+    what that made the run (``canonical`` or ``non-canonical``)."""
 
     bundle_version: int = BUNDLE_VERSION
     id: str
@@ -96,6 +115,7 @@ class Bundle:
     submitted: str
     harness_version: str
     data: str
+    canonical_fingerprint: str | None
     scores_layout: str
     scores_sha256: str
     submitted_scores_sha256: str
@@ -126,16 +146,21 @@ class Bundle:
     def verification_path(self) -> Path:
         return self.path.with_name(f"{self.stem}.verified.json")
 
+    def scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The stored ``(scores, labels, ids)``, the file checked to be a regular file of bounded size."""
+        return read_packed(regular_file(self.scores_path, "scores file", MAX_SCORES_BYTES))
+
+    def content(self) -> str:
+        """The content hash of what this bundle holds now (``content_sha256`` when unedited)."""
+        log = None if self.log is None else [dataclasses.asdict(entry) for entry in self.log]
+        return content_sha256(result=self.result, run=self.run, log=log, scores_sha256=self.scores_sha256,
+                              submitted_scores_sha256=self.submitted_scores_sha256,
+                              canonical_fingerprint=self.canonical_fingerprint)
+
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.metadata.get("stored", True)}
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+        data = dataclasses.asdict(self)
+        del data["path"]
+        return data
 
 
 def arrays_sha256(scores: np.ndarray, labels: np.ndarray, ids) -> str:
@@ -147,15 +172,72 @@ def arrays_sha256(scores: np.ndarray, labels: np.ndarray, ids) -> str:
     return digest.hexdigest()
 
 
-def content_sha256(result: dict, run: dict | None, log: list[dict] | None, scores_sha256: str) -> str:
-    """The hash that names a submission: its metrics, scores and configuration, without
+def content_sha256(*, result: dict, run: dict | None, log: list[dict] | None, scores_sha256: str,
+                   submitted_scores_sha256: str, canonical_fingerprint: str | None) -> str:
+    """The hash that names a submission: its metrics, scores, configuration, the submitted
+    scores file's sha256 and the canonical fingerprint it was checked against, without
     timestamps, timings or the submitter's folders."""
     return sha256_json({
         "result": {k: v for k, v in result.items() if k not in VOLATILE_RESULT},
         "run": None if run is None else {k: v for k, v in run.items() if k not in VOLATILE_RUN},
         "log": None if log is None else [{k: v for k, v in e.items() if k not in VOLATILE_LOG} for e in log],
         "scores": scores_sha256,
+        "submitted_scores": submitted_scores_sha256,
+        "canonical_fingerprint": canonical_fingerprint,
     })
+
+
+def regular_file(path: Path, what: str, limit: int) -> Path:
+    """``path`` when it is a regular file of at most ``limit`` bytes; a link, a device, a pipe
+    or a larger file is refused in one line (a stored file is read whole)."""
+    path = Path(path)
+    try:
+        status = os.lstat(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such {what}; restore it from version control") from None
+    if stat.S_ISLNK(status.st_mode):
+        raise BadInput(f"{path}: a symbolic link; a stored {what} is a regular file: replace the link with the file")
+    if not stat.S_ISREG(status.st_mode):
+        raise BadInput(f"{path}: not a regular file; a stored {what} is a regular file: remove it")
+    if status.st_size > limit:
+        raise BadInput(f"{path}: {human_bytes(status.st_size)}, more than the {human_bytes(limit)} a stored {what} "
+                       "may hold; restore it from version control")
+    return path
+
+
+def check_tree(base: Path) -> None:
+    """Every entry under ``base`` is a folder or a regular file: a link (to a file or a folder)
+    or a device or pipe is refused in one line, before anything is read."""
+    pending = [Path(base)]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                path = Path(entry.path)
+                if entry.is_symlink():
+                    raise BadInput(f"{path}: a symbolic link under {SUBMISSIONS}/, which holds regular files and "
+                                   "folders only: replace the link with the file, or remove it")
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(path)
+                elif not entry.is_file(follow_symlinks=False):
+                    raise BadInput(f"{path}: not a regular file (a device, pipe or socket) under {SUBMISSIONS}/; remove it")
+
+
+def check_plugin_values(run: ResolvedRun, where: str) -> None:
+    """What ``run.json`` says of each plugin: a file or directory plugin carries a sha256 (its
+    code is stored, and reproduce runs only that code); any other is named by a module or
+    entry-point name, never by a path, which the registry would import as a file."""
+    for index, source in enumerate(run.plugins):
+        kind, key = source.plugin.source, f"{where}: plugins[{index}]"
+        if kind not in PLUGIN_SOURCES:
+            raise BadInput(f"{key}.plugin.source is {kind!r}; expected one of {', '.join(PLUGIN_SOURCES)}")
+        if kind in ("file", "directory"):
+            if not SHA256.fullmatch(str(source.plugin.sha256)):
+                raise BadInput(f"{key}.plugin.sha256 is {source.plugin.sha256!r}; a {kind} plugin is recorded with the "
+                               "sha256 of its code: submit the run folder as the harness wrote it")
+        elif not IMPORT_NAME.fullmatch(source.value) or source.value.endswith(".py"):
+            raise BadInput(f"{key}.value {source.value!r} is not a module or entry-point name (dotted identifiers), but "
+                           f"its source is {kind!r}; a path is only ever a file or directory plugin, whose code a "
+                           "submission stores: submit the run folder as the harness wrote it")
 
 
 def read_bundle(path: Path) -> Bundle:
@@ -163,19 +245,17 @@ def read_bundle(path: Path) -> Bundle:
     path = Path(path)
     match = BUNDLE_NAME.fullmatch(path.name)
     if match is None:
-        raise BadInput(f"{path}: not a submission file name (<run-id>--<12 hex digits>.json)")
-    try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such submission") from None
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadInput(f"{path}: invalid JSON ({' '.join(str(error).split())}); restore it from version control") from None
+        raise BadInput(f"{path}: not a submission file name (<run-id>--<{ID_LENGTH} hex digits>.json)")
+    data = load_json(regular_file(path, "submission", MAX_BUNDLE_BYTES).read_bytes(), str(path))
     bundle = parse_record(Bundle, data, str(path))
     bundle.path = path
     if bundle.bundle_version != BUNDLE_VERSION:
-        raise BadInput(f"{path}: bundle_version {bundle.bundle_version}; this harness reads version {BUNDLE_VERSION}")
+        raise BadInput(f"{path}: bundle_version {bundle.bundle_version}; this harness reads version {BUNDLE_VERSION}: "
+                       "submit the run again")
     if bundle.id != match["id"] or not bundle.content_sha256.startswith(bundle.id):
         raise BadInput(f"{path}: id {bundle.id!r} is not the start of content_sha256 and of the file name")
+    if bundle.scores_layout != LAYOUT:
+        raise BadInput(f"{path}: scores_layout {bundle.scores_layout!r}; this harness stores {LAYOUT!r}")
     for source in bundle.sources:
         if source.kind not in ("file", "directory") or not SHA256.fullmatch(source.sha256):
             raise BadInput(f"{path}: sources holds {source.kind!r} {source.sha256!r}; expected file or directory and a sha256")
@@ -187,6 +267,8 @@ def read_bundle(path: Path) -> Bundle:
     if (resolved is None) != fusion or (bundle.log is None) != fusion or bool(bundle.members) != fusion:
         needs = "members and no run or log" if fusion else "a run and a log and no members"
         raise BadInput(f"{path}: a {record.kind} submission has {needs}")
+    if resolved is not None:
+        check_plugin_values(resolved, f"{path} (run)")
     return bundle
 
 
@@ -194,18 +276,24 @@ OUTCOMES = ("exact", "within tolerance")
 
 
 def read_verification(bundle: Bundle) -> Verification | None:
-    """The verification stored beside ``bundle``, checked to be about this very submission."""
+    """The verification stored beside ``bundle``, checked to be about this very submission:
+    its content, its whole result and its scores (by their hashes)."""
     path = bundle.verification_path
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
-    try:
-        data = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadInput(f"{path}: invalid JSON ({' '.join(str(error).split())}); delete it and run reproduce again") from None
+    data = load_json(regular_file(path, "verification", MAX_VERIFICATION_BYTES).read_bytes(), str(path))
     verification = parse_record(Verification, data, str(path))
-    if verification.content_sha256 != bundle.content_sha256 or verification.outcome not in OUTCOMES:
-        raise BadInput(f"{path}: is not a verification of {bundle.path.name} (content_sha256 or outcome differ); "
-                       "delete it and run `bench leaderboard reproduce` again")
+    for name, recorded, expected in (("submission", verification.submission, bundle.id),
+                                     ("content_sha256", verification.content_sha256, bundle.content_sha256),
+                                     ("result_sha256", verification.result_sha256, sha256_json(bundle.result)),
+                                     ("scores_sha256", verification.scores_sha256, bundle.scores_sha256)):
+        if recorded != expected:
+            raise BadInput(f"{path}: {name} {str(recorded)[:16]}… is not that of {bundle.path.name} "
+                           f"({expected[:16]}…), so it verified something else; delete it and run "
+                           "`bench leaderboard reproduce` again")
+    if verification.outcome not in OUTCOMES:
+        raise BadInput(f"{path}: outcome {verification.outcome!r} is not one of {', '.join(OUTCOMES)}; delete it and "
+                       "run `bench leaderboard reproduce` again")
     return verification
 
 
@@ -216,8 +304,12 @@ def submission_folder(root: Path, record: RunRecord, where: str) -> Path:
 
 
 def stored_bundles(root: Path) -> list[Bundle]:
-    """Every stored bundle under ``root/submissions``, in file-name order."""
+    """Every stored bundle under ``root/submissions``, in file-name order, once the folder is
+    checked to hold regular files and folders only."""
     base = Path(root) / SUBMISSIONS
+    if not base.is_dir():
+        return []
+    check_tree(base)
     return [read_bundle(p) for p in sorted(base.glob("*/*/*.json")) if BUNDLE_NAME.fullmatch(p.name)]
 
 
@@ -225,14 +317,16 @@ def find_bundle(root: Path, value: str) -> Bundle:
     """The stored submission named by ``value``: its file (under ``root/submissions``), its
     id, or ``<run-id>--<id>``."""
     base = (Path(root) / SUBMISSIONS).resolve()
+    bundles = stored_bundles(root)
     candidate = Path(value).expanduser()
     if candidate.suffix == ".json" and candidate.is_file():
-        if base not in candidate.resolve().parents:
+        found = [b for b in bundles if b.path.resolve() == candidate.resolve()]
+        if not found:
             raise UserError(f"{value}: not a submission under {base}; pass --leaderboards with the folder that holds it")
-        return read_bundle(candidate.resolve())
-    found = [b for b in stored_bundles(root) if value in (b.id, b.stem)]
+        return found[0]
+    found = [b for b in bundles if value in (b.id, b.stem)]
     if not found:
-        raise UserError(f"no stored submission {value!r} under {base}; give a submission file or its 12-digit id")
+        raise UserError(f"no stored submission {value!r} under {base}; give a submission file or its {ID_LENGTH}-digit id")
     return found[0]
 
 
@@ -242,31 +336,39 @@ def source_path(root: Path, source: StoredSource) -> Path:
     return base / (f"{source.sha256}.py" if source.kind == "file" else source.sha256)
 
 
-def code_sha256(path: Path, kind: str) -> str | None:
-    """The sha256 the registry records for a file plugin or a package directory; None if absent."""
+def source_sha256(path: Path, kind: str) -> str | None:
+    """The sha256 the registry records for a file plugin (a file) or a directory plugin (a
+    folder); None when there is no file or folder of that kind."""
+    return code_sha256(path) if Path(path).is_file() == (kind == "file") else None
+
+
+def copy_code(original: Path, target: Path, kind: str) -> None:
+    """Copy a plugin's code to ``target``: the file, or only the ``.py`` files of a folder
+    (what its sha256 covers, so nothing unhashed comes along)."""
     if kind == "file":
-        return sha256_of(path) if path.is_file() else None
-    return sha256_of_files(path.rglob("*.py"), path) if path.is_dir() else None
+        data = Path(original).read_bytes()
+        atomic_write(target, lambda stream: stream.write(data))
+        return
+    for file in sorted(Path(original).rglob("*.py")):
+        relative = file.relative_to(original)
+        for part in relative.parts:
+            plain_name(part, f"plugin {original}: file")
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, target / relative)
 
 
 def store_source(root: Path, source: StoredSource, original: Path) -> None:
     """Copy a plugin's code into ``plugins/`` unless that content is already there."""
     target = source_path(root, source)
-    if code_sha256(target, source.kind) == source.sha256:
+    if source_sha256(target, source.kind) == source.sha256:
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     if source.kind == "file":
-        data = original.read_bytes()
-        atomic_write(target, lambda stream: stream.write(data))
+        copy_code(original, target, "file")
         return
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{source.sha256}."))
     try:
-        for file in sorted(original.rglob("*.py")):
-            relative = file.relative_to(original)
-            for part in relative.parts:
-                plain_name(part, f"plugin {original}: file")
-            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(file, staging / relative)
+        copy_code(original, staging, "directory")
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)

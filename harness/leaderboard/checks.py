@@ -3,7 +3,9 @@
 Each check is a function of what a run folder holds (``result.json``, ``scores.npz``,
 ``run.json``, ``log.json``) and of the harness's own definitions (protocols, metrics,
 fingerprints). ``submit`` runs them on a run folder and ``build`` again on every stored
-bundle, so a bundle added by hand must pass the same checks.
+bundle, so a bundle added by hand must pass the same checks. Counts, fractions and timings
+must lie in their ranges, and the result must agree with ``run.json`` on every setting
+both record.
 
 The deviations are recomputed, not read: from the resolved configuration (epochs, batch
 size, size, loss), from the weights files the model recorded (init) and from the log (one
@@ -51,6 +53,27 @@ def check_names(record: RunRecord, where: Where) -> None:
     plain_name(record.protocol.name, f"{where.result}: protocol.name")
 
 
+def check_ranges(record: RunRecord, log: list[EpochLog] | None, where: Where) -> None:
+    """Counts, fractions and timings within their ranges (the JSON reader already refuses
+    NaN and Infinity)."""
+    dataset = record.dataset
+    if not 0 <= dataset.coverage <= 1:
+        raise UserError(f"{where.result}: dataset.coverage is {dataset.coverage!r}; a coverage is the fraction of the "
+                        "dataset's images found, from 0 to 1")
+    for name in ("n_train", "n_test"):
+        if getattr(dataset, name) < 0:
+            raise UserError(f"{where.result}: dataset.{name} is {getattr(dataset, name)}; a count of images is never negative")
+    for name in ("wall_time_s", "train_images_per_s", "eval_images_per_s"):
+        value = getattr(record, name)
+        if value is not None and value < 0:
+            raise UserError(f"{where.result}: {name} is {value!r}; a time or a speed is never negative")
+    for index, entry in enumerate(log or []):
+        for name in ("seconds", "images_per_s"):
+            if getattr(entry, name) < 0:
+                raise UserError(f"{where.log}: entry {index} {name} is {getattr(entry, name)!r}; a time or a speed is "
+                                "never negative")
+
+
 def check_arrays(record: RunRecord, scores: np.ndarray, labels: np.ndarray, ids: np.ndarray, where: Where) -> None:
     """Scores and labels of the declared shapes and of the format's dtypes, finite scores, unique ids."""
     expected = (record.dataset.n_test, len(record.dataset.classes))
@@ -66,18 +89,19 @@ def check_arrays(record: RunRecord, scores: np.ndarray, labels: np.ndarray, ids:
 
 
 def check_protocol(record: RunRecord, where: Where) -> Protocol:
-    """The protocol this harness defines under the record's name, with the same version and hash."""
+    """The protocol this harness defines under the record's name, with the same hash and version."""
     block = record.protocol
     known = PROTOCOLS.get(block.name)
     if known is None:
         raise UserError(f"{where.result}: protocol.name {block.name!r} is unknown; known: {', '.join(sorted(PROTOCOLS))}")
-    if block.hash != known.hash or block.version != known.version:
+    if block.hash != known.hash:
         other = protocol_by_hash(block.hash)
-        hint = f" (that is the hash of {other.name!r})" if other else ""
-        raise UserError(
-            f"{where.result}: protocol.hash {block.hash} version {block.version}{hint} is not protocol {block.name!r} "
-            f"of this harness (hash {known.hash} version {known.version}); the run followed other rules"
-        )
+        whose = (f"the hash of protocol {other.name!r}, not of {block.name!r}" if other
+                 else f"not the hash of protocol {block.name!r} of this harness ({known.hash})")
+        raise UserError(f"{where.result}: protocol.hash {block.hash} is {whose}; the run followed other rules")
+    if block.version != known.version:
+        raise UserError(f"{where.result}: protocol.version is {block.version}, but protocol {block.name!r} of hash "
+                        f"{known.hash} is version {known.version}; submit the run folder as the harness wrote it")
     return known
 
 
@@ -122,9 +146,10 @@ def proven_fingerprint(record: RunRecord, labels: np.ndarray, ids: np.ndarray, w
                         "proven against the dataset's fingerprint; train the run again with this harness")
     composed = compose(dataset.classes, dataset.train_hash, split_hash(ids, labels))
     if composed != dataset.fingerprint:
-        raise UserError(f"{where.scores}: its ids and labels, with result.json's dataset.classes and dataset.train_hash, "
-                        f"give fingerprint {composed}, not dataset.fingerprint {dataset.fingerprint}; the test split "
-                        "was changed after the run")
+        raise UserError(f"{where.scores}: its ids and labels with result.json's dataset.classes and dataset.train_hash "
+                        f"give fingerprint {composed}, not result.json's dataset.fingerprint {dataset.fingerprint}; "
+                        "scores.npz and result.json disagree: the test split in one, or the classes or train hash in "
+                        "the other, changed after the run")
     return composed
 
 
@@ -143,8 +168,12 @@ def data_status(record: RunRecord, canonical: str | None, where: Where) -> str:
 
 def check_run_file(record: RunRecord, run: ResolvedRun, where: Where) -> None:
     """The result must be the result of the resolved run stored beside it."""
+    if record.dataset.name != run.dataset:
+        raise UserError(f"{where.result}: dataset.name is {record.dataset.name!r} but run.json trained dataset "
+                        f"{run.dataset!r}; a leaderboard files a run under the dataset it trained (a plugin's Dataset "
+                        "carries the name it is registered under)")
     pretrained_mode = {"none": "none", "imagenet": "imagenet"}.get(run.pretrained, "file")
-    pairs = (
+    pairs = [
         ("run_id", record.run_id, run.run_id),
         ("model.name", record.model.name, run.model),
         ("augmentation.name", record.augmentation.name, run.augmentation),
@@ -155,7 +184,13 @@ def check_run_file(record: RunRecord, run: ResolvedRun, where: Where) -> None:
         ("protocol.hash", record.protocol.hash, run.protocol_hash),
         ("dataset.fingerprint", record.dataset.fingerprint, run.fingerprint),
         ("model.pretrained.mode", record.model.pretrained.mode, pretrained_mode),
-    )
+    ]
+    if run.device != "auto":
+        pairs.append(("device type", record.device.split(":")[0], run.device.split(":")[0]))
+    if run.precision != "auto":
+        pairs.append(("precision", record.precision, run.precision))
+    if pretrained_mode == "file":
+        pairs += [(f"model.pretrained.files[{i}].file", f.file, run.pretrained) for i, f in enumerate(record.model.pretrained.files)]
     for name, recorded, resolved in pairs:
         if recorded != resolved:
             raise UserError(f"{where.result}: {name} is {recorded!r} but run.json has {resolved!r}; submit the run "

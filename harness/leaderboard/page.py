@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import html
 
-from harness.leaderboard.render import NOTE, SECTION_TITLES, Table, cells, columns
-from harness.leaderboard.rows import DEVIATIONS_SECTION, METRICS, VERIFIED, Row
+from harness.leaderboard.render import SECTION_TITLES, Table, cells, columns
+from harness.leaderboard.rows import DEVIATIONS_SECTION, METRICS, Row
 
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d", "#bab0ac",
            "#ff9da6")
@@ -139,7 +139,7 @@ def ap_chart(classes: list[str], series: list[tuple[str, list[float | None]]], w
 
 
 def table_page(table: Table) -> str:
-    body = [f"<p><a href=\"index.html\">All tables</a></p>\n<h1>{html.escape(table.title)}</h1>\n<p>{html.escape(NOTE)}</p>\n"]
+    body = [f"<p><a href=\"index.html\">All tables</a></p>\n<h1>{html.escape(table.title)}</h1>\n<p>{html.escape(table.note())}</p>\n"]
     body += [_section(section, rows) for section, rows in table.sections.items() if rows]
     charted = [r for r in table.rows() if r.kind == "reproduced" and r.classes == table.classes and r.per_class_ap]
     if charted:
@@ -155,12 +155,10 @@ def table_page(table: Table) -> str:
 def index_page(tables: list[Table], formats: tuple[str, ...]) -> str:
     rows = []
     for table in tables:
-        reproduced = [r for r in table.rows() if r.kind == "reproduced"]
-        verified = sum(r.text["verification"] == VERIFIED for r in reproduced)
-        deviating = len(table.sections.get(DEVIATIONS_SECTION, []))
+        counts = table.counts()
         others = " ".join(f'<a href="{html.escape(table.stem)}.{fmt}">{fmt}</a>' for fmt in formats if fmt != "html")
         rows.append(f'<tr><td class="text"><a href="{html.escape(table.stem)}.html">{html.escape(table.title)}</a></td>'
-                    f"<td>{len(reproduced)}</td><td>{verified}</td><td>{deviating}</td>"
+                    f"<td>{counts['reproduced']}</td><td>{counts['verified']}</td><td>{counts['deviating']}</td>"
                     f'<td class="text">{others}</td></tr>')
     body = ("<h1>Leaderboards</h1>\n<p>Built by <code>bench leaderboard build</code> from validated submissions "
             "and the paper's reported rows.</p>\n<table><thead><tr><th class=\"text\">table</th><th>reproduced rows</th>"

@@ -1,7 +1,8 @@
 """Leaderboard tables as Markdown, CSV and LaTeX, each with the escaping its format needs.
 
 - Markdown (tabulate's ``github`` format, which escapes nothing): ``\\`` and ``|`` are
-  backslash-escaped, so a cell can never end early; newlines become spaces.
+  backslash-escaped, so a cell can never end early, and so are ``< > [ ]``, so that free text
+  (a plugin's backbone name) never becomes HTML or a link on GitHub; newlines become spaces.
 - CSV (the ``csv`` module quotes as CSV needs): a cell starting with ``= + - @`` (or a tab or
   carriage return) that is not a number gets a leading ``'``, so a spreadsheet shows it
   as text instead of running it as a formula.
@@ -27,6 +28,7 @@ from harness.leaderboard.rows import (
     METRICS,
     PROTOCOL_SECTION,
     TEXT_COLUMNS,
+    VERIFIED,
     Row,
 )
 
@@ -38,8 +40,8 @@ NOTE = (
     "Metrics in percent (docs/METRICS.md): "
     + ", ".join(f"{label} = `{key}`" for key, label in METRICS)
     + "; top-3 predictions per image. Reproduced rows: mean ± sample standard deviation over their seeds "
-    "(one run per seed). `verified`: re-trained by `bench leaderboard reproduce` with the same scores; "
-    "`self-reported`: not re-trained yet."
+    "(one run per seed). `verified`: re-trained by `bench leaderboard reproduce`, which gave the same result and "
+    "scores; `self-reported`: not re-trained yet. `fingerprint`: the first 8 hex digits of the dataset's fingerprint."
 )
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _TEX = {
@@ -58,6 +60,7 @@ class Table:
     protocol: str
     sections: dict[str, list[Row]]
     classes: list[str] = field(default_factory=list)
+    remarks: list[str] = field(default_factory=list)  # what the note must add about this table's data
 
     @property
     def stem(self) -> str:
@@ -69,6 +72,17 @@ class Table:
 
     def rows(self) -> list[Row]:
         return [row for rows in self.sections.values() for row in rows]
+
+    def note(self) -> str:
+        """``NOTE`` and this table's remarks."""
+        return " ".join([NOTE, *self.remarks])
+
+    def counts(self) -> dict[str, int]:
+        """What the indexes show of a table: its reproduced, verified and deviating rows and runs."""
+        reproduced = [r for r in self.rows() if r.kind == "reproduced"]
+        return {"reproduced": len(reproduced), "verified": sum(r.text["verification"] == VERIFIED for r in reproduced),
+                "deviating": len(self.sections.get(DEVIATIONS_SECTION, [])),
+                "runs": sum(int(r.text["runs"]) for r in reproduced)}
 
     def notes(self) -> list[str]:
         return [" ".join(r.text[k] for k in ("backbone", "method", "aug", "size") if r.text[k] != "-") + f": {r.note}"
@@ -97,8 +111,11 @@ def cells(row: Row, section: str) -> list[str]:
     return [*text[:7], *(metric_cell(row, key) for key, _ in METRICS), *text[7:]]
 
 
+_MARKDOWN = str.maketrans({char: "\\" + char for char in "\\|<>[]"})
+
+
 def markdown_escape(text: str) -> str:
-    return " ".join(text.splitlines()).replace("\\", "\\\\").replace("|", "\\|")
+    return " ".join(text.splitlines()).translate(_MARKDOWN)
 
 
 def csv_escape(text: str) -> str:
@@ -112,7 +129,7 @@ def latex_escape(text: str) -> str:
 
 
 def markdown(table: Table) -> str:
-    lines = [f"# {markdown_escape(table.title)}", "", NOTE]
+    lines = [f"# {markdown_escape(table.title)}", "", table.note()]
     for section, rows in table.sections.items():
         if not rows:
             continue
@@ -145,7 +162,7 @@ def csv_text(table: Table) -> str:
 
 def latex(table: Table) -> str:
     """A LaTeX fragment (booktabs): one tabular per non-empty section."""
-    lines = [f"% {latex_escape(table.title)}. {latex_escape(NOTE)}"]
+    lines = [f"% {latex_escape(table.title)}. {latex_escape(table.note())}"]
     for section, rows in table.sections.items():
         if not rows:
             continue
@@ -170,11 +187,9 @@ def index_markdown(tables: list[Table], formats: tuple[str, ...]) -> str:
              "| table | reproduced rows | verified rows | rows with deviations | runs | files |",
              "| --- | --- | --- | --- | --- | --- |"]
     for table in tables:
-        reproduced = [r for r in table.rows() if r.kind == "reproduced"]
-        verified = sum(r.text["verification"] == "verified" for r in reproduced)
-        deviating = len(table.sections.get(DEVIATIONS_SECTION, []))
-        runs = sum(int(r.text["runs"]) for r in reproduced)
+        counts = table.counts()
         files = ", ".join(f"[{fmt}]({table.stem}.{fmt})" for fmt in formats)
-        lines.append(f"| {markdown_escape(table.title)} | {len(reproduced)} | {verified} | {deviating} | {runs} | {files} |")
+        lines.append(f"| {markdown_escape(table.title)} | {counts['reproduced']} | {counts['verified']} | "
+                     f"{counts['deviating']} | {counts['runs']} | {files} |")
     return "\n".join(lines) + "\n"
 

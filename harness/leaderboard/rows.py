@@ -1,12 +1,13 @@
 """Table rows: stored submissions grouped into rows with pandas, beside the paper's rows.
 
 One DataFrame row per submission holds its configuration as columns (``CONFIGURATION``:
-everything that defines what was trained and how, except the seed) and its metrics in
-percent. Submissions that share every configuration column and their verification status
-are one row: mean ± sample standard deviation over their seeds (a configuration and seed
-is stored at most once, so the number of runs is the number of distinct seeds). Rows with
-deviations from the protocol go to their own section; the paper's rows and, for rows that
-match one, the difference to it, stay in the protocol section.
+everything that defines what was trained and how, and on which data, except the seed) and
+its metrics in percent. Submissions that share every configuration column and their
+verification status are one row: mean ± sample standard deviation over their seeds (a
+configuration and seed is stored at most once, so the number of runs is the number of
+distinct seeds). Every row shows the first 8 hex digits of its dataset fingerprint. Rows
+with deviations from the protocol go to their own section; the paper's rows and, for
+canonical rows that match one, the difference to it, stay in the protocol section.
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ PROTOCOL_SECTION, DEVIATIONS_SECTION = "protocol", "deviations"
 DELTA = "Δ reproduced − paper"
 VERIFIED, SELF_REPORTED = "verified", "self-reported"
 # The columns that say what was trained; rows never merge across any of them.
-CONFIGURATION = ("kind", "dataset", "fingerprint", "protocol", "protocol_hash", "deviations", "backbone", "method",
-                 "aug", "loss", "size", "model", "pretrained", "augmentation", "loss_component", "precision",
-                 "pipeline", "fusion", "members")
+CONFIGURATION = ("kind", "dataset", "fingerprint", "coverage", "n_train", "protocol", "protocol_hash", "deviations",
+                 "backbone", "method", "aug", "loss", "size", "model", "pretrained", "augmentation", "loss_component",
+                 "precision", "pipeline", "fusion", "members")
 TEXT_COLUMNS = ("backbone", "method", "aug", "loss", "size", "source", "verification", "seeds", "runs", "plugin",
-                "precision", "pipeline", "device", "train img/s", "data", "deviations")
+                "precision", "pipeline", "device", "data", "fingerprint", "deviations")
+CANONICAL = "canonical"
+SHORT_FINGERPRINT = 8
 
 
 @dataclass
@@ -108,6 +111,8 @@ def configuration(record: RunRecord) -> dict[str, str]:
         "kind": record.kind,
         "dataset": record.dataset.name,
         "fingerprint": record.dataset.fingerprint,
+        "coverage": repr(record.dataset.coverage),
+        "n_train": str(record.dataset.n_train),
         "protocol": record.protocol.name,
         "protocol_hash": record.protocol.hash,
         "deviations": canonical_json(record.protocol.deviations),
@@ -129,13 +134,12 @@ def configuration(record: RunRecord) -> dict[str, str]:
 
 def submission_frame(entries: list[tuple[RunRecord, str, str]]) -> pd.DataFrame:
     """One row per submission (``record``, verification, data status): configuration columns,
-    seed, metrics in percent, per-class AP, device and training speed."""
+    seed, metrics in percent, per-class AP and device."""
     rows = []
     for record, verification, data in entries:
         row = {**configuration(record), "verification": verification, "data": data, "seed": seed_label(record),
                "device": record.gpu or ("CPU" if record.device == "cpu" else record.device or "-"),
-               "train_images_per_s": record.train_images_per_s if record.train_images_per_s is not None else math.nan,
-               "coverage": record.dataset.coverage, "classes": list(record.dataset.classes),
+               "classes": list(record.dataset.classes),
                "per_class_ap": record.metrics.get("per_class_ap"),
                "plugin": component_id(record.fusion if record.kind == "fusion" else record.model)}
         row.update({key: 100 * record.metrics[key] for key, _ in METRICS})
@@ -165,16 +169,16 @@ def reproduced_rows(frame: pd.DataFrame) -> list[Row]:
         first = group.iloc[0]
         means = group[[key for key, _ in METRICS]].mean()
         stds = group[[key for key, _ in METRICS]].std(ddof=1)
-        rates = group["train_images_per_s"].dropna()
         deviations = first["deviations"]
-        data = first["data"] if first["data"] == "canonical" else f"{first['data']}, coverage {100 * first['coverage']:.1f}%"
+        coverage = float(first["coverage"])
+        data = first["data"] if first["data"] == CANONICAL else f"{first['data']}, coverage {100 * coverage:.1f}%"
         text = {
             "backbone": first["backbone"], "method": first["method"], "aug": first["aug"], "loss": first["loss"],
             "size": first["size"], "source": "reproduced", "verification": first["verification"],
             "seeds": ",".join(sorted(group["seed"], key=_seed_order)), "runs": str(len(group)),
             "plugin": first["plugin"], "precision": first["precision"], "pipeline": first["pipeline"],
             "device": ", ".join(sorted(set(group["device"]))),
-            "train img/s": f"{rates.mean():.0f}" if len(rates) else "-", "data": data,
+            "data": data, "fingerprint": first["fingerprint"][:SHORT_FINGERPRINT],
             "deviations": describe_deviations(deviations),
         }
         rows.append(Row(
@@ -217,29 +221,38 @@ def _row_order(row: Row) -> tuple:
     )
 
 
-def paper_rows(baselines: Path, dataset: str) -> list[Row]:
-    """The paper's rows for ``dataset`` from ``baselines/wang2019/table*.csv``, in paper order.
-    Table 2's M1–M3 are the baseline with that augmentation; Table 3 rows are methods."""
-    rows = []
+def paper_records(baselines: Path) -> list[dict[str, str]]:
+    """Every row of ``baselines/wang2019/table*.csv``, in file and paper order."""
+    records = []
     for path in sorted((Path(baselines) / PAPER_PROTOCOL).glob("table*.csv")):
         with open(path, newline="") as stream:
-            for record in csv.DictReader(stream):
-                if record["dataset"] != dataset:
-                    continue
-                single = record["method"] in AUGMENTATION_LABELS.values()
-                text = {
-                    "backbone": record["backbone"], "method": BASELINE if single else record["method"],
-                    "aug": record["method"] if single else "-", "loss": "bce" if not record["reference"] else "-",
-                    "size": record["size"] or "-", "source": record["source"],
-                }
-                means = {key: float(record[key]) if record[key] else None for key, _ in METRICS}
-                rows.append(Row(kind="paper", section=PROTOCOL_SECTION, text=text, means=means, note=record["note"]))
+            records += list(csv.DictReader(stream))
+    return records
+
+
+def paper_rows(baselines: Path, dataset: str) -> list[Row]:
+    """The paper's rows for ``dataset``, in paper order. Table 2's M1–M3 are the baseline with
+    that augmentation; Table 3 rows are methods."""
+    rows = []
+    for record in paper_records(baselines):
+        if record["dataset"] != dataset:
+            continue
+        single = record["method"] in AUGMENTATION_LABELS.values()
+        text = {
+            "backbone": record["backbone"], "method": BASELINE if single else record["method"],
+            "aug": record["method"] if single else "-", "loss": "bce" if not record["reference"] else "-",
+            "size": record["size"] or "-", "source": record["source"],
+        }
+        means = {key: float(record[key]) if record[key] else None for key, _ in METRICS}
+        rows.append(Row(kind="paper", section=PROTOCOL_SECTION, text=text, means=means, note=record["note"]))
     return rows
 
 
 def _matches(paper: Row, row: Row) -> bool:
+    """A canonical reproduced row of the paper row's backbone, method, augmentation and size:
+    only a run on the complete official data is compared with the paper."""
     a, b = paper.text, row.text
-    if a["backbone"] != b["backbone"] or a["method"] != b["method"]:
+    if b["data"] != CANONICAL or a["backbone"] != b["backbone"] or a["method"] != b["method"]:
         return False
     return all(a[k] in ("-", b[k]) for k in ("aug", "size"))
 
@@ -251,8 +264,8 @@ def _difference(row: Row, paper: Row) -> Row:
 
 
 def protocol_section(paper: list[Row], reproduced: list[Row]) -> list[Row]:
-    """Paper rows in the paper's order per backbone, each followed by the reproduced rows that
-    match it and their difference to it; other reproduced rows after their backbone's."""
+    """Paper rows in the paper's order per backbone, each followed by the canonical reproduced
+    rows that match it and their difference to it; other reproduced rows after their backbone's."""
     remaining = list(reproduced)
     out: list[Row] = []
     backbones = list(dict.fromkeys([r.text["backbone"] for r in paper] + [r.text["backbone"] for r in remaining]))
