@@ -192,10 +192,12 @@ class Trainer:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            lines = str(error).strip().splitlines() or [type(error).__name__]
+            # torch's weights-only refusal is a page of advice; its line naming the object is the reason.
+            reason = next((line.strip() for line in lines if "unsupported global" in line.lower()), lines[0])
             raise UserError(
-                f"{path}: not a checkpoint this harness wrote ({reason[:120]}); it may hold code, so it is not "
-                "loaded; delete it and start again with --overwrite"
+                f"{path}: not a checkpoint this harness wrote; it may hold code, so it is not loaded: delete it and "
+                f"start again with --overwrite ({reason[:100]})"
             ) from None
         try:
             self.bare_model.load_state_dict(state["model"])
