@@ -179,6 +179,7 @@ def test_latex_and_markdown_escapes_cover_every_special_character():
     assert render.latex_escape("$ { } ~ ^ \\ & % _ #") == (
         "\\$ \\{ \\} \\textasciitilde{} \\textasciicircum{} \\textbackslash{} \\& \\% \\_ \\#")
     assert render.latex_escape("84.3 ± 1.9, Δ −0.2 → x") == "84.3 $\\pm$ 1.9, $\\Delta$ $-$0.2 $\\to$ x"
+    assert render.latex_escape("< > | 2×") == "\\textless{} \\textgreater{} \\textbar{} 2$\\times$"
     assert render.markdown_escape("a|b\\|c\nd") == "a\\|b\\\\\\|c d"
     assert render.markdown_escape("<b>[x](y)</b>") == "\\<b\\>\\[x\\](y)\\</b\\>"
 
