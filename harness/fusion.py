@@ -24,7 +24,7 @@ from harness.results import FusionRecord, MemberRecord, RunRecord, environment
 from harness.rundir import RESULT_FILE, SCORES_FILE, atomic_write, claim, publish, read_scores, run_lock, write_scores
 
 # Training facts copied from the members when they all agree, else recorded as null.
-_SHARED_FIELDS = ("model", "augmentation", "loss", "size", "seed", "device", "gpu", "world_size", "precision", "tf32")
+SHARED_FIELDS = ("model", "augmentation", "loss", "size", "seed", "device", "gpu", "world_size", "precision", "tf32")
 
 
 @dataclass
@@ -167,7 +167,7 @@ def fuse_runs(
     with run_lock(run_dir):
         folder = claim(run_dir, overwrite=overwrite, resume=False)
         write_scores(folder / SCORES_FILE, fused, labels, ids)
-        shared = {key: _common([getattr(m.record, key) for m in members]) for key in _SHARED_FIELDS}
+        shared = {key: _common([getattr(m.record, key) for m in members]) for key in SHARED_FIELDS}
         plugins = {repr(p): p for m in members for p in m.record.plugins}
         plugins[repr(fusion_component.plugin.provenance())] = fusion_component.plugin.provenance()
         record = RunRecord(

@@ -136,10 +136,10 @@ def write_scores(path: Path, scores: np.ndarray, labels: np.ndarray, ids) -> Non
     atomic_write(path, lambda stream: np.savez_compressed(stream, **arrays))
 
 
-def open_npz(path: Path, what: str = "scores file"):
-    """``np.load`` of an ``.npz`` archive that may come from anyone: numeric and string arrays
+def load_npz(path: Path, what: str, advice: str = "") -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` archive that may come from anyone: numeric and string arrays
     only (no pickles), every member at most ``MAX_ARRAY_BYTES`` uncompressed (no zip bombs);
-    anything else is one ``BadInput`` line naming the file."""
+    anything else is one ``BadInput`` line naming the file (``advice`` ends the pickle line)."""
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
@@ -148,7 +148,16 @@ def open_npz(path: Path, what: str = "scores file"):
         raise BadInput(f"{path}: not an .npz archive ({' '.join(str(error).split())}); give the {what} as written") from None
     if too_big:
         raise BadInput(f"{path}: {too_big[0]} unpacks to more than {human_bytes(MAX_ARRAY_BYTES)}; not a {what}")
-    return np.load(path, allow_pickle=False)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except ValueError as error:
+        if "pickle" in str(error):
+            raise BadInput(f"{path}: holds Python objects, which are never loaded; a {what} holds numbers and "
+                           f"strings only{advice}") from None
+        raise BadInput(f"{path}: not a readable .npz file ({' '.join(str(error).split())})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
+        raise BadInput(f"{path}: not a readable .npz file ({' '.join(str(error).split())})") from None
 
 
 def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -160,20 +169,12 @@ def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise BadInput(f"{path}: no such file; give a run folder or a scores.npz file")
     if path.suffix != ".npz":
         raise BadInput(f"{path}: not a .npz file; give a run folder or its scores.npz")
-    try:
-        with open_npz(path) as data:
-            missing = {"scores", "labels"} - set(data.files)
-            if missing:
-                raise BadInput(f"{path}: missing array(s) {', '.join(sorted(missing))}; expected scores, labels, ids")
-            scores, labels = data["scores"], data["labels"]
-            ids = data["ids"] if "ids" in data.files else np.arange(len(scores)).astype(str)
-    except ValueError as error:
-        if "pickle" in str(error):
-            raise BadInput(f"{path}: holds Python objects, which are never loaded; a scores file holds numbers "
-                           "and strings only") from None
-        raise BadInput(f"{path}: not a readable .npz file ({' '.join(str(error).split())})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as error:
-        raise BadInput(f"{path}: not a readable .npz file ({' '.join(str(error).split())})") from None
+    data = load_npz(path, "scores file")
+    missing = {"scores", "labels"} - set(data)
+    if missing:
+        raise BadInput(f"{path}: missing array(s) {', '.join(sorted(missing))}; expected scores, labels, ids")
+    scores, labels = data["scores"], data["labels"]
+    ids = data["ids"] if "ids" in data else np.arange(len(scores)).astype(str)
     return scores, labels, ids
 
 

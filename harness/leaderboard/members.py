@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import UserError
-from harness.fusion import _SHARED_FIELDS as SHARED_FIELDS
+from harness.fusion import SHARED_FIELDS
 from harness.leaderboard.bundle import Bundle
 from harness.leaderboard.checks import Where
 from harness.results import RunRecord

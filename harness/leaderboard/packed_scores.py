@@ -6,20 +6,19 @@ within a class. ``np.savez_compressed`` deflates the four bytes of each value in
 so deflate barely sees that redundancy. Storing byte ``b`` of every value of class ``c``
 contiguously (array ``score_planes[b, c, :]``) lets it: on one COCO-sized score matrix
 (40,137 × 80) this is 10.17 MB instead of 11.55 MB (leaderboards/README.md has the
-measurements). The file is an ordinary ``.npz`` read through ``harness.rundir.open_npz``
+measurements). The file is an ordinary ``.npz`` read through ``harness.rundir.load_npz``
 (no pickles, bounded members); decoding is a transpose and a view, exact to the bit.
 """
 
 from __future__ import annotations
 
 import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from harness.errors import BadInput
-from harness.rundir import atomic_write, open_npz
+from harness.rundir import atomic_write, load_npz
 
 LAYOUT = "float32-byte-planes-by-class"
 _LITTLE_FLOAT32 = np.dtype("<f4")
@@ -52,19 +51,11 @@ def write_packed(path: Path, scores: np.ndarray, labels: np.ndarray, ids) -> Non
 
 def read_packed(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(scores, labels, ids)`` from a stored file, every array's dtype and shape checked; the
-    archive is opened with ``open_npz`` (no pickles, every member's size bounded)."""
-    try:
-        with open_npz(path, "stored scores file") as data:
-            if sorted(data.files) != ["ids", "labels", "score_planes"]:
-                raise BadInput(f"{path}: holds {', '.join(sorted(data.files))}; expected score_planes, labels, ids")
-            planes, labels, ids = data["score_planes"], data["labels"], data["ids"]
-    except ValueError as error:
-        if "pickle" in str(error):
-            raise BadInput(f"{path}: holds Python objects, which are never loaded; a stored scores file holds "
-                           "numbers and strings only: restore it from version control") from None
-        raise BadInput(f"{path}: not a readable .npz file ({' '.join(str(error).split())})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as error:
-        raise BadInput(f"{path}: not a readable .npz file ({' '.join(str(error).split())})") from None
+    archive is read with ``load_npz`` (no pickles, every member's size bounded)."""
+    data = load_npz(path, "stored scores file", ": restore it from version control")
+    if sorted(data) != ["ids", "labels", "score_planes"]:
+        raise BadInput(f"{path}: holds {', '.join(sorted(data))}; expected score_planes, labels, ids")
+    planes, labels, ids = data["score_planes"], data["labels"], data["ids"]
     if planes.dtype != np.uint8 or planes.ndim != 3 or planes.shape[0] != 4:
         raise BadInput(f"{path}: score_planes is {planes.dtype} {planes.shape}; expected uint8 (4, classes, images)")
     count, classes = planes.shape[2], planes.shape[1]
