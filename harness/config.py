@@ -12,14 +12,24 @@ and ``bench leaderboard reproduce`` read back, without resolving anything again.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import sys
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
+from harness.errors import UserError, one_line
 from harness.naming import code_sha256, default_run_id, plain_name
 from harness.protocol import Protocol, get_protocol
-from harness.results import ComponentRecord, PluginRecord, parse_record
+from harness.results import ComponentRecord, PluginRecord, parse_record, parse_value
+from harness.rundir import RUN_FILE, read_json
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 # Upper bounds on options, each with the reason given when a value exceeds it.
 LIMITS = {
@@ -33,29 +43,134 @@ MIN_SIZE = 8
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+def setting(default: Any, help: str, *, flag: str | None = None, choices: tuple[str, ...] | None = None,
+            path: bool = False, metavar: str | None = None) -> Any:
+    """A ``RunConfig`` field with everything its command-line option needs, declared once.
+
+    ``flag`` is the option's name (default ``--field-name``; ``--a/--no-a`` for a switch that
+    defaults to on), ``choices`` its allowed values, ``path`` whether it names a file or folder.
+    ``bench run``'s options, ``RunConfig.to_args``, ``--config`` files and the sweep grid's
+    ``[run]`` keys are all read from these fields.
+    """
+    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices, "path": path,
+                                            "metavar": metavar})
+
+
 @dataclass
 class RunConfig:
     """One training run as the user asked for it. ``None`` fields take the protocol's defaults."""
 
-    dataset: str = "shapes"
-    data_root: str | None = None
-    model: str | None = None
-    augmentation: str | None = None
-    loss: str | None = None
-    size: int | None = None
-    protocol: str = "smoke"
-    epochs: int | None = None
-    batch_size: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    pretrained: str | None = None  # "imagenet", "none" or a file path
-    out: str = "runs"
-    run_id: str | None = None
-    plugins: tuple[str, ...] = ()
-    skip_missing: bool = False
-    cache: bool = True
-    overwrite: bool = False
+    dataset: str = setting("shapes", "Dataset name (`bench plugins` lists them).")
+    data_root: str | None = setting(None, "Folder holding the dataset in its official layout.", path=True)
+    model: str | None = setting(None, "Model name, or timm:<name>. Default: the protocol's.")
+    augmentation: str | None = setting(None, "Augmentation: flip (M1), crop (M2), mixup (M3). Default: the protocol's.",
+                                       flag="--aug")
+    loss: str | None = setting(None, "Training loss (`bench plugins` lists them). Default: the protocol's (bce); "
+                                     "any other is recorded as a deviation.")
+    size: int | None = setting(None, "Square input size. Default: the protocol's.")
+    protocol: str = setting("smoke", "Training protocol (`bench protocol list`).")
+    epochs: int | None = setting(None, "Override the protocol's epochs (recorded as a deviation).")
+    batch_size: int | None = setting(None, "Override the protocol's global batch (recorded as a deviation).")
+    seed: int = setting(0, "Random seed of the run (data order, augmentation draws, new layers).")
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N.")
+    precision: str = setting("auto", "auto: bf16 autocast on a GPU, fp32 on a CPU. fp32 on a GPU turns TF32 off.",
+                             choices=PRECISIONS)
+    pretrained: str | None = setting(None, "imagenet, none, or a weights file. Default: the protocol's init.")
+    out: str = setting("runs", "Folder for run folders.", path=True)
+    run_id: str | None = setting(None, "Name of the run folder (a plain name). "
+                                       "Default: dataset-model-aug-size-protocol-seedN.")
+    plugins: tuple[str, ...] = setting((), "Load a plugin: a .py file, a package directory, an importable module or "
+                                           "an entry-point name. Repeatable.", flag="--plugin", metavar="VALUE")
+    skip_missing: bool = setting(False, "Leave out images whose files are missing (the coverage is recorded).")
+    cache: bool = setting(True, "Keep decoded images on disk between runs, or decode into memory for this run only.",
+                          flag="--cache/--no-cache")
+    overwrite: bool = setting(False, "Replace a finished or unfinished run of the same id once the new one has "
+                                     "finished (your own files in the folder stay).")
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], where: str = "") -> "RunConfig":
+        """A ``RunConfig`` from settings given by name (``size=448`` or ``"batch-size": 8``), every
+        name and type checked: an unknown name or a wrong type is one line naming it (``where``
+        names the file the settings came from, else they are named as arguments)."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        types = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for key, value in options.items():
+            name = key.replace("-", "_")
+            label = f"{where}: {key!r}" if where else f"argument {key}"
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f"; the settings are {', '.join(known)}"
+                raise UserError(f"{label} is not a run setting{hint}")
+            if name == "plugins":
+                if isinstance(value, str) or not isinstance(value, (list, tuple)) or \
+                        not all(isinstance(v, str) for v in value):
+                    raise UserError(f"{label} {value!r}: give a list of plugin names or paths")
+                values[name] = tuple(value)
+                continue
+            try:
+                values[name] = parse_value(types[name], value, where or "run settings", key)
+            except UserError as error:
+                raise UserError(f"{label} {value!r}: expected {_type_name(types[name])}") from error
+            choices = known[name].metadata["choices"]
+            if choices and values[name] not in choices:
+                raise UserError(f"{label} {value!r}: use {', '.join(choices)}")
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "RunConfig":
+        """The settings of a TOML file: ``bench run``'s option names as keys, at the top level or
+        in a ``[run]`` table (the table a sweep grid gives every cell)."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserError(f"--config {path}: cannot read it ({one_line(error)})") from None
+        except tomllib.TOMLDecodeError as error:
+            raise UserError(f"--config {path}: not valid TOML ({one_line(error)})") from None
+        table = data.pop("run", {})
+        if not isinstance(table, dict):
+            raise UserError(f"{path}: 'run' must be a table of run settings")
+        both = sorted(set(table) & set(data))
+        if both:
+            raise UserError(f"{path}: {both[0]!r} is set both at the top level and in [run]; keep one")
+        return cls.from_options({**data, **table}, str(path))
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, plugins: tuple[str, ...] = ()) -> "RunConfig":
+        """The settings a run resolved to (its ``run.json``), as a ``RunConfig`` to run again with
+        changes; the run id is derived anew. A plugin file or folder the run used is loaded only
+        when named again in ``plugins`` (code a run folder names is never run on its own)."""
+        resolved = ResolvedRun.read(run_dir)
+        path = Path(run_dir) / RUN_FILE
+        named = {str(Path(p).expanduser().resolve()) for p in plugins}
+        for source in resolved.plugins:
+            if source.plugin.source in ("file", "directory") and str(Path(source.value).resolve()) not in named:
+                raise UserError(f"{path}: the run used plugin {source.value}; name it again with --plugin "
+                                f"{source.value} (code a run folder names is not run on its own)")
+        installed = tuple(p.value for p in resolved.plugins if p.plugin.source not in ("file", "directory"))
+        kept = {f.name: getattr(resolved, f.name) for f in dataclasses.fields(cls)
+                if f.name not in ("run_id", "plugins", "overwrite") and hasattr(resolved, f.name)}
+        return cls(**kept, plugins=tuple(dict.fromkeys(installed + tuple(plugins))))
+
+    def to_args(self, always: tuple[str, ...] = ()) -> list[str]:
+        """The ``bench run`` options that give this config; settings at their default are left
+        out unless named in ``always``."""
+        args: list[str] = []
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if value is None or value == () or (value == spec.default and spec.name not in always):
+                continue
+            on, _, off = option_flag(spec).partition("/")
+            if isinstance(value, bool):
+                if value or off:
+                    args.append(on if value else off)
+            elif isinstance(value, tuple):
+                args += [item for v in value for item in (on, str(v))]
+            else:
+                args += [on, str(value)]
+        return args
+
 
     def resolve(self, registry) -> "ResolvedRun":
         """Every default filled, every value checked, the deviations computed; see the module docstring."""
@@ -71,7 +186,7 @@ class RunConfig:
         loss_name = self.loss or base.loss
         registry.get("model", model_name)
         registry.get("augmentation", augmentation_name)
-        loss = registry.get("loss", loss_name)
+        registry.get("loss", loss_name)
         size = self.size or base.default_size
         pretrained = self.pretrained or base.init
         if pretrained not in ("imagenet", "none"):
@@ -105,6 +220,16 @@ class RunConfig:
             plugins=[_plugin_file(registry, value) for value in self.plugins],
         )
 
+
+def option_flag(spec: dataclasses.Field) -> str:
+    """The command-line flag of a ``RunConfig`` field (``--batch-size``, ``--cache/--no-cache``)."""
+    return spec.metadata.get("flag") or "--" + spec.name.replace("_", "-")
+
+
+def _type_name(annotation: Any) -> str:
+    names = {int: "a whole number", str: "a string", bool: "true or false", float: "a number"}
+    options = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    return " or ".join(names.get(a, getattr(a, "__name__", str(a))) for a in options)
 
 def _check_ranges(settings, where: str = "") -> None:
     """Every bounded setting of ``settings`` (a RunConfig or a ResolvedRun) within its limits;
@@ -220,6 +345,14 @@ class ResolvedRun:
         plain_name(resolved.run_id, f"{where}: run_id")
         _check_ranges(resolved, where)
         return resolved
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> "ResolvedRun":
+        """The resolved run stored in ``run_dir/run.json`` (validated: run folders travel)."""
+        if not Path(run_dir).is_dir():
+            raise UserError(f"{run_dir}: no such run folder")
+        path = Path(run_dir) / RUN_FILE
+        return cls.from_dict(read_json(path, "run file"), str(path))
 
     def with_fingerprint(self, value: str) -> "ResolvedRun":
         return dataclasses.replace(self, fingerprint=value)

@@ -50,7 +50,6 @@ from harness.rundir import (
     human_bytes,
     is_finished,
     publish,
-    read_json,
     refuse_if_taken,
     run_lock,
     write_json,
@@ -239,21 +238,13 @@ def _sample(dataset, size: int):
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
 
 
-def read_run_file(run_dir: Path) -> ResolvedRun:
-    """The resolved run stored in ``run_dir/run.json`` (validated: run folders travel)."""
-    path = Path(run_dir) / RUN_FILE
-    if not Path(run_dir).is_dir():
-        raise UserError(f"{run_dir}: no such run folder")
-    return ResolvedRun.from_dict(read_json(path, "run file"), str(path))
-
-
 def resolve_resume(run_dir: Path, data_root: str | None = None) -> tuple[ResolvedRun, Registry]:
     """The stored run of an unfinished run folder, its plugin files re-hashed, and its registry;
     ``data_root`` moves the data (the fingerprint must still match)."""
     run_dir = Path(run_dir).expanduser().resolve()
     if is_finished(run_dir):
         raise UserError(f"{run_dir} is finished; nothing to resume")
-    resolved = read_run_file(run_dir)
+    resolved = ResolvedRun.read(run_dir)
     if resolved.run_dir != run_dir:
         resolved = dataclasses.replace(resolved, out=str(run_dir.parent), run_id=run_dir.name)
     if data_root is not None:
@@ -294,7 +285,7 @@ def run(config: RunConfig | None = None, *, resume: Path | str | None = None, da
             raise UserError("resume continues a run with its stored settings; give no other settings")
         resolved, registry = resolve_resume(Path(resume), data_root)
     else:
-        config = config or RunConfig(**options)
+        config = config or RunConfig.from_options(options)
         if data_root is not None:
             config = dataclasses.replace(config, data_root=data_root)
         registry = Registry(config.plugins)

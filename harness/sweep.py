@@ -36,6 +36,7 @@ the same options.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import queue
@@ -46,7 +47,6 @@ import sys
 import threading
 import time
 import traceback
-import typing
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +59,6 @@ from harness.fusion import fuse
 from harness.naming import default_run_id, fusion_run_id
 from harness.progress import log_to
 from harness.protocol import get_protocol
-from harness.results import parse_value
 from harness.rundir import RUN_FILE, is_finished
 
 if sys.version_info >= (3, 11):
@@ -206,13 +205,9 @@ def load_grid(path: Path, seeds: list[int] | None = None) -> Grid:
 
 def _check_run_options(options: dict[str, Any], where: str) -> None:
     """The [run] keys must be `bench run` options a grid may set for every cell."""
-    from harness.cli.run import option_fields
-
-    allowed = option_fields() - _CELL_FIELDS
+    allowed = {f.name for f in dataclasses.fields(RunConfig)} - _CELL_FIELDS
     _check_keys({key.replace("-", "_") for key in options}, allowed, where)
-    types = typing.get_type_hints(RunConfig)
-    for key, value in options.items():
-        parse_value(types[key.replace("-", "_")], value, where, key)
+    RunConfig.from_options(options, where)
 
 
 def parse_data_roots(values: tuple[str, ...], datasets: set[str]) -> dict[str | None, str]:
@@ -243,14 +238,12 @@ def cell_config(cell: Cell, grid: Grid, out: Path, data_roots: dict[str | None, 
 
 def run_args(cell: Cell, grid: Grid, out: Path, data_roots: dict[str | None, str]) -> list[str]:
     """The ``bench`` arguments that train ``cell``, or continue it when it was interrupted."""
-    from harness.cli.run import config_args
-
     run_dir = out / cell.run_id
     if (run_dir / RUN_FILE).is_file():
         root = data_roots.get(cell.dataset, data_roots.get(None))
         return ["run", "--resume", str(run_dir), *(["--data-root", root] if root else []), "--quiet"]
     identity = ("dataset", "model", "augmentation", "size", "protocol", "seed")
-    return ["run", *config_args(cell_config(cell, grid, out, data_roots), always=identity), "--quiet"]
+    return ["run", *cell_config(cell, grid, out, data_roots).to_args(always=identity), "--quiet"]
 
 
 def fuse_args(ensemble: Ensemble, grid: Grid, out: Path) -> list[str]:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
-plugin_option = click.option(
-    "--plugin",
-    "plugins",
-    multiple=True,
-    metavar="VALUE",
-    help="Load a plugin: a .py file, a package directory, an importable module or an "
-    "entry-point name. Repeatable.",
-)
+from harness.config import RunConfig
+
+_PLUGINS = next(f for f in dataclasses.fields(RunConfig) if f.name == "plugins")
+plugin_option = click.option("--plugin", "plugins", multiple=True, metavar=_PLUGINS.metadata["metavar"],
+                             help=_PLUGINS.metadata["help"])
 
 
 def load_registry(plugins: tuple[str, ...]):

@@ -1,54 +1,61 @@
 """``bench run``: train one model under a protocol, score the test split, write a run folder.
 
-The options of this command are the one definition of a run's settings: each names a field
-of ``harness.config.RunConfig``, and ``bench sweep`` builds its cells from the same
-definitions (``config_args`` turns a ``RunConfig`` back into these options).
+Its run options are built from the fields of ``harness.config.RunConfig``, where each setting
+is declared once (flag, help, default); ``--config`` reads the same names from a TOML file
+and ``--from`` starts from a run folder's resolved settings. Options given on the command
+line override both.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
-from harness.cli.options import plugin_option
-from harness.config import RunConfig
+from harness.config import RunConfig, option_flag
 from harness.errors import UserError
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+
+def run_options(command):
+    """One click option per ``RunConfig`` field, read from the field's declaration
+    (``harness.config.setting``): flag, help, default, type and choices are written only there."""
+    types = typing.get_type_hints(RunConfig)
+    for spec in reversed(dataclasses.fields(RunConfig)):
+        kind = types[spec.name]
+        meta = spec.metadata
+        flag = option_flag(spec)
+        kwargs: dict = {"help": meta["help"]}
+        if kind is bool:
+            kwargs.update(is_flag=True, default=spec.default, show_default="/" in flag)
+        elif typing.get_origin(kind) is tuple:
+            kwargs.update(multiple=True, metavar=meta["metavar"])
+        else:
+            base = next(a for a in (typing.get_args(kind) or (kind,)) if a is not type(None))
+            kwargs["type"] = (click.Choice(meta["choices"]) if meta["choices"]
+                              else click.Path(path_type=str) if meta["path"] else base)
+            if spec.default is not None:
+                kwargs.update(default=spec.default, show_default=True)
+        command = click.option(flag, spec.name, **kwargs)(command)
+    return command
 
 
 @click.command()
-@click.option("--dataset", default="shapes", show_default=True, help="Dataset name (`bench plugins` lists them).")
-@click.option("--data-root", type=click.Path(path_type=str), help="Folder holding the dataset in its official layout.")
-@click.option("--model", help="Model name, or timm:<name>. Default: the protocol's.")
-@click.option("--aug", "augmentation", help="Augmentation: flip (M1), crop (M2), mixup (M3). Default: the protocol's.")
-@click.option("--loss", help="Training loss (`bench plugins` lists them). Default: the protocol's (bce); "
-                             "any other is recorded as a deviation.")
-@click.option("--size", type=int, help="Square input size. Default: the protocol's.")
-@click.option("--protocol", default="smoke", show_default=True, help="Training protocol (`bench protocol list`).")
-@click.option("--epochs", type=int, help="Override the protocol's epochs (recorded as a deviation).")
-@click.option("--batch-size", type=int, help="Override the protocol's global batch (recorded as a deviation).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
-              help="auto: bf16 autocast on a GPU, fp32 on a CPU. fp32 on a GPU turns TF32 off.")
-@click.option("--pretrained", help="imagenet, none, or a weights file. Default: the protocol's init.")
-@click.option("--out", default="runs", show_default=True, type=click.Path(path_type=str), help="Folder for run folders.")
-@click.option("--run-id", help="Name of the run folder (a plain name). Default: dataset-model-aug-size-protocol-seedN.")
-@click.option("--overwrite", is_flag=True, help="Replace a finished or unfinished run of the same id once the new "
-                                                "one has finished (your own files in the folder stay).")
-@click.option("--skip-missing", is_flag=True, help="Leave out images whose files are missing (the coverage is recorded).")
-@click.option("--cache/--no-cache", default=True, show_default=True,
-              help="Keep decoded images on disk between runs, or decode into memory for this run only.")
-@plugin_option
+@run_options
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Settings from a TOML file (bench run's option names as keys, at the top or in [run]); "
+                   "options given here override it.")
+@click.option("--from", "from_run", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Run again with the settings a run folder resolved to (its run.json); options given here "
+                   "change them, and the run id is derived anew.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Continue the unfinished run in this folder from its last checkpoint, with its stored settings.")
 @click.option("--quiet", is_flag=True, help="No progress bars and no per-epoch lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result record (result.json) instead of a table.")
-def run(resume: Path | None, quiet: bool, as_json: bool, **options) -> None:
+def run(config_file: Path | None, from_run: Path | None, resume: Path | None, quiet: bool, as_json: bool,
+        **options) -> None:
     """Train a model, score the test split and print the paper's metric columns.
 
     With no options: the embedded `shapes` dataset under the `smoke` protocol, on the GPU
@@ -60,15 +67,17 @@ def run(resume: Path | None, quiet: bool, as_json: bool, **options) -> None:
     from harness.runner import run as run_training
 
     to_stderr(quiet or as_json)
+    context = click.get_current_context()
+    given = {p.name: p for p in context.command.params if p.name in options
+             and context.get_parameter_source(p.name) is not ParameterSource.DEFAULT}
     if resume is not None:
-        context = click.get_current_context()
-        given = [p.opts[0] for p in context.command.params if p.name in options and p.name != "data_root"
-                 and context.get_parameter_source(p.name) is not ParameterSource.DEFAULT]
-        if given:
-            raise UserError(f"--resume continues a run with its stored settings (plugins included); drop {', '.join(given)}")
+        extra = [p.opts[0] for name, p in given.items() if name != "data_root"]
+        extra += [flag for flag, value in (("--config", config_file), ("--from", from_run)) if value]
+        if extra:
+            raise UserError(f"--resume continues a run with its stored settings (plugins included); drop {', '.join(extra)}")
         record = run_training(resume=resume, data_root=options["data_root"])
     else:
-        record = run_training(RunConfig(**options))
+        record = run_training(settings(options, given, config_file, from_run))
     if record is None:
         return  # a non-zero rank under torchrun
     if as_json:
@@ -83,28 +92,15 @@ def run(resume: Path | None, quiet: bool, as_json: bool, **options) -> None:
     click.echo(f"run folder: {record.path}  ({record.wall_time_s:.0f} s, {record.train_images_per_s:.0f} train img/s)")
 
 
-def config_args(config: RunConfig, always: tuple[str, ...] = ()) -> list[str]:
-    """The ``bench run`` options that give ``config``, from this command's own option
-    definitions: ``RunConfig``'s defaults are left out unless named in ``always``."""
-    args: list[str] = []
-    for parameter in run.params:
-        if parameter.name not in _DEFAULTS or not isinstance(parameter, click.Option):
-            continue
-        value = getattr(config, parameter.name)
-        if value is None or value == () or (value == _DEFAULTS[parameter.name] and parameter.name not in always):
-            continue
-        if parameter.is_bool_flag:
-            args.append(parameter.opts[0] if value else parameter.secondary_opts[0])
-        elif parameter.multiple:
-            args += [item for v in value for item in (parameter.opts[0], str(v))]
-        else:
-            args += [parameter.opts[0], str(value)]
-    return args
-
-
-def option_fields() -> set[str]:
-    """The ``RunConfig`` fields that ``bench run`` has an option for."""
-    return {p.name for p in run.params if p.name in _DEFAULTS}
+def settings(options: dict, given: dict, config_file: Path | None, from_run: Path | None) -> RunConfig:
+    """The run's ``RunConfig``: a run folder's settings (``--from``), then a file's (``--config``),
+    then the options given on the command line, each overriding the one before."""
+    base = RunConfig.from_run(from_run, options["plugins"]) if from_run else RunConfig()
+    if config_file:
+        stated = RunConfig.from_file(config_file)
+        base = dataclasses.replace(base, **{f.name: getattr(stated, f.name) for f in dataclasses.fields(RunConfig)
+                                            if getattr(stated, f.name) != f.default})
+    return dataclasses.replace(base, **{name: options[name] for name in given})
 
 
 COMMANDS = [run]
