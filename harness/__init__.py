@@ -8,7 +8,10 @@ The Python API mirrors the command line::
     fused = fuse([a.path, b.path], name="ScaleEn", out="runs")
     comparison = compare(a.path, b.path)                  # paired bootstrap of B − A, and what differs
 
-The plugin API::
+The plugin API is what this module exports: the hook marker, the specs, ``UserError``, the
+dataset helpers (``assemble``, ``Files``, ``leaves_folder``, ``DatasetProblem``), the weights
+loader (``load_state_dict``) and ``create_model`` / ``load_dataset``, plus the modules named in
+``PLUGIN_API_MODULES``; plugins import nothing else of the core (a test checks it)::
 
     from harness import hookimpl, ModelSpec
 
@@ -17,6 +20,9 @@ The plugin API::
         register(ModelSpec(name="my-attention", version="0.1.0", build=build,
                            head_prefixes=("head",)))
 """
+
+from importlib import metadata as _metadata
+
 
 from harness.hookspecs import hookimpl
 from harness.specs import (
@@ -30,9 +36,21 @@ from harness.specs import (
     Split,
 )
 
-__version__ = "0.2.0"
+__version__ = _metadata.version("multilabel-bench")
+
+# Core modules a plugin may import beside the names below (what datasets and models need).
+PLUGIN_API_MODULES = ("harness.annotations", "harness.cache", "harness.datasets", "harness.errors",
+                      "harness.progress", "harness.specs", "harness.weights")
 
 _API = {
+    "UserError": "harness.errors",
+    "assemble": "harness.datasets",
+    "Files": "harness.datasets",
+    "DatasetProblem": "harness.datasets",
+    "leaves_folder": "harness.datasets",
+    "load_state_dict": "harness.weights",
+    "create_model": "harness.components",
+    "load_dataset": "harness.components",
     "run": "harness.runner",
     "RunConfig": "harness.config",
     "ResolvedRun": "harness.config",
@@ -55,6 +73,14 @@ def __getattr__(name: str):
 __all__ = [
     "AugmentationSpec",
     "Dataset",
+    "DatasetProblem",
+    "Files",
+    "UserError",
+    "assemble",
+    "create_model",
+    "leaves_folder",
+    "load_dataset",
+    "load_state_dict",
     "DatasetInfo",
     "DatasetSpec",
     "FusionSpec",

@@ -81,6 +81,9 @@ class RunConfig:
                                        "Default: dataset-model-aug-size-protocol-seedN.")
     plugins: tuple[str, ...] = setting((), "Load a plugin: a .py file, a package directory, an importable module or "
                                            "an entry-point name. Repeatable.", flag="--plugin", metavar="VALUE")
+    no_plugins: tuple[str, ...] = setting((), "Do not load this installed plugin (its entry-point or distribution "
+                                              "name), as BENCH_DISABLE_PLUGIN_AUTOLOAD=1 does for all. Repeatable.",
+                                          flag="--no-plugin", metavar="NAME")
     skip_missing: bool = setting(False, "Leave out images whose files are missing (the coverage is recorded).")
     cache: bool = setting(True, "Keep decoded images on disk between runs, or decode into memory for this run only.",
                           flag="--cache/--no-cache")
@@ -102,7 +105,7 @@ class RunConfig:
                 close = difflib.get_close_matches(name, known, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else f"; the settings are {', '.join(known)}"
                 raise UserError(f"{label} is not a run setting{hint}")
-            if name == "plugins":
+            if name in ("plugins", "no_plugins"):
                 if isinstance(value, str) or not isinstance(value, (list, tuple)) or \
                         not all(isinstance(v, str) for v in value):
                     raise UserError(f"{label} {value!r}: give a list of plugin names or paths")
@@ -150,7 +153,7 @@ class RunConfig:
                                 f"{source.value} (code a run folder names is not run on its own)")
         installed = tuple(p.value for p in resolved.plugins if p.plugin.source not in ("file", "directory"))
         kept = {f.name: getattr(resolved, f.name) for f in dataclasses.fields(cls)
-                if f.name not in ("run_id", "plugins", "overwrite") and hasattr(resolved, f.name)}
+                if f.name not in ("run_id", "plugins", "no_plugins", "overwrite") and hasattr(resolved, f.name)}
         return cls(**kept, plugins=tuple(dict.fromkeys(installed + tuple(plugins))))
 
     def to_args(self, always: tuple[str, ...] = ()) -> list[str]:

@@ -18,6 +18,7 @@ import importlib
 import importlib.metadata as metadata
 import importlib.util
 import inspect
+import os
 import re
 import sys
 import traceback
@@ -68,10 +69,11 @@ class Plugin:
     components: list["Component"] = field(default_factory=list)
     module: ModuleType | None = field(default=None, repr=False)
     changed_core: list[str] = field(default_factory=list)  # core attributes it replaced at import
+    disabled: bool = False  # an installed plugin switched off (--no-plugin, BENCH_DISABLE_PLUGIN_AUTOLOAD)
 
     @property
     def status(self) -> str:
-        return "failed" if self.error else "ok"
+        return "failed" if self.error else "disabled" if self.disabled else "ok"
 
     @cached_property
     def code_sha256(self) -> str | None:
@@ -170,10 +172,19 @@ def _core_snapshot() -> dict[str, int]:
     return snapshot
 
 
-class Registry:
-    """All plugins and the components they registered, keyed by (kind, name)."""
+def autoload_disabled() -> bool:
+    """Whether ``BENCH_DISABLE_PLUGIN_AUTOLOAD`` is set: installed third-party plugins then load
+    only when named with ``--plugin`` (the built-ins always load), as pytest's variable does."""
+    return os.environ.get("BENCH_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0")
 
-    def __init__(self, extra_plugins: Iterable[str] = ()):
+
+class Registry:
+    """All plugins and the components they registered, keyed by (kind, name).
+
+    ``disabled`` names installed plugins (entry-point or distribution names) not to load,
+    as ``--no-plugin NAME`` does; a built-in cannot be switched off."""
+
+    def __init__(self, extra_plugins: Iterable[str] = (), disabled: Iterable[str] = ()):
         self.plugins: list[Plugin] = []
         self._components: dict[str, dict[str, list[Component]]] = {
             kind: {} for kind in COMPONENT_KINDS
@@ -183,7 +194,17 @@ class Registry:
         for module_name in _CORE_MODULES:
             importlib.import_module(module_name)
         entry_points = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+        extra_plugins = list(extra_plugins)
+        off = {name.lower() for name in disabled}
         for entry_point in entry_points:
+            dist = entry_point.dist.metadata["Name"].lower() if entry_point.dist is not None else None
+            if dist != THIS_DISTRIBUTION and entry_point.name not in extra_plugins and (
+                    autoload_disabled() or entry_point.name.lower() in off or dist in off):
+                self.plugins.append(Plugin(name=entry_point.name, source="distribution", disabled=True,
+                                           distribution=entry_point.dist.metadata["Name"] if dist else None,
+                                           distribution_version=entry_point.dist.version if dist else None,
+                                           entry_point=entry_point.name))
+                continue
             self._load_entry_point(entry_point)
         for value in extra_plugins:
             self._load_requested(value, entry_points)

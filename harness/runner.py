@@ -288,7 +288,7 @@ def run(config: RunConfig | None = None, *, resume: Path | str | None = None, da
         config = config or RunConfig.from_options(options)
         if data_root is not None:
             config = dataclasses.replace(config, data_root=data_root)
-        registry = Registry(config.plugins)
+        registry = Registry(config.plugins, disabled=config.no_plugins)
         resolved = config.resolve(registry)
     registry.check_core_unchanged()
     return train_resolved(resolved, registry, resume=resume is not None, overwrite=bool(config and config.overwrite))

@@ -54,7 +54,7 @@ def build_smallcnn(num_classes: int, pretrained: bool):
     """
     import torch.nn as nn
 
-    from harness.errors import UserError
+    from harness import UserError
 
     if pretrained:
         raise UserError("smallcnn has no pretrained weights; use --pretrained none")
@@ -90,7 +90,7 @@ def build_timm(num_classes: int, pretrained: bool, variant: str):
     """
     import timm
 
-    from harness.errors import UserError
+    from harness import UserError
 
     if not timm.is_model(variant):
         raise UserError(f"timm has no model {variant!r}; `python -c \"import timm; print(timm.list_models('*{variant}*'))\"` lists similar names")

@@ -31,3 +31,20 @@ def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
     runs = sorted(p.name for p in (tmp_path / "runs" / "api").iterdir() if not p.name.startswith("."))
     assert runs == ["shapes-smallcnn-flip-32-smoke-seed0", "shapes-smallcnn-flip-32-smoke-seed0+1-SeedEn",
                     "shapes-smallcnn-flip-32-smoke-seed1"]
+
+
+def test_create_model_and_load_dataset_as_a_run_makes_them(tiny_root):
+    import torch
+    from conftest import TINY_PLUGIN
+    from tiny_plugin import load_tiny
+
+    from harness import UserError, create_model, load_dataset
+
+    dataset = load_dataset("tiny", tiny_root, plugins=[TINY_PLUGIN])
+    expected = load_tiny(tiny_root, {})
+    assert dataset.classes == expected.classes
+    assert (dataset.splits["test"].labels == expected.splits["test"].labels).all()
+    model = create_model("tiny-cnn", len(dataset.classes), plugins=[TINY_PLUGIN])
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, len(dataset.classes))
+    with pytest.raises(UserError, match="pretrained weights"):
+        create_model("tiny-cnn", 10, pretrained="imagenet", plugins=[TINY_PLUGIN])

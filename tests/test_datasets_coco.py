@@ -14,7 +14,7 @@ from harness.cli import main
 from harness.data import fingerprint
 from harness.errors import UserError
 from plugins.datasets.coco2014 import COCO2014, load
-from plugins.datasets.files import quoted
+from harness.datasets import quoted
 
 
 @pytest.fixture

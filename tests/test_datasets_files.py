@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from layouts import write_jpeg
 
-from plugins.datasets.files import Files, existing, leaves_folder, quoted, take
+from harness.datasets import Files, existing, leaves_folder, quoted, take
 
 
 @pytest.mark.parametrize(

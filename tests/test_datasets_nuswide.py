@@ -12,7 +12,7 @@ from layouts import NUSWIDE_CONCEPTS, Untouchable, reads_are_seen, write_nuswide
 from harness.cli import main
 from harness.data import fingerprint
 from harness.errors import UserError
-from plugins.datasets.files import quoted
+from harness.datasets import quoted
 import plugins.datasets.nuswide as nuswide
 from plugins.datasets.nuswide import NUSWIDE, below_flickr, image_entry, load
 

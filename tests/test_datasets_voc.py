@@ -21,7 +21,7 @@ from plugins.datasets.voc2007 import (
     VOC2007,
     load,
 )
-from plugins.datasets.files import quoted
+from harness.datasets import quoted
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DEVKIT_TO_LABEL = {1: 1, -1: 0, 0: -1}

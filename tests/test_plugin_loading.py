@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from conftest import TINY_PLUGIN
 
 from harness.cli import main
+from harness.errors import UserError
 from harness.registry import Registry
 
 FUSION_PLUGIN = """
@@ -197,3 +198,23 @@ def test_run_records_the_distribution_of_an_installed_model(install, tiny_root, 
     }
     plugins = json.loads((tmp_path / "r" / "result.json").read_text())["plugins"]
     assert model["plugin"] in plugins and {p["name"] for p in plugins} >= {"tinyattn", TINY_PLUGIN, "plugins.models"}
+
+
+def test_installed_plugins_switch_off_by_name_or_for_all(install, monkeypatch):
+    install("multilabel-bench-fake", "1.2.3", "fake", "bench_test_fake_plugin", FUSION_PLUGIN, name="fake-mean")
+
+    def status(*args: str) -> dict[str, str]:
+        return {r["name"]: r["status"] for r in json.loads(bench("plugins", "--json", *args).stdout)}
+
+    assert status()["fake"] == "ok"
+    assert status("--no-plugin", "fake")["fake"] == "disabled"
+    assert status("--no-plugin", "multilabel-bench-fake")["fake"] == "disabled"  # the distribution's name
+    assert status("--no-plugin", "plugins.models")["plugins.models"] == "ok"  # built-ins stay
+    registry = Registry(disabled=["fake"])
+    with pytest.raises(UserError, match="fake-mean"):
+        registry.get("fusion", "fake-mean")
+    monkeypatch.setenv("BENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+    everything = status()
+    assert everything["fake"] == "disabled" and everything["plugins.fusions"] == "ok"
+    assert status("--plugin", "fake")["fake"] == "ok"  # named: loaded all the same
+    assert [c.name for c in Registry(["fake"]).get("fusion", "fake-mean").plugin.components] == ["fake-mean"]

@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import click
 
 from harness.config import RunConfig
 
-_PLUGINS = next(f for f in dataclasses.fields(RunConfig) if f.name == "plugins")
-plugin_option = click.option("--plugin", "plugins", multiple=True, metavar=_PLUGINS.metadata["metavar"],
-                             help=_PLUGINS.metadata["help"])
+_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def plugin_option(command):
+    """``--plugin VALUE`` (passed to the command as ``plugins``) and ``--no-plugin NAME`` (kept
+    for ``load_registry``), with the help of ``RunConfig``'s fields of the same meaning."""
+
+    @functools.wraps(command)
+    def callback(*args, no_plugins: tuple[str, ...], **kwargs):
+        click.get_current_context().meta["no_plugins"] = no_plugins
+        return command(*args, **kwargs)
+
+    for name, flag in (("no_plugins", "--no-plugin"), ("plugins", "--plugin")):
+        callback = click.option(flag, name, multiple=True, metavar=_FIELDS[name].metadata["metavar"],
+                                help=_FIELDS[name].metadata["help"])(callback)
+    return callback
 
 
 def load_registry(plugins: tuple[str, ...]):
-    """The registry with the built-ins, installed plugins and the ``--plugin`` values."""
+    """The registry with the built-ins, the installed plugins not switched off with
+    ``--no-plugin``, and the ``--plugin`` values."""
     from harness.registry import Registry
 
-    return Registry(plugins)
+    context = click.get_current_context(silent=True)
+    return Registry(plugins, disabled=context.meta.get("no_plugins", ()) if context else ())

@@ -9,7 +9,7 @@ regions included; images without any instance are dropped (82,783 → 82,081 and
 ids are COCO's, in increasing order.
 
 An image whose ``file_name`` leads outside its image folder (``../``, an absolute path, see
-``plugins.datasets.files``) is refused: a problem naming the instances file, never opened.
+``harness.leaves_folder``) is refused: a problem naming the instances file, never opened.
 The two instances files (about 500 MB with their polygons) are parsed once per content and
 kept in the annotation cache (``harness.annotations``); later loads read the arrays.
 """
@@ -22,12 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import DatasetSpec
+from harness import Dataset, DatasetSpec, Files, UserError, assemble, leaves_folder
 from harness.annotations import pack_strings, parsed, unpack_strings
-from harness.errors import UserError
-from harness.specs import Dataset
-from plugins.datasets.files import Files, leaves_folder, quoted
-from plugins.datasets.manifest import assemble
+from harness.datasets import quoted
 
 SPLITS = {"train": "train2014", "test": "val2014"}
 CANONICAL = {"train": 82081, "test": 40137}

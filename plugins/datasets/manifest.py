@@ -27,7 +27,7 @@ the sorted union of every name used (ignored ones included). Images keep the fil
 which is part of the fingerprint.
 
 Every built-in dataset reduces its official layout to the same thing, lists of (id, image
-file, label row) per split, and hands them to :func:`assemble`.
+file, label row) per split, and hands them to ``harness.assemble``.
 """
 
 from __future__ import annotations
@@ -37,78 +37,16 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
-from harness import DatasetSpec
-from harness.errors import UserError
-from harness.specs import Dataset, Split
-from plugins.datasets.files import existing, take
+from harness import Dataset, DatasetSpec, UserError, assemble
 
 SPLITS = ("train", "test")
 COLUMNS = ("image", "labels", "split")
 OPTIONAL_COLUMNS = ("ignored", "id")
 _SEPARATORS = re.compile(r"[|;]")
-
-
-def assemble(
-    name: str,
-    classes: Sequence[str],
-    listed: dict[str, tuple[list[str], Sequence[Path], np.ndarray]],
-    options: dict,
-    *,
-    info: dict[str, Any] | None = None,
-    problems: Iterable[dict] = (),
-    refused: Iterable[dict] = (),
-) -> Dataset:
-    """Build a ``Dataset`` from the listed (ids, image files, N×C labels) of each split.
-
-    Only checks that each file exists (a directory listing, no decoding) so loading stays
-    cheap. A missing file is a problem and stays in its split, or with
-    ``options["skip_missing"]`` is left out. ``refused`` holds the problems of entries the
-    loader left out because their file name leads outside the data (see
-    ``plugins.datasets.files``): they are problems even with ``skip_missing``, and count as
-    listed but not found. ``coverage`` is found / listed over all splits;
-    ``info["listed"]`` keeps the listed counts so that ``bench data verify`` can compare
-    them with the canonical ones.
-    """
-    skip_missing = bool(options.get("skip_missing"))
-    refused = list(refused)
-    problems = refused + list(problems)
-    splits: dict[str, Split] = {}
-    listed_counts: dict[str, int] = {}
-    missing_counts: dict[str, int] = {}
-    for split_name, (ids, paths, labels) in listed.items():
-        found = existing(paths)
-        left_out = sum(p["split"] == split_name for p in refused)
-        listed_counts[split_name] = len(ids) + left_out
-        missing_counts[split_name] = int((~found).sum()) + left_out
-        if skip_missing:
-            keep = np.flatnonzero(found)
-            ids = [ids[i] for i in keep]
-            paths = take(paths, keep)
-            labels = labels[keep]
-        else:
-            problems.extend(
-                {"split": split_name, "id": ids[i], "file": str(paths[i]), "problem": "image file not found"}
-                for i in np.flatnonzero(~found)
-            )
-        splits[split_name] = Split(ids=ids, image_paths=paths, labels=np.asarray(labels, dtype=np.int8))
-    total = sum(listed_counts.values())
-    coverage = 1.0 if total == 0 else (total - sum(missing_counts.values())) / total
-    record = dict(info or {})
-    record["listed"] = listed_counts
-    if any(missing_counts.values()):
-        record["missing"] = missing_counts
-    return Dataset(
-        name=name,
-        classes=list(classes),
-        splits=splits,
-        coverage=coverage,
-        problems=problems,
-        info=record,
-    )
 
 
 def _names(value: Any, where: str) -> list[str]:

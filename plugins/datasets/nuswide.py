@@ -11,7 +11,7 @@
 
 List entries may use ``\\`` or ``/`` and may carry a ``...\\Flickr\\`` prefix; the image id is
 ``<folder>/<file stem>``. An entry whose part below ``Flickr`` could lead outside ``Flickr/``
-(``..``, an absolute path, see ``plugins.datasets.files``) is refused: a problem naming the
+(``..``, an absolute path, see ``harness.leaves_folder``) is refused: a problem naming the
 list file, never opened. The 166 text files are parsed once per content and kept in the
 annotation cache (``harness.annotations``). Images are crawled from Flickr and many copies lack some: the ones
 not found are problems, or with ``skip_missing`` are left out, which lowers ``coverage`` and
@@ -28,12 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import DatasetSpec
+from harness import Dataset, DatasetSpec, Files, UserError, assemble, leaves_folder
 from harness.annotations import pack_strings, parsed, unpack_strings
-from harness.errors import UserError
-from harness.specs import Dataset
-from plugins.datasets.files import Files, leaves_folder, quoted
-from plugins.datasets.manifest import assemble
+from harness.datasets import quoted
 
 SPLITS = {"train": "Train", "test": "Test"}
 CANONICAL = {"train": 161789, "test": 107859}

@@ -20,11 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import DatasetSpec
-from harness.errors import UserError
-from harness.specs import Dataset
-from plugins.datasets.files import Files, quoted
-from plugins.datasets.manifest import assemble
+from harness import Dataset, DatasetSpec, Files, UserError, assemble
+from harness.datasets import quoted
 
 CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

@@ -1,4 +1,5 @@
-"""Image files named by dataset files: kept inside their folder, made into paths lazily, found cheaply.
+"""What dataset plugins build with: image files kept inside their folder, found cheaply, and
+the splits assembled into a ``Dataset`` with every unusable entry a ``DatasetProblem``.
 
 Ids, ``file_name`` strings and list entries come from files anyone may have written, so a
 loader joins them to its image folder only when they name a file inside it:
@@ -10,7 +11,8 @@ is on the name as written; symbolic links inside the data root are the owner's o
 :class:`Files` holds the names and their folder and makes a ``Path`` only when one is asked
 for, so that a split of 100,000 images costs no 100,000 path objects at load time, and
 :func:`existing` finds which files exist with one directory listing per folder instead of
-one ``stat`` per file.
+one ``stat`` per file. :func:`assemble` is where every built-in dataset, and the manifest,
+hand their listed ids, files and labels over.
 """
 
 from __future__ import annotations
@@ -19,11 +21,23 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterable, Iterator, TypedDict
 
 import numpy as np
 
+from harness.specs import Dataset, Split
+
 _SEPARATOR = re.compile(r"[\\/]")
+
+
+class DatasetProblem(TypedDict, total=False):
+    """One entry of a dataset that cannot be used as listed (``Dataset.problems``), as a loader,
+    ``bench data verify`` and ``bench check`` report it: ``problem`` says what is wrong."""
+
+    split: str
+    id: str
+    file: str
+    problem: str
 
 
 def leaves_folder(name: str) -> bool:
@@ -113,3 +127,62 @@ def _listing(folder: str) -> dict | None:
         return None
     except OSError:
         return {}
+
+
+def assemble(
+    name: str,
+    classes: Sequence[str],
+    listed: dict[str, tuple[list[str], Sequence[Path], np.ndarray]],
+    options: dict,
+    *,
+    info: dict[str, Any] | None = None,
+    problems: Iterable[DatasetProblem] = (),
+    refused: Iterable[DatasetProblem] = (),
+) -> Dataset:
+    """Build a ``Dataset`` from the listed (ids, image files, N×C labels) of each split.
+
+    Only checks that each file exists (a directory listing, no decoding) so loading stays
+    cheap. A missing file is a problem and stays in its split, or with
+    ``options["skip_missing"]`` is left out. ``refused`` holds the problems of entries the
+    loader left out because their file name leads outside the data (see
+    ``leaves_folder``): they are problems even with ``skip_missing``, and count as
+    listed but not found. ``coverage`` is found / listed over all splits;
+    ``info["listed"]`` keeps the listed counts so that ``bench data verify`` can compare
+    them with the canonical ones.
+    """
+    skip_missing = bool(options.get("skip_missing"))
+    refused = list(refused)
+    problems = refused + list(problems)
+    splits: dict[str, Split] = {}
+    listed_counts: dict[str, int] = {}
+    missing_counts: dict[str, int] = {}
+    for split_name, (ids, paths, labels) in listed.items():
+        found = existing(paths)
+        left_out = sum(p["split"] == split_name for p in refused)
+        listed_counts[split_name] = len(ids) + left_out
+        missing_counts[split_name] = int((~found).sum()) + left_out
+        if skip_missing:
+            keep = np.flatnonzero(found)
+            ids = [ids[i] for i in keep]
+            paths = take(paths, keep)
+            labels = labels[keep]
+        else:
+            problems.extend(
+                {"split": split_name, "id": ids[i], "file": str(paths[i]), "problem": "image file not found"}
+                for i in np.flatnonzero(~found)
+            )
+        splits[split_name] = Split(ids=ids, image_paths=paths, labels=np.asarray(labels, dtype=np.int8))
+    total = sum(listed_counts.values())
+    coverage = 1.0 if total == 0 else (total - sum(missing_counts.values())) / total
+    record = dict(info or {})
+    record["listed"] = listed_counts
+    if any(missing_counts.values()):
+        record["missing"] = missing_counts
+    return Dataset(
+        name=name,
+        classes=list(classes),
+        splits=splits,
+        coverage=coverage,
+        problems=problems,
+        info=record,
+    )
