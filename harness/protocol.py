@@ -68,19 +68,6 @@ class Protocol:
         record["hash"] = self.hash
         return record
 
-    def with_overrides(self, **overrides: Any) -> tuple["Protocol", dict[str, dict[str, Any]]]:
-        """A copy with some fields changed, and the deviations as {field: {protocol, used}}."""
-        deviations = {}
-        for key, value in overrides.items():
-            if value is None:
-                continue
-            if key not in self.fields():
-                raise UserError(f"protocol {self.name!r} has no field {key!r}")
-            if getattr(self, key) != value:
-                deviations[key] = {"protocol": getattr(self, key), "used": value}
-        changed = {key: deviations[key]["used"] for key in deviations}
-        return dataclasses.replace(self, **changed), deviations
-
 
 WANG2019 = Protocol(
     name="wang2019",

@@ -23,6 +23,14 @@ def test_rendering_is_a_pure_function_of_split_and_index():
     assert not np.array_equal(np.asarray(first), np.asarray(other))
 
 
+def label_matrix(split: str) -> np.ndarray:
+    """The N×C label matrix of ``split`` from the generator's scene draws, without drawing a pixel."""
+    labels = np.zeros((shapes.SPLIT_SIZES[split], len(shapes.CLASSES)), dtype=np.int8)
+    for index in range(shapes.SPLIT_SIZES[split]):
+        labels[index, shapes.image_classes(split, index)] = 1
+    return labels
+
+
 def test_generation_is_identical_in_two_folders_and_multi_label(tmp_path, monkeypatch):
     monkeypatch.setattr(shapes, "SPLIT_SIZES", {"train": 60, "test": 20})
     a = shapes.load(tmp_path / "a", {})
@@ -33,7 +41,7 @@ def test_generation_is_identical_in_two_folders_and_multi_label(tmp_path, monkey
         digests = {hashlib.sha256((tmp_path / d / name).read_bytes()).hexdigest() for d in "abc"}
         assert len(digests) == 1
     labels = a.splits["train"].labels
-    assert np.array_equal(labels, shapes.label_matrix("train")) and np.array_equal(a.splits["test"].labels, shapes.label_matrix("test"))
+    assert np.array_equal(labels, label_matrix("train")) and np.array_equal(a.splits["test"].labels, label_matrix("test"))
     assert labels.shape == (60, len(shapes.CLASSES)) and set(np.unique(labels)) <= {0, 1}
     per_image = labels.sum(1)
     assert per_image.min() >= 1 and per_image.max() <= 4 and (per_image > 1).mean() > 0.4
@@ -42,7 +50,7 @@ def test_generation_is_identical_in_two_folders_and_multi_label(tmp_path, monkey
 def test_the_declared_canonical_fingerprint_is_that_of_the_generators_labels():
     """Computed from the scenes' labels without drawing: a change to the generator that changes
     any label makes the declared fingerprint wrong (and must bump shapes.VERSION)."""
-    labels = {split: shapes.label_matrix(split) for split in ("train", "test")}
+    labels = {split: label_matrix(split) for split in ("train", "test")}
     ids = {split: [f"{split}{i:05d}" for i in range(n)] for split, n in shapes.SPLIT_SIZES.items()}
     hashes = {split: split_hash(ids[split], labels[split]) for split in labels}
     assert {split: len(matrix) for split, matrix in labels.items()} == {"train": 4000, "test": 1000}

@@ -49,11 +49,15 @@ def test_protocol_hash_covers_every_rule_and_not_the_description(field):
 
 
 def test_overrides_are_deviations_and_smoke_differs():
+    from harness.config import deviations
+    from harness.results import ComponentRecord, PluginRecord
+
     assert len({WANG2019.hash, SMOKE.hash}) == 2
-    changed, deviations = WANG2019.with_overrides(epochs=39)
-    assert changed.epochs == 39 and changed.hash != WANG2019.hash
-    assert deviations == {"epochs": {"protocol": 40, "used": 39}}
-    assert WANG2019.with_overrides(epochs=40)[1] == {}
+    assert dataclasses.replace(WANG2019, epochs=39).hash != WANG2019.hash
+    bce = ComponentRecord(name="bce", version="1", plugin=PluginRecord(name="plugins.losses", source="built-in"))
+    same = dict(batch_size=WANG2019.batch_size, size=448, init="imagenet", loss=bce)
+    assert deviations(WANG2019, epochs=39, **same) == {"epochs": {"protocol": 40, "used": 39}}
+    assert deviations(WANG2019, epochs=40, **same) == {}
 
 
 @pytest.fixture(scope="module")

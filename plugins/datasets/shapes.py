@@ -152,14 +152,6 @@ def render(split: str, index: int):
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), sorted(set(classes))
 
 
-def label_matrix(split: str) -> np.ndarray:
-    """The N×C label matrix of ``split``, computed without drawing a pixel."""
-    labels = np.zeros((SPLIT_SIZES[split], len(CLASSES)), dtype=np.int8)
-    for index in range(SPLIT_SIZES[split]):
-        labels[index, image_classes(split, index)] = 1
-    return labels
-
-
 def generate(folder: Path, workers: int | None = None) -> None:
     """Write every image and ``labels.csv`` into ``folder`` (atomically: a temporary folder, then a
     rename). A staging folder left by an interrupted generation is removed first."""
