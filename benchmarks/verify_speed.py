@@ -45,6 +45,7 @@ from PIL import Image, UnidentifiedImageError
 from tabulate import tabulate
 
 from harness import verify as verify_module
+from harness.machine import usable_cores
 from plugins.datasets.manifest import MANIFEST, load
 
 SHAPES = ((500, 375), (640, 480))  # width, height
@@ -103,7 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=verify_module.cores(), help="threads (or processes) of the new paths")
+    parser.add_argument("--workers", type=int, default=usable_cores(), help="threads (or processes) of the new paths")
     parser.add_argument("--workdir", type=Path, help="where the JPEGs go (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     arguments = parser.parse_args()
@@ -138,7 +139,7 @@ def main() -> None:
     record = {
         "benchmark": "verify_speed",
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "machine": {"cpu_count": os.cpu_count(), "cores_usable": verify_module.cores(),
+        "machine": {"cpu_count": os.cpu_count(), "cores_usable": usable_cores(),
                     "processor": platform.processor() or platform.machine(), "python": platform.python_version(),
                     "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None},
         "settings": {"images": len(paths), "megabytes": round(megabytes, 1), "rounds": arguments.rounds,

@@ -20,7 +20,8 @@ import numpy as np
 from harness.errors import PluginError, UserError
 from harness.metrics import METRICS_VERSION, evaluate
 from harness.naming import fusion_run_id, plain_name, sha256_of
-from harness.results import FusionRecord, MemberRecord, RunRecord, environment
+from harness.machine import environment
+from harness.results import FusionRecord, MemberRecord, RunRecord
 from harness.rundir import RESULT_FILE, SCORES_FILE, atomic_write, claim, publish, read_scores, run_lock, write_scores
 
 # Training facts copied from the members when they all agree, else recorded as null.

@@ -40,6 +40,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from harness import cache
+from harness.machine import usable_cores
 from harness.errors import UserError
 from harness.progress import bar, log
 
@@ -52,8 +53,8 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 def default_workers() -> int:
-    """One decoding thread per core this process may run on (its affinity: a container's or job's share)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """One decoding thread per core this process may run on."""
+    return usable_cores()
 
 
 def _decode(path: Path, size: int | None = None, box: Sequence[int] | None = None) -> np.ndarray:

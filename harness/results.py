@@ -16,8 +16,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import platform
-import subprocess
 import types
 import typing
 from dataclasses import dataclass, field
@@ -364,62 +362,6 @@ def _upgrade_from_v1(data: dict) -> dict:
     for key in ("plugins", "pipeline"):
         record.setdefault(key, [] if key == "plugins" else {"version": "1"})
     return record
-
-
-def git_commit() -> str | None:
-    """The commit of the harness source tree, when it is a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment() -> dict[str, Any]:
-    """Library versions, the machine and torch's thread count, for every result record
-    (``reproduce`` trains with the same thread count: CPU sums depend on how work is split)."""
-    import numpy as np
-    import torch
-    import torchvision
-
-    versions = {
-        "harness": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": np.__version__,
-    }
-    try:
-        import timm
-
-        versions["timm"] = timm.__version__
-    except ImportError:  # pragma: no cover - timm is a dependency
-        pass
-    return {
-        "versions": versions,
-        "git_commit": git_commit(),
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    }
 
 
 def parse_record(cls: type, data: Any, where: str) -> Any:

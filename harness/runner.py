@@ -14,7 +14,6 @@ import contextlib
 import copy
 import dataclasses
 import io
-import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +26,7 @@ from harness.config import ResolvedRun, RunConfig
 from harness.data import fingerprint, train_hash
 from harness.distributed import World, barrier, finish, init_world
 from harness.errors import PluginError, UserError, cut
+from harness.machine import available_memory, environment
 from harness.metrics import METRICS_VERSION, evaluate
 from harness.progress import log
 from harness.registry import Component, Registry
@@ -37,7 +37,6 @@ from harness.results import (
     ProtocolRecord,
     RunRecord,
     WeightsFile,
-    environment,
 )
 from harness.rundir import (
     CHECKPOINT_FILE,
@@ -89,21 +88,6 @@ def _configure_precision(precision: str, device) -> tuple[str, bool]:
         torch.backends.cudnn.benchmark = precision == "bf16"
         torch.backends.cudnn.deterministic = precision == "fp32"
     return precision, tf32
-
-
-def available_memory(device) -> int:
-    """Bytes a batch may use: free GPU memory, or the host's available memory."""
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def check_batch_memory(run: ResolvedRun, device) -> None:

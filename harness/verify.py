@@ -35,6 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from harness.data import fingerprint
+from harness.machine import usable_cores
 from harness.specs import Dataset, DatasetSpec
 
 CHUNK = 32  # images a thread checks per task
@@ -66,14 +67,6 @@ def check_image(path: Path | str) -> tuple[bytes | None, str | None]:
 def check_images(paths: Sequence[str]) -> list[tuple[bytes | None, str | None]]:
     """:func:`check_image` of each path, in order."""
     return [check_image(path) for path in paths]
-
-
-def cores() -> int:
-    """The CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def _problem(split: str | None, image_id: Any, file: Any, problem: str) -> dict:
@@ -200,7 +193,7 @@ def verify(dataset: Dataset, spec: DatasetSpec, *, progress: bool = True, worker
             "per_class_positives": {c: int(v) for c, v in zip(dataset.classes, positives)},
             "per_class_ignored": {c: int(v) for c, v in zip(dataset.classes, ignored)},
         }
-    digests, decode_problems = _decode_all(dataset, progress, workers or cores())
+    digests, decode_problems = _decode_all(dataset, progress, workers or usable_cores())
     problems = [dict(p) for p in dataset.problems]
     known = {(p.get("split"), p.get("id"), p.get("file"), p.get("problem")) for p in problems}
     problems += [p for p in decode_problems if (p["split"], p["id"], p["file"], p["problem"]) not in known]

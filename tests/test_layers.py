@@ -14,7 +14,8 @@ import harness
 
 ROOT = Path(__file__).resolve().parents[1]
 # Modules of the core that import no other part of it but each other.
-UTILITIES = {"harness.errors", "harness.naming", "harness.progress", "harness.distributed", "harness.hookspecs"}
+UTILITIES = {"harness.errors", "harness.naming", "harness.progress", "harness.distributed", "harness.hookspecs",
+             "harness.machine"}
 
 
 def module_name(path: Path, root: Path) -> str:

@@ -24,7 +24,8 @@ from harness.leaderboard.rows import METRICS
 from harness.metrics import evaluate
 from harness.naming import sha256_json, sha256_of
 from harness.registry import Registry
-from harness.results import RunRecord, cpu_model
+from harness.machine import cpu_model
+from harness.results import RunRecord
 from runs import make_run
 from test_leaderboard_submit import TOY_PLUGIN, copy_run, edit_json, forge_bundle, plugin_entry, refused, rescore
 from test_leaderboard_tables import verify_by_hand

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -64,7 +63,8 @@ from harness.leaderboard.bundle import (
 from harness.leaderboard.rows import METRICS, configuration
 from harness.metrics import evaluate
 from harness.naming import canonical_json, sha256_json
-from harness.results import RunRecord, cpu_model, environment
+from harness.machine import cpu_model, environment, usable_cores
+from harness.results import RunRecord
 from harness.rundir import read_scores, write_json
 
 TOLERANCE_FRACTION = 0.5
@@ -269,7 +269,7 @@ def _threads(bundle: Bundle, device: str) -> int:
     """The recorded torch thread count, which a CPU run needs to repeat its sums: at least 1
     and, on a CPU, at most this machine's cores (refused above); capped there on a GPU."""
     threads = bundle.record.environment.get("torch_threads")
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise UserError(f"{bundle.path}: result.environment.torch_threads is {threads!r}; the thread count (a whole "
                         "number, at least 1) is needed to repeat a run's sums")
@@ -359,7 +359,7 @@ def _write_verification(outcome: Outcome, identical: bool, device: str, threads:
         harness_version=__version__,
         git_commit=here["git_commit"],
         hardware={"device": device, "cpu": cpu_model(), "gpu": here["gpu"] if device == "cuda" else None,
-                  "torch_threads": threads, "cores": os.cpu_count()},
+                  "torch_threads": threads, "cores": usable_cores()},
         versions=here["versions"],
         seconds=round(outcome.seconds, 1),
         code_changed=outcome.code_changed,
