@@ -20,7 +20,7 @@ from harness import honesty
 from harness.data import fingerprint
 from harness.errors import PluginError, UserError, one_line
 from harness.registry import Component, Registry
-from harness.specs import COMPONENT_KINDS, Dataset, DatasetInfo
+from harness.specs import KINDS, Dataset, DatasetInfo
 from harness.train import in_head, seed_everything
 
 MODEL_CLASSES = (7, 13)  # class counts no real dataset has (VOC 20, COCO 80, NUS 81)
@@ -106,9 +106,9 @@ def select(registry: Registry, plugins: Iterable[str], names: Iterable[str]) -> 
                 f"register(...) with a spec (see CONTRIBUTING.md)"
             )
     pool = [c for p in requested for c in p.components] if plugins else [
-        c for kind in COMPONENT_KINDS for c in registry.components(kind)
+        c for kind in KINDS for c in registry.components(kind)
     ]
-    order = list(COMPONENT_KINDS)
+    order = list(KINDS)
     pool.sort(key=lambda c: (order.index(c.kind), c.name))
     if not names:
         return [(c, c.name) for c in pool]

@@ -34,17 +34,10 @@ from harness import hookspecs
 from harness.errors import PluginError, UserError, one_line
 from harness.naming import code_sha256
 from harness.results import ComponentRecord, PluginRecord
-from harness.specs import COMPONENT_KINDS, INPUT_CROPS
+from harness.specs import INPUT_CROPS, KINDS
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 THIS_DISTRIBUTION = "multilabel-bench"
-_HOOK_FOR_KIND = {
-    "dataset": "register_datasets",
-    "model": "register_models",
-    "augmentation": "register_augmentations",
-    "loss": "register_losses",
-    "fusion": "register_fusions",
-}
 _COMPONENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 # The core's own modules, imported before any plugin so that a plugin which patches them
 # at import is caught (see ``Registry._changes_to_core``).
@@ -187,7 +180,7 @@ class Registry:
     def __init__(self, extra_plugins: Iterable[str] = (), disabled: Iterable[str] = ()):
         self.plugins: list[Plugin] = []
         self._components: dict[str, dict[str, list[Component]]] = {
-            kind: {} for kind in COMPONENT_KINDS
+            kind: {} for kind in KINDS
         }
         self._manager = pluggy.PluginManager(hookspecs.PROJECT)
         self._manager.add_hookspecs(hookspecs)
@@ -304,10 +297,10 @@ class Registry:
         plugin.changed_core = sorted(key for key, value in before.items() if after.get(key, value) != value)
         plugin.module = module
         self.plugins.append(plugin)
-        for kind, hook_name in _HOOK_FOR_KIND.items():
-            for implementation in getattr(self._manager.hook, hook_name).get_hookimpls():
+        for kind in KINDS.values():
+            for implementation in getattr(self._manager.hook, kind.hook).get_hookimpls():
                 if implementation.plugin is module:
-                    self._call_hook(plugin, kind, hook_name, implementation.function)
+                    self._call_hook(plugin, kind.name, kind.hook, implementation.function)
 
     def _call_hook(self, plugin: Plugin, kind: str, hook_name: str, function) -> None:
         """Call one ``@hookimpl``; if it raises, none of what it registered stays usable."""
@@ -324,7 +317,7 @@ class Registry:
             plugin.error_traceback = traceback.format_exc()
 
     def _register_callback(self, plugin: Plugin, kind: str, registered: list[Component]):
-        spec_type = COMPONENT_KINDS[kind]
+        spec_type = KINDS[kind].spec
 
         def register(spec) -> None:
             if not isinstance(spec, spec_type):
@@ -396,7 +389,7 @@ class Registry:
             component = found[0]
             takes_variant = getattr(component.spec, "takes_variant", False)
             if ":" in name and not takes_variant:
-                raise UserError(f"{kind} {base!r} takes no variant; use --{kind} {base}")
+                raise UserError(f"{kind} {base!r} takes no variant; use {KINDS[kind].option or kind} {base}")
             if takes_variant and ":" not in name:
                 raise UserError(f"{kind} {base!r} needs a variant, e.g. {base}:resnet50")
             return component
@@ -407,6 +400,9 @@ class Registry:
         failed = self.failed()
         if failed:
             message += " (failed plugins: " + "; ".join(f"{p.name}: {p.error}" for p in failed) + ")"
+        disabled = [p.name for p in self.plugins if p.disabled]
+        if disabled:
+            message += f" (switched off: {', '.join(disabled)})"
         message += " — `bench plugins` lists every component"
         raise UserError(message)
 
