@@ -23,7 +23,8 @@ from typing import Any
 from harness.errors import UserError, one_line
 from harness.naming import code_sha256, default_run_id, plain_name
 from harness.protocol import Protocol, get_protocol
-from harness.results import ComponentRecord, PluginRecord, parse_record, parse_value
+from harness.results import ComponentRecord, PluginRecord
+from harness.typed_json import parse_record, parse_value
 from harness.rundir import RUN_FILE, read_json
 
 if sys.version_info >= (3, 11):

@@ -27,7 +27,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from harness.errors import BadInput, UserError
-from harness.results import RESULT_FILE, load_json
+from harness.results import RESULT_FILE
+from harness.typed_json import load_json
 
 SCORES_FILE = "scores.npz"
 LOG_FILE = "log.json"

@@ -38,7 +38,8 @@ from harness.config import ResolvedRun
 from harness.errors import BadInput, UserError
 from harness.leaderboard.packed_scores import LAYOUT, read_packed
 from harness.naming import code_sha256, plain_name, sha256_json
-from harness.results import RunRecord, load_json, parse_record
+from harness.results import RunRecord
+from harness.typed_json import load_json, parse_record
 from harness.rundir import atomic_write, human_bytes, write_json
 
 SUBMISSIONS = "submissions"

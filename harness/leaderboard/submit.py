@@ -44,7 +44,8 @@ from harness.leaderboard.members import check_fused, check_members, find_members
 from harness.leaderboard.packed_scores import LAYOUT, write_packed
 from harness.leaderboard.rows import configuration, seed_label
 from harness.naming import sha256_of
-from harness.results import RESULT_FILE, RunRecord, parse_value
+from harness.results import RESULT_FILE, RunRecord
+from harness.typed_json import parse_value
 from harness.rundir import LOG_FILE, RUN_FILE, SCORES_FILE, read_json, read_scores
 
 
