@@ -39,7 +39,7 @@ from harness.specs import (
 __version__ = _metadata.version("multilabel-bench")
 
 # Core modules a plugin may import beside the names below (what datasets and models need).
-PLUGIN_API_MODULES = ("harness.annotations", "harness.cache", "harness.datasets", "harness.errors",
+PLUGIN_API_MODULES = ("harness.annotations", "harness.cache", "harness.datasets", "harness.errors", "harness.files",
                       "harness.progress", "harness.specs", "harness.weights")
 
 _API = {

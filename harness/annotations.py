@@ -31,7 +31,7 @@ import numpy as np
 
 from harness.cache import cache_root
 from harness.progress import log
-from harness.rundir import atomic_write
+from harness.files import atomic_write
 
 FORMAT = "1"  # of the entry files; part of every key
 RECENT_S = 2.0

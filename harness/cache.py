@@ -14,7 +14,6 @@ error line, never a SIGBUS as under a growing memory map; a killed build leaves 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import shutil
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from harness.errors import UserError
-from harness.rundir import human_bytes
+from harness.files import NO_SPACE, disk_space, human_bytes
 
 KINDS = {
     "images": "images resized to S x S, uint8 (the resized cache)",
@@ -37,7 +36,6 @@ LOCK = ".lock"
 LAST_USED = "last-used"
 META = "meta.json"
 MARGIN_BYTES = 2 * 10**9  # kept free on every disk, or 5% of a smaller one
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def cache_root() -> Path:
@@ -55,15 +53,6 @@ def kind_folder(kind: str) -> Path:
     folder = cache_root() / kind
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def disk_space(folder: Path) -> tuple[int, int]:
-    """(bytes free to this user, total bytes) of the filesystem holding ``folder`` or its nearest parent."""
-    folder = Path(folder)
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    status = os.statvfs(folder)
-    return status.f_bavail * status.f_frsize, status.f_blocks * status.f_frsize
 
 
 class NoSpace(UserError):
@@ -117,7 +106,7 @@ def write_file(path: Path, chunks: Iterable[bytes], size: int) -> None:
                 try:
                     os.posix_fallocate(stream.fileno(), 0, size)
                 except OSError as error:
-                    if error.errno in _NO_SPACE:
+                    if error.errno in NO_SPACE:
                         raise  # otherwise the filesystem cannot allocate ahead; the writes will tell
             for chunk in chunks:
                 stream.write(chunk)
@@ -126,7 +115,7 @@ def write_file(path: Path, chunks: Iterable[bytes], size: int) -> None:
         os.replace(partial, path)
     except BaseException as error:
         partial.unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.errno in _NO_SPACE:
+        if isinstance(error, OSError) and error.errno in NO_SPACE:
             free, _ = disk_space(path.parent)
             raise NoSpace(f"cannot write {path}: the disk filled up ({human_bytes(free)} free, {human_bytes(size)} "
                           "needed); free space there or point BENCH_CACHE_DIR at a larger disk") from None

@@ -25,7 +25,8 @@ from harness.naming import code_sha256, default_run_id, plain_name
 from harness.protocol import Protocol, get_protocol
 from harness.results import ComponentRecord, PluginRecord
 from harness.typed_json import parse_record, parse_value
-from harness.rundir import RUN_FILE, read_json
+from harness.files import read_json
+from harness.rundir import RUN_FILE
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -22,7 +22,8 @@ from harness.metrics import METRICS_VERSION, evaluate
 from harness.naming import fusion_run_id, plain_name, sha256_of
 from harness.machine import environment
 from harness.results import FusionRecord, MemberRecord, RunRecord
-from harness.rundir import RESULT_FILE, SCORES_FILE, atomic_write, claim, publish, read_scores, run_lock, write_scores
+from harness.files import atomic_write
+from harness.rundir import RESULT_FILE, SCORES_FILE, claim, publish, read_scores, run_lock, write_scores
 
 # Training facts copied from the members when they all agree, else recorded as null.
 SHARED_FIELDS = ("model", "augmentation", "loss", "size", "seed", "device", "gpu", "world_size", "precision", "tf32")

@@ -38,20 +38,18 @@ from harness.results import (
     RunRecord,
     WeightsFile,
 )
+from harness.files import atomic_write, human_bytes, write_json
 from harness.rundir import (
     CHECKPOINT_FILE,
     LOG_FILE,
     MODEL_FILE,
     RUN_FILE,
     SCORES_FILE,
-    atomic_write,
     claim,
-    human_bytes,
     is_finished,
     publish,
     refuse_if_taken,
     run_lock,
-    write_json,
     write_scores,
 )
 from harness.specs import DatasetInfo

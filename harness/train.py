@@ -27,7 +27,8 @@ from harness.distributed import World, gather_rows, shard_of_batch, sum_over_pro
 from harness.errors import PluginError, UserError
 from harness.progress import bar
 from harness.protocol import Protocol
-from harness.rundir import CHECKPOINT_FILE, atomic_write
+from harness.files import atomic_write
+from harness.rundir import CHECKPOINT_FILE
 
 # Steps between checks of the loss for NaN/inf on a GPU (each check waits for the GPU);
 # on a CPU every step is checked.

@@ -33,7 +33,8 @@ from harness.results import (
     RunRecord,
     WeightsFile,
 )
-from harness.rundir import write_json, write_scores
+from harness.files import write_json
+from harness.rundir import write_scores
 
 BUILT_IN = PluginRecord(name="plugins.models", source="built-in", distribution="multilabel-bench",
                         distribution_version="0.2.0", sha256="0" * 64)

@@ -76,7 +76,7 @@ def test_a_single_npy_array_named_like_a_scores_file_is_one_line(tmp_path):
 
 def test_a_run_folders_scores_file_is_read_without_unpickling_or_unbounded_members(tmp_path, monkeypatch):
     """What submit, fuse and compare read from a stranger's run folder: one line, nothing executed."""
-    from harness import rundir
+    from harness import files, rundir
 
     path = tmp_path / "scores.npz"
     np.savez(path, scores=np.zeros((3, 2), np.float32), labels=np.zeros((3, 2), np.int8),
@@ -88,7 +88,7 @@ def test_a_run_folders_scores_file_is_read_without_unpickling_or_unbounded_membe
     np.savez(path, scores=np.zeros((3, 2), np.float32), labels=np.zeros((3, 2), np.int8))
     scores, labels, ids = rundir.read_scores(tmp_path)
     assert scores.shape == (3, 2) and list(ids) == ["0", "1", "2"]
-    monkeypatch.setattr(rundir, "MAX_ARRAY_BYTES", 16)
+    monkeypatch.setattr(files, "MAX_ARRAY_BYTES", 16)
     with pytest.raises(BadInput) as refused:
         rundir.read_scores(tmp_path)
     assert str(refused.value) == f"{path}: scores.npy unpacks to more than 16 B; not a scores file"

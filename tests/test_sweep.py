@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from harness import runner, sweep
 from harness.cli import main
 from harness.results import RunRecord
-from harness.rundir import write_json
+from harness.files import write_json
 from runs import fake_training
 
 GRIDS = Path(__file__).resolve().parents[1] / "baselines"

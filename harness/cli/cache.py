@@ -10,7 +10,7 @@ from tabulate import tabulate
 
 from harness import cache
 from harness.errors import UserError
-from harness.rundir import human_bytes
+from harness.files import human_bytes
 
 DAY_S = 86400
 

@@ -241,7 +241,7 @@ def stale_files(root: Path, outputs: dict[str, str], formats: Iterable[str] = FO
 def write_outputs(root: Path, outputs: dict[str, str], formats: Iterable[str] = FORMATS) -> list[tuple[str, str]]:
     """Write ``outputs`` under ``root`` (atomically) and delete generated tables no longer
     produced; returns what changed, as ``stale_files`` does."""
-    from harness.rundir import atomic_write
+    from harness.files import atomic_write
 
     root = Path(root)
     changed = stale_files(root, outputs, formats)

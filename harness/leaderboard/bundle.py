@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from harness.leaderboard.packed_scores import LAYOUT, read_packed
 from harness.naming import code_sha256, plain_name, sha256_json
 from harness.results import RunRecord
 from harness.typed_json import load_json, parse_record
-from harness.rundir import atomic_write, human_bytes, write_json
+from harness.files import atomic_folder, atomic_write, human_bytes, write_json
 
 SUBMISSIONS = "submissions"
 PLUGINS = "plugins"
@@ -367,14 +366,8 @@ def store_source(root: Path, source: StoredSource, original: Path) -> None:
     if source.kind == "file":
         copy_code(original, target, "file")
         return
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{source.sha256}."))
-    try:
+    with atomic_folder(target) as staging:
         copy_code(original, staging, "directory")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_bundle(path: Path, bundle: Bundle) -> None:

@@ -6,7 +6,7 @@ within a class. ``np.savez_compressed`` deflates the four bytes of each value in
 so deflate barely sees that redundancy. Storing byte ``b`` of every value of class ``c``
 contiguously (array ``score_planes[b, c, :]``) lets it: on one COCO-sized score matrix
 (40,137 × 80) this is 10.17 MB instead of 11.55 MB (leaderboards/README.md has the
-measurements). The file is an ordinary ``.npz`` read through ``harness.rundir.load_npz``
+measurements). The file is an ordinary ``.npz`` read through ``harness.files.load_npz``
 (no pickles, bounded members); decoding is a transpose and a view, exact to the bit.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import BadInput
-from harness.rundir import atomic_write, load_npz
+from harness.files import atomic_write, load_npz
 
 LAYOUT = "float32-byte-planes-by-class"
 _LITTLE_FLOAT32 = np.dtype("<f4")

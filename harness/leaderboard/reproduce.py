@@ -65,7 +65,8 @@ from harness.metrics import evaluate
 from harness.naming import canonical_json, sha256_json
 from harness.machine import cpu_model, environment, usable_cores
 from harness.results import RunRecord
-from harness.rundir import read_scores, write_json
+from harness.files import write_json
+from harness.rundir import read_scores
 
 TOLERANCE_FRACTION = 0.5
 TOLERANCE_CAP = 0.005  # half a percentage point: what no forged spread of seeds can widen a tolerance beyond

@@ -46,7 +46,8 @@ from harness.leaderboard.rows import configuration, seed_label
 from harness.naming import sha256_of
 from harness.results import RESULT_FILE, RunRecord
 from harness.typed_json import parse_value
-from harness.rundir import LOG_FILE, RUN_FILE, SCORES_FILE, read_json, read_scores
+from harness.files import read_json
+from harness.rundir import LOG_FILE, RUN_FILE, SCORES_FILE, read_scores
 
 
 def where_in(run_dir: Path) -> Where:

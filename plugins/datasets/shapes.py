@@ -14,7 +14,6 @@ import csv
 import math
 import os
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from harness import Dataset, DatasetSpec, Split
 from harness.cache import cache_root
+from harness.files import atomic_folder
 
 VERSION = "1"
 CLASSES = ("circle", "square", "triangle", "diamond", "hexagon", "star", "cross", "ring", "crescent", "bar")
@@ -157,36 +157,38 @@ def generate(folder: Path, workers: int | None = None) -> None:
     rename). A staging folder left by an interrupted generation is removed first."""
     from filelock import FileLock
 
-    from harness.progress import bar
-
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder) + ".lock"):
         if (folder / "labels.csv").is_file():
             return
-        for orphan in folder.parent.glob(".shapes-*"):
+        for orphan in folder.parent.glob(f".{folder.name}.*"):
             shutil.rmtree(orphan, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(prefix=".shapes-", dir=folder.parent))
-        jobs = [(split, i) for split, n in SPLIT_SIZES.items() for i in range(n)]
-        for split in SPLIT_SIZES:
-            (staging / split).mkdir()
+        with atomic_folder(folder) as staging:
+            _write_images(staging, workers)
 
-        def write(job):
-            split, index = job
-            image, classes = render(split, index)
-            image_id = f"{split}{index:05d}"
-            image.save(staging / split / f"{image_id}.png", optimize=False)
-            return split, image_id, classes
 
-        with ThreadPoolExecutor(workers or os.cpu_count()) as pool:
-            rows = list(bar(pool.map(write, jobs), total=len(jobs), desc="generating shapes", unit="img"))
-        with open(staging / "labels.csv", "w", newline="") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(["split", "id", *CLASSES])
-            for split, image_id, classes in rows:
-                writer.writerow([split, image_id, *(int(c in classes) for c in range(len(CLASSES)))])
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
+def _write_images(staging: Path, workers: int | None) -> None:
+    """Every image of every split and ``labels.csv`` into ``staging``."""
+    from harness.progress import bar
+
+    jobs = [(split, i) for split, n in SPLIT_SIZES.items() for i in range(n)]
+    for split in SPLIT_SIZES:
+        (staging / split).mkdir()
+
+    def write(job):
+        split, index = job
+        image, classes = render(split, index)
+        image_id = f"{split}{index:05d}"
+        image.save(staging / split / f"{image_id}.png", optimize=False)
+        return split, image_id, classes
+
+    with ThreadPoolExecutor(workers or os.cpu_count()) as pool:
+        rows = list(bar(pool.map(write, jobs), total=len(jobs), desc="generating shapes", unit="img"))
+    with open(staging / "labels.csv", "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["split", "id", *CLASSES])
+        for split, image_id, classes in rows:
+            writer.writerow([split, image_id, *(int(c in classes) for c in range(len(CLASSES)))])
 
 
 def load(data_root: Path | None = None, options: dict | None = None) -> Dataset:
