@@ -199,3 +199,51 @@ def test_a_hub_file_that_does_not_hash_to_its_blob_name_is_not_published(caches)
         build_timm(5, True, variant="test_resnet.r160_in1k")
     assert record.files[0]["matches_published"] is (tampered == data)
     assert record.files[0]["sha256"] == sha256_of(blob)
+
+
+def _hub_server(files: Files, repo_id: str, content: dict[str, bytes], etags: dict[str, str] | None = None) -> None:
+    """Serve ``content`` as the hub does: resolve URLs with the commit and the file's digest as ETag."""
+    for filename, data in content.items():
+        path = f"/{repo_id}/resolve/main/{filename}"
+        files.content[path] = data
+        etag = (etags or {}).get(filename, hashlib.sha256(data).hexdigest())
+        files.headers[path] = {"X-Repo-Commit": "a" * 40, "ETag": f'"{etag}"'}
+
+
+def test_fetch_of_a_hub_model_downloads_config_and_weights_into_the_hub_cache(caches, monkeypatch):
+    import timm
+
+    torch.manual_seed(5)
+    reference = timm.create_model("test_efficientnet.r160_in1k")
+    config = {"architecture": "test_efficientnet", "pretrained_cfg": {"classifier": "classifier"}}
+    files = Files()
+    _hub_server(files, "someone/tiny-effnet", {"config.json": json.dumps(config).encode(),
+                                               "model.safetensors": _safetensors_of(reference)})
+    with serving(files) as base:
+        monkeypatch.setenv("HF_ENDPOINT", base)
+        result = CliRunner().invoke(main, ["weights", "fetch", "timm:hf-hub:someone/tiny-effnet", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [(row["file"], row["status"]) for row in json.loads(result.output)] == [
+        ("hf-hub:someone/tiny-effnet/config.json", "present"),
+        ("hf-hub:someone/tiny-effnet/model.safetensors", "published")]
+    from plugins.models import build_timm
+
+    with weights.recording() as record:
+        model = build_timm(3, True, variant="hf-hub:someone/tiny-effnet")
+    assert torch.equal(model.conv_stem.weight, reference.conv_stem.weight)
+    assert record.files[0]["matches_published"] is True
+    assert record.files[0]["file"].startswith(str(caches / "hf" / "hub" / "models--someone--tiny-effnet"))
+
+
+def test_a_hub_download_that_does_not_hash_to_the_hubs_digest_is_refused(caches, monkeypatch):
+    files = Files()
+    _hub_server(files, "timm/test_resnet.r160_in1k", {"model.safetensors": b"not the published bytes"},
+                etags={"model.safetensors": "0" * 64})
+    with serving(files) as base:
+        monkeypatch.setenv("HF_ENDPOINT", base)
+        result = CliRunner().invoke(main, ["weights", "fetch", "timm:test_resnet"])
+    assert result.exit_code == 1
+    line = result.output.strip()
+    assert len(line.splitlines()) == 1 and "does not hash to the hub's digest" in line and "deleted" in line
+    repo = caches / "hf" / "hub" / "models--timm--test_resnet.r160_in1k"
+    assert [p for p in repo.rglob("*") if p.is_file() or p.is_symlink()] == [repo / "refs" / "main"]
