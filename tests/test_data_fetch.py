@@ -41,7 +41,7 @@ def _tree(folder: Path) -> list[Path]:
     return sorted(folder.rglob("*"))
 
 
-def _official(name: str, archives: dict[str, bytes], monkeypatch, md5: bool = False) -> None:
+def official(name: str, archives: dict[str, bytes], monkeypatch, md5: bool = False) -> None:
     """Replace ``name``'s recorded archives by the tiny ones (same names and layout, their hashes)."""
     recorded = {a.filename: a for a in SOURCES[name].archives}
     tiny = tuple(Archive(filename, recorded[filename].url, recorded[filename].top,
@@ -50,10 +50,10 @@ def _official(name: str, archives: dict[str, bytes], monkeypatch, md5: bool = Fa
     monkeypatch.setitem(SOURCES, name, dataclasses.replace(SOURCES[name], archives=tiny))
 
 
-@pytest.fixture
-def voc_archives(tmp_path):
-    """The tiny VOC layout split into the two official tars (test files in the test tar)."""
-    source = tmp_path / "source"
+def tiny_voc_archives(folder: Path) -> tuple[Path, dict[str, bytes]]:
+    """The tiny VOC layout in ``folder/source`` and the two official tars made of it (the
+    test split's files in the test tar)."""
+    source = folder / "source"
     write_voc(source)
     paths = _tree(source)
     test_ids = set((source / "VOCdevkit/VOC2007/ImageSets/Main/test.txt").read_text().split())
@@ -63,6 +63,11 @@ def voc_archives(tmp_path):
                     "VOCtest_06-Nov-2007.tar": _tar(source, [p.parent for p in is_test] + is_test)}
 
 
+@pytest.fixture
+def voc_archives(tmp_path):
+    return tiny_voc_archives(tmp_path)
+
+
 def _fingerprint(root: Path, dataset: str) -> str:
     result = CliRunner().invoke(main, ["data", "verify", "--dataset", dataset, "--data-root", str(root), "--json"])
     return json.loads(result.output)["fingerprint"]
@@ -70,7 +75,7 @@ def _fingerprint(root: Path, dataset: str) -> str:
 
 def test_voc2007_is_fetched_checked_and_extracted_into_the_official_layout(voc_archives, tmp_path, monkeypatch):
     source, archives = voc_archives
-    _official("voc2007", archives, monkeypatch, md5=True)
+    official("voc2007", archives, monkeypatch, md5=True)
     files = Files()
     files.content.update({f"/mirror/{name}": data for name, data in archives.items()})
     root = tmp_path / "data"
@@ -95,7 +100,7 @@ def test_coco2014_zips_are_extracted_into_the_official_layout(tmp_path, monkeypa
     write_coco(source)
     archives = {f"{top}.zip" if top != "annotations" else "annotations_trainval2014.zip":
                 _zip(source, [p for p in _tree(source / top)]) for top in ("annotations", "train2014", "val2014")}
-    _official("coco2014", archives, monkeypatch)
+    official("coco2014", archives, monkeypatch)
     files = Files()
     files.content.update({f"/{name}": data for name, data in archives.items()})
     with serving(files) as base:
@@ -107,7 +112,7 @@ def test_coco2014_zips_are_extracted_into_the_official_layout(tmp_path, monkeypa
 
 def test_an_interrupted_download_resumes_with_a_range_request(voc_archives, tmp_path, monkeypatch):
     _, archives = voc_archives
-    _official("voc2007", archives, monkeypatch)
+    official("voc2007", archives, monkeypatch)
     files = Files()
     files.content.update({f"/{name}": data for name, data in archives.items()})
     files.cut["/VOCtrainval_06-Nov-2007.tar"] = 3000
@@ -128,7 +133,7 @@ def test_an_interrupted_download_resumes_with_a_range_request(voc_archives, tmp_
 
 def test_an_archive_with_another_checksum_is_deleted_and_refused(voc_archives, tmp_path, monkeypatch):
     _, archives = voc_archives
-    _official("voc2007", archives, monkeypatch)
+    official("voc2007", archives, monkeypatch)
     files = Files()
     files.content.update({f"/{name}": data for name, data in archives.items()})
     corrupted = bytearray(archives["VOCtrainval_06-Nov-2007.tar"])
