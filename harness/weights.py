@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -117,7 +118,7 @@ def listing() -> Iterator[list[PublishedFile]]:
 
 def torch_file(weights: Any, url: str | None = None) -> PublishedFile:
     """A file torch keeps in its hub cache: ``weights`` is its published file name (with the
-    ``url`` it is downloaded from, if the publisher gave one) or a torchvision weights enum."""
+    ``url`` it is downloaded from; torchvision's own files need none) or a torchvision weights enum."""
     if hasattr(weights, "url") and hasattr(weights, "meta"):
         url = weights.url
         weights = url.rsplit("/", 1)[-1]
@@ -127,7 +128,21 @@ def torch_file(weights: Any, url: str | None = None) -> PublishedFile:
     stem = Path(name).stem
     digits = stem.rsplit("-", 1)[-1] if "-" in stem else ""
     prefix = digits if len(digits) >= 8 and all(c in "0123456789abcdef" for c in digits) else None
+    url = url or torchvision_urls().get(name)
     return PublishedFile(name=name, url=url, path=hub_checkpoint_dir() / name, sha256_prefix=prefix)
+
+
+@functools.cache
+def torchvision_urls() -> dict[str, str]:
+    """File name → URL of every weights file torchvision publishes (its weights enums), so a
+    plugin that names torchvision's file gets its URL without stating it."""
+    import torchvision.models as tvm
+
+    urls = {}
+    for model in tvm.list_models():
+        for weights in tvm.get_model_weights(model):
+            urls[weights.url.rsplit("/", 1)[-1]] = weights.url
+    return urls
 
 
 def hub_file(repo_id: str, filename: str = "model.safetensors", *, weights: bool = True) -> PublishedFile:

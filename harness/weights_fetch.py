@@ -17,6 +17,7 @@ from harness.naming import sha256_of
 from harness.weights import HUB_DIGEST, PublishedFile, hf_cache_dir, hf_endpoint, hub_file, listing, torch_file
 
 FETCH_ROUNDS = 5
+LISTING_CLASSES = 2
 
 
 @dataclass(frozen=True)
@@ -31,16 +32,18 @@ class Needed:
 def needed(registry, model: str) -> Needed:
     """The files ``model``'s pretrained build asks for (up to the first one missing, when a
     later one depends on it: ``fetch`` lists again after each download)."""
+    from harness.check import synthetic_info
+
     component = registry.get("model", model)
     kwargs = {"variant": model.split(":", 1)[1]} if component.spec.takes_variant else {}
+    if component.accepts(component.spec.build, "dataset"):
+        kwargs["dataset"] = synthetic_info(LISTING_CLASSES)
     problem = None
     with listing() as found:
         try:
-            component.spec.build(2, True, **kwargs)
+            component.call("build", component.spec.build, LISTING_CLASSES, True, **kwargs)
         except UserError as error:
             problem = None if found else str(error)
-        except Exception as error:
-            problem = None if found else one_line(error)
     if not found and problem is None:
         problem = "its build loads no weights through harness.weights"
     unique = tuple({file.path: file for file in found}.values())

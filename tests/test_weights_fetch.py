@@ -247,3 +247,12 @@ def test_a_hub_download_that_does_not_hash_to_the_hubs_digest_is_refused(caches,
     assert len(line.splitlines()) == 1 and "does not hash to the hub's digest" in line and "deleted" in line
     repo = caches / "hf" / "hub" / "models--timm--test_resnet.r160_in1k"
     assert [p for p in repo.rglob("*") if p.is_file() or p.is_symlink()] == [repo / "refs" / "main"]
+
+
+def test_a_plugin_naming_torchvisions_file_gets_its_url_and_others_are_told_to_state_one(caches):
+    assert weights.torch_file("vgg16-397923af.pth").url == torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+    with pytest.raises(weights.MissingWeights) as missing:
+        with weights.recording(model="mine"):
+            weights.resolve("my-backbone-0123abcd.pth")
+    assert "`bench weights fetch mine` needs a URL from the model's plugin" in str(missing.value)
+    assert missing.value.file.url is None and missing.value.file.sha256_prefix == "0123abcd"
