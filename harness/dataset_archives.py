@@ -17,6 +17,7 @@ replaced), then deletes the archive and leaves a marker so a second fetch skips 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import stat
@@ -165,7 +166,7 @@ def _download(url: str, path: Path, report: Callable[[str], None]) -> None:
                 for chunk in iter(lambda: response.read(CHUNK), b""):
                     stream.write(chunk)
                     received += len(chunk)
-            except (OSError, ValueError) as error:
+            except (OSError, ValueError, http.client.HTTPException) as error:
                 raise _stopped(url, part, f"({one_line(error, 80)})") from None
         if expected is not None and received < expected:
             raise _stopped(url, part, f"after {received} of {expected} bytes")

@@ -11,6 +11,7 @@ the hub's digest). A run never downloads: it reads what was fetched.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from harness.errors import UserError, one_line
 from harness.naming import sha256_of
@@ -115,15 +116,17 @@ def _fetch_hub(file: PublishedFile) -> PublishedFile:
     return fetched
 
 
-def fetch(registry, model: str) -> Needed:
+def fetch(registry, model: str, report: Callable[[str], None] = lambda line: None) -> Needed:
     """Fetch every missing file ``model`` needs, listing again after each round (a hub
-    model's weights are known once its config is there); returns what it needs now."""
+    model's weights are known once its config is there); returns what it needs now.
+    ``report`` gets a line before each download."""
     for _ in range(FETCH_ROUNDS):
         now = needed(registry, model)
         missing = [file for file in now.files if not file.path.is_file()]
         if now.problem or not missing:
             return now
         for file in missing:
+            report(f"{model}: downloading {file.url} into {file.path.parent}")
             fetch_file(file)
     return needed(registry, model)
 

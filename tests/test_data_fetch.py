@@ -145,8 +145,8 @@ def test_an_archive_with_another_checksum_is_deleted_and_refused(voc_archives, t
         result = CliRunner().invoke(main, ["data", "fetch", "voc2007", "--data-root", str(root)])
     assert result.exit_code == 1
     line = result.output.strip().splitlines()[-1]
-    official = hashlib.sha256(archives["VOCtrainval_06-Nov-2007.tar"]).hexdigest()
-    assert f"VOCtrainval_06-Nov-2007.tar: sha256 {hashlib.sha256(corrupted).hexdigest()} is not the official {official}" in line
+    recorded = hashlib.sha256(archives["VOCtrainval_06-Nov-2007.tar"]).hexdigest()
+    assert f"VOCtrainval_06-Nov-2007.tar: sha256 {hashlib.sha256(corrupted).hexdigest()} is not the official {recorded}" in line
     assert list((root / ".bench-fetch").iterdir()) == [] and not (root / "VOCdevkit").exists()
 
 

@@ -73,7 +73,7 @@ def test_fetch_downloads_into_torch_hub_checks_the_hash_and_check_then_passes(ca
         assert before.exit_code == 1 and "missing" in before.output
         fetched = runner.invoke(main, ["weights", "fetch", "published", "--plugin", str(plugin), "--json"])
         assert fetched.exit_code == 0, fetched.output
-        assert json.loads(fetched.output)[0]["status"] == "published"
+        assert json.loads(fetched.stdout)[0]["status"] == "published"
         assert (caches / "torch" / "hub" / "checkpoints" / name).read_bytes() == data
         after = runner.invoke(main, ["weights", "check", "published", "--plugin", str(plugin)])
         assert after.exit_code == 0, after.output
@@ -90,8 +90,9 @@ def test_a_corrupted_download_is_refused_and_nothing_is_kept(caches, tmp_path):
         plugin = _plugin(tmp_path, f"{base}/{name}", name)
         result = CliRunner().invoke(main, ["weights", "fetch", "published", "--plugin", str(plugin)])
     assert result.exit_code == 1
-    line = result.output.strip()
-    assert len(line.splitlines()) == 1 and "download refused" in line and f"{base}/{name}" in line
+    assert result.stderr.splitlines()[0] == f"published: downloading {base}/{name} into {caches / 'torch' / 'hub' / 'checkpoints'}"
+    line = result.stderr.splitlines()[-1]
+    assert len(result.stderr.splitlines()) == 2 and "download refused" in line and f"{base}/{name}" in line
     checkpoints = caches / "torch" / "hub" / "checkpoints"
     assert not checkpoints.exists() or list(checkpoints.iterdir()) == []
 
@@ -223,7 +224,7 @@ def test_fetch_of_a_hub_model_downloads_config_and_weights_into_the_hub_cache(ca
         monkeypatch.setenv("HF_ENDPOINT", base)
         result = CliRunner().invoke(main, ["weights", "fetch", "timm:hf-hub:someone/tiny-effnet", "--json"])
     assert result.exit_code == 0, result.output
-    assert [(row["file"], row["status"]) for row in json.loads(result.output)] == [
+    assert [(row["file"], row["status"]) for row in json.loads(result.stdout)] == [
         ("hf-hub:someone/tiny-effnet/config.json", "present"),
         ("hf-hub:someone/tiny-effnet/model.safetensors", "published")]
     from plugins.models import build_timm
@@ -243,8 +244,8 @@ def test_a_hub_download_that_does_not_hash_to_the_hubs_digest_is_refused(caches,
         monkeypatch.setenv("HF_ENDPOINT", base)
         result = CliRunner().invoke(main, ["weights", "fetch", "timm:test_resnet"])
     assert result.exit_code == 1
-    line = result.output.strip()
-    assert len(line.splitlines()) == 1 and "does not hash to the hub's digest" in line and "deleted" in line
+    line = result.stderr.splitlines()[-1]
+    assert len(result.stderr.splitlines()) == 2 and "does not hash to the hub's digest" in line and "deleted" in line
     repo = caches / "hf" / "hub" / "models--timm--test_resnet.r160_in1k"
     assert [p for p in repo.rglob("*") if p.is_file() or p.is_symlink()] == [repo / "refs" / "main"]
 

@@ -104,7 +104,8 @@ def fetch_command(models: tuple[str, ...], as_json: bool, plugins: tuple[str, ..
 
     if not models:
         raise click.UsageError("name the models to fetch, e.g. `bench weights fetch resnet101`")
-    _run(models, plugins, as_json, True, fetch)
+    _run(models, plugins, as_json, True,
+         lambda registry, model: fetch(registry, model, report=lambda line: click.echo(line, err=True)))
 
 
 COMMANDS = [weights]
