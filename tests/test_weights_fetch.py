@@ -257,3 +257,20 @@ def test_a_plugin_naming_torchvisions_file_gets_its_url_and_others_are_told_to_s
             weights.resolve("my-backbone-0123abcd.pth")
     assert "`bench weights fetch mine` needs a URL from the model's plugin" in str(missing.value)
     assert missing.value.file.url is None and missing.value.file.sha256_prefix == "0123abcd"
+
+
+@pytest.mark.slow
+def test_a_run_from_timms_hub_weights_records_no_init_deviation(caches, tiny_root, tmp_path):
+    import timm
+
+    _hub_cache(caches, "timm/test_resnet.r160_in1k", {"model.safetensors": _safetensors_of(
+        timm.create_model("test_resnet.r160_in1k"))})
+    result = CliRunner().invoke(main, [
+        "run", "--dataset", "tiny", "--plugin", TINY_PLUGIN, "--data-root", str(tiny_root), "--model",
+        "timm:test_resnet", "--pretrained", "imagenet", "--protocol", "wang2019", "--size", "64", "--epochs", "1",
+        "--device", "cpu", "--out", str(tmp_path / "runs"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(next((tmp_path / "runs").glob("*/result.json")).read_text())
+    assert record["model"]["pretrained"]["files"][0]["matches_published"] is True
+    assert "init" not in record["protocol"]["deviations"]
+    assert set(record["protocol"]["deviations"]) == {"epochs", "sizes"}
