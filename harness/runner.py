@@ -171,7 +171,7 @@ def build_model(component: Component, model_name: str, num_classes: int, pretrai
         context = {"dataset": info.name, "classes": len(info.classes), "fingerprint": info.fingerprint,
                    "train_labels": {"shape": list(info.train_labels.shape), "split_hash": train_split_hash}}
     override = None if pretrained in ("imagenet", "none") else Path(pretrained)
-    with weights.recording(override) as record:
+    with weights.recording(override, model=model_name) as record:
         try:
             model = component.call("build", spec.build, num_classes, pretrained != "none", **kwargs)
         except PluginError as error:

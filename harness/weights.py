@@ -1,22 +1,31 @@
-"""Pretrained weights from local files only: never a download, never a silent fallback.
+"""Pretrained weights from local files, with their published URL and hash: never a silent fallback.
 
-A model's ``build(num_classes, pretrained=True)`` asks for its weights by the file name
-torchvision (or the plugin) publishes, e.g. ``resnet101-63fe2227.pth``. The file is taken
-from ``--pretrained PATH`` when the user gave one, else from the torch hub cache
-(``$TORCH_HOME/hub/checkpoints/``, the folder torchvision itself downloads into). Every file
-used is recorded with its sha256, and the run stores the record.
+A model's ``build(num_classes, pretrained=True)`` asks for its weights by the name they are
+published under: torchvision's file name (``resnet101-63fe2227.pth``) or weights enum
+(``ResNet101_Weights.IMAGENET1K_V1``) through ``resolve``, or a file of a Hugging Face hub
+repository (timm's ``timm/resnet50.a1_in1k``, ``model.safetensors``) through ``resolve_hub``.
+The file is taken from ``--pretrained PATH`` when the user gave one, else from where torch
+and the hub client keep it (``$TORCH_HOME/hub/checkpoints/``, the hub cache), the folders
+``bench weights fetch`` downloads into. Every file used is recorded with its sha256, and the
+run stores the record. ``listing()`` collects the files a build asks for without needing them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from harness.errors import UserError
 from harness.naming import sha256_of
+
+HUB_DIGEST = "#sha256="
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -25,9 +34,41 @@ class WeightsRecord:
 
     override: Path | None = None
     files: list[dict] = field(default_factory=list)
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class PublishedFile:
+    """A file a pretrained build needs, as its publisher names it.
+
+    ``name`` is what a run records as ``expected_name``: torchvision's file name (its last
+    8 hex digits start its sha256), or ``hf-hub:REPO/FILE`` followed by ``#sha256=`` and the
+    hub's digest of the file when the hub cache knows it. ``sha256`` is the whole published
+    digest where it is known, ``sha256_prefix`` what the name alone says. ``path`` is where
+    torch or the hub client keep the file; ``repo_id``/``filename`` are set for hub files.
+    ``weights`` is False for a file that is not weights (a hub model's ``config.json``).
+    """
+
+    name: str
+    url: str | None
+    path: Path
+    sha256: str | None = None
+    sha256_prefix: str | None = None
+    repo_id: str | None = None
+    filename: str | None = None
+    weights: bool = True
+
+
+class MissingWeights(UserError):
+    """A file a pretrained build needs is not on disk; ``file`` says which and where from."""
+
+    def __init__(self, message: str, file: PublishedFile):
+        super().__init__(message)
+        self.file = file
 
 
 _active: contextvars.ContextVar[WeightsRecord | None] = contextvars.ContextVar("weights", default=None)
+_listed: contextvars.ContextVar[list[PublishedFile] | None] = contextvars.ContextVar("listed", default=None)
 
 
 def hub_checkpoint_dir() -> Path:
@@ -37,10 +78,25 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment at call time as the hub client
+    does at import: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "huggingface"
+    return Path(home).expanduser() / "hub"
+
+
+def hf_endpoint() -> str:
+    """``$HF_ENDPOINT`` or ``https://huggingface.co``: where hub files are downloaded from."""
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
 @contextlib.contextmanager
-def recording(override: Path | None = None) -> Iterator[WeightsRecord]:
-    """Collect the weights files resolved inside the block; ``override`` replaces the default file."""
-    record = WeightsRecord(override=Path(override) if override else None)
+def recording(override: Path | None = None, model: str | None = None) -> Iterator[WeightsRecord]:
+    """Collect the weights files resolved inside the block; ``override`` replaces the default
+    file; ``model`` is named in the fetch command a missing file's error gives."""
+    record = WeightsRecord(override=Path(override) if override else None, model=model)
     token = _active.set(record)
     try:
         yield record
@@ -48,49 +104,136 @@ def recording(override: Path | None = None) -> Iterator[WeightsRecord]:
         _active.reset(token)
 
 
-def resolve(filename: str) -> Path:
-    """The local path of weights file ``filename``, recorded with its sha256.
+@contextlib.contextmanager
+def listing() -> Iterator[list[PublishedFile]]:
+    """Inside the block ``resolve`` and ``resolve_hub`` list each file asked for and return
+    its path even when it is absent (a build then stops at its first read of a missing file)."""
+    found: list[PublishedFile] = []
+    token = _listed.set(found)
+    try:
+        yield found
+    finally:
+        _listed.reset(token)
 
-    Raises a one-line ``UserError`` saying where to put the file when it is absent.
-    """
+
+def torch_file(weights: Any, url: str | None = None) -> PublishedFile:
+    """A file torch keeps in its hub cache: ``weights`` is its published file name (with the
+    ``url`` it is downloaded from; torchvision's own files need none) or a torchvision weights enum."""
+    if hasattr(weights, "url") and hasattr(weights, "meta"):
+        url = weights.url
+        weights = url.rsplit("/", 1)[-1]
+    name = str(weights)
+    if not name or Path(name).name != name:
+        raise UserError(f"weights file name {name!r} must be a plain file name such as resnet101-63fe2227.pth")
+    stem = Path(name).stem
+    digits = stem.rsplit("-", 1)[-1] if "-" in stem else ""
+    prefix = digits if len(digits) >= 8 and all(c in "0123456789abcdef" for c in digits) else None
+    url = url or torchvision_urls().get(name)
+    return PublishedFile(name=name, url=url, path=hub_checkpoint_dir() / name, sha256_prefix=prefix)
+
+
+@functools.cache
+def torchvision_urls() -> dict[str, str]:
+    """File name → URL of every weights file torchvision publishes (its weights enums), so a
+    plugin that names torchvision's file gets its URL without stating it."""
+    import torchvision.models as tvm
+
+    urls = {}
+    for model in tvm.list_models():
+        for weights in tvm.get_model_weights(model):
+            urls[weights.url.rsplit("/", 1)[-1]] = weights.url
+    return urls
+
+
+def hub_file(repo_id: str, filename: str = "model.safetensors", *, weights: bool = True) -> PublishedFile:
+    """A file of Hugging Face hub repository ``repo_id`` (revision ``main``), where the hub
+    client caches it; its sha256 is the name of its blob in the cache (the hub's digest of an
+    LFS file), known once the file has been downloaded."""
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id) or ".." in repo_id:
+        raise UserError(f"hub repository {repo_id!r} must look like OWNER/NAME, e.g. timm/resnet50.a1_in1k")
+    snapshot = None
+    folder = hf_cache_dir() / f"models--{repo_id.replace('/', '--')}"
+    ref = folder / "refs" / "main"
+    if ref.is_file():
+        snapshot = folder / "snapshots" / ref.read_text().strip() / filename
+    path = snapshot if snapshot is not None else folder / "snapshots" / "main" / filename
+    blob = path.resolve().name if path.is_symlink() else ""
+    sha256 = blob if _HEX64.fullmatch(blob) else None
+    name = f"hf-hub:{repo_id}/{filename}" + (f"{HUB_DIGEST}{sha256}" if sha256 and weights else "")
+    return PublishedFile(name=name, url=f"{hf_endpoint()}/{repo_id}/resolve/main/{filename}", path=path,
+                         sha256=sha256, repo_id=repo_id, filename=filename, weights=weights)
+
+
+def _use(file: PublishedFile) -> Path:
+    """The local path of ``file``: listed in ``listing()``, else found or one line saying how to get it."""
+    listed = _listed.get()
     record = _active.get()
-    path = record.override if record and record.override else hub_checkpoint_dir() / filename
+    if listed is not None:
+        listed.append(file)
+        return file.path
+    path = record.override if record and record.override and file.weights else file.path
     if not path.is_file():
-        raise UserError(
-            f"pretrained weights {filename} not found at {path}: put the file there "
-            f"(torchvision's published file of that name), pass --pretrained PATH, "
-            f"or train from scratch with --pretrained none"
-        )
-    if record is not None:
+        model = record.model if record and record.model else "MODEL"
+        source = f" downloads {file.url}" if file.url else " needs a URL from the model's plugin"
+        raise MissingWeights(
+            f"weights {file.name.split(HUB_DIGEST)[0]} not found at {path}: `bench weights fetch {model}`{source}; "
+            f"or use --pretrained PATH or --pretrained none", file)
+    if record is not None and file.weights:
         digest = sha256_of(path)
-        record.files.append({"file": str(path), "expected_name": filename, "sha256": digest,
-                             "matches_published": matches_published(filename, digest)})
+        record.files.append({"file": str(path), "expected_name": file.name, "sha256": digest,
+                             "matches_published": matches_published(file.name, digest)})
     return path
 
 
+def resolve(weights: Any, *, url: str | None = None) -> Path:
+    """The local path of weights file ``weights`` (a published file name or a torchvision
+    weights enum), recorded with its sha256. Raises a one-line ``MissingWeights`` naming the
+    URL and the ``bench weights fetch`` command when it is absent."""
+    return _use(torch_file(weights, url))
+
+
+def resolve_hub(repo_id: str, filename: str = "model.safetensors", *, weights: bool = True) -> Path:
+    """The local path of ``filename`` of hub repository ``repo_id``, from the hub cache
+    (``weights=False`` for a file that is not weights: not recorded, never replaced by
+    ``--pretrained PATH``)."""
+    return _use(hub_file(repo_id, filename, weights=weights))
+
+
 def matches_published(filename: str, digest: str) -> bool:
-    """Whether ``digest`` is the file torchvision published as ``filename``.
+    """Whether ``digest`` is the file published as ``filename``.
 
     torchvision names each weights file ``<arch>-<first 8 hex digits of its sha256>.pth``,
-    so the name itself says which bytes are the published ones.
+    so the name itself says which bytes are the published ones; a hub file's recorded name
+    ends in ``#sha256=`` and the hub's whole digest of the file.
     """
+    if HUB_DIGEST in filename:
+        return digest == filename.rsplit(HUB_DIGEST, 1)[1]
     stem = Path(filename).stem
     published = stem.rsplit("-", 1)[-1] if "-" in stem else ""
     return len(published) >= 8 and all(c in "0123456789abcdef" for c in published) and digest.startswith(published)
 
 
-def load_state_dict(filename: str) -> dict:
-    """``torch.load`` of the resolved file (tensors only, on the CPU)."""
+def read_state_dict(path: Path) -> dict:
+    """The tensors of a weights file: safetensors by its suffix, else ``torch.load`` with
+    ``weights_only`` (never unpickling code), unwrapping a ``state_dict`` entry."""
     import torch
 
-    path = resolve(filename)
     try:
+        if path.suffix == ".safetensors":
+            import safetensors.torch
+
+            return safetensors.torch.load_file(str(path), device="cpu")
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise UserError(f"{path}: not a readable PyTorch weights file ({type(error).__name__}: {error})") from None
+        raise UserError(f"{path}: not a readable weights file ({type(error).__name__}: {error})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     return state
+
+
+def load_state_dict(weights: Any, *, url: str | None = None) -> dict:
+    """The tensors of the resolved file (``resolve``'s arguments), on the CPU."""
+    return read_state_dict(resolve(weights, url=url))
 
 
 def init_used(pretrained) -> str:

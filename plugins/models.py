@@ -1,21 +1,17 @@
 """Built-in models: the paper's VGG16 and ResNet-101 (PROTOCOL.md), smaller ResNets, a CPU-sized CNN, any timm model.
 
-Pretrained weights are torchvision's ImageNet-1k V1 files, loaded from local disk through
-``harness.weights`` (never downloaded). The 1000-class layer is loaded with the rest and
-then replaced by a fresh ``Linear(·, C)``, exactly as fine-tuning from torchvision does.
+Pretrained weights are torchvision's ImageNet-1k V1 files (named by torchvision's weights
+enums) and timm's published files on the Hugging Face hub, loaded from local disk through
+``harness.weights`` (``bench weights fetch`` downloads them). The 1000-class layer is loaded
+with the rest and then replaced by a fresh ``Linear(·, C)``, exactly as fine-tuning does.
 """
 
 from __future__ import annotations
 
 from harness import ModelSpec, hookimpl
-from harness.weights import load_state_dict, resolve
+from harness.weights import load_state_dict, read_state_dict, resolve, resolve_hub
 
-RESNET_WEIGHTS = {
-    "resnet18": "resnet18-f37072fd.pth",
-    "resnet50": "resnet50-0676ba61.pth",
-    "resnet101": "resnet101-63fe2227.pth",
-}
-VGG16_WEIGHTS = "vgg16-397923af.pth"
+RESNET_WEIGHTS = {"resnet18": "ResNet18_Weights", "resnet50": "ResNet50_Weights", "resnet101": "ResNet101_Weights"}
 
 
 def _resnet_builder(arch: str):
@@ -26,7 +22,7 @@ def _resnet_builder(arch: str):
 
         model = getattr(tvm, arch)(weights=None)
         if pretrained:
-            model.load_state_dict(load_state_dict(RESNET_WEIGHTS[arch]))
+            model.load_state_dict(load_state_dict(getattr(tvm, RESNET_WEIGHTS[arch]).IMAGENET1K_V1))
         model.fc = nn.Linear(model.fc.in_features, num_classes)
         return model
 
@@ -40,7 +36,7 @@ def build_vgg16(num_classes: int, pretrained: bool):
 
     model = tvm.vgg16(weights=None)
     if pretrained:
-        model.load_state_dict(load_state_dict(VGG16_WEIGHTS))
+        model.load_state_dict(load_state_dict(tvm.VGG16_Weights.IMAGENET1K_V1))
     model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
     return model
 
@@ -73,31 +69,52 @@ def build_smallcnn(num_classes: int, pretrained: bool):
     return model
 
 
-def timm_weights_filename(variant: str) -> str:
-    """The file name timm publishes for ``variant``'s default weights, or ``<variant>.pth``."""
-    import timm
-
-    config = timm.models.get_pretrained_cfg(variant) if timm.is_model(variant) else None
-    url = getattr(config, "url", None) if config is not None else None
-    return url.rsplit("/", 1)[-1] if url else f"{variant}.pth"
-
-
 def build_timm(num_classes: int, pretrained: bool, variant: str):
     """Any timm model with a C-way classifier; pretrained weights from a local file.
 
-    The returned module carries ``head_prefixes`` naming timm's classifier module, which
-    differs between families (``fc``, ``head.fc``, ``classifier``).
+    ``variant`` is a timm model name (``resnet50``, ``resnet50.a1_in1k``), whose weights are
+    the file timm publishes on the Hugging Face hub (``model.safetensors`` of its hub id) or,
+    for the few without a hub id, at its URL; or ``hf-hub:OWNER/NAME``, a hub repository
+    whose ``config.json`` names the architecture. The returned module carries
+    ``head_prefixes`` naming timm's classifier module, which differs between families.
     """
+    import json
+
     import timm
 
     from harness import UserError
 
-    if not timm.is_model(variant):
+    overlay, model_args = None, {}
+    if variant.startswith("hf-hub:"):
+        repo_id = variant.removeprefix("hf-hub:")
+        config_file = resolve_hub(repo_id, "config.json", weights=False)
+        weights_file = resolve_hub(repo_id) if pretrained else None
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+            architecture, pretrained_cfg = config["architecture"], dict(config.get("pretrained_cfg", {}))
+            model_args = dict(config.get("model_args", {}))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise UserError(f"{config_file}: not a timm model config ({type(error).__name__}: {error}); "
+                            f"fetch it again with `bench weights fetch timm:{variant}`") from None
+        if not timm.is_model(architecture):
+            raise UserError(f"{config_file}: timm {timm.__version__} has no architecture {architecture!r}; upgrade timm")
+        pretrained_cfg.pop("source", None)
+        variant, overlay = architecture, pretrained_cfg
+    elif not timm.is_model(variant):
         raise UserError(f"timm has no model {variant!r}; `python -c \"import timm; print(timm.list_models('*{variant}*'))\"` lists similar names")
-    overlay = {"file": str(resolve(timm_weights_filename(variant)))} if pretrained else None
-    model = timm.create_model(
-        variant, pretrained=pretrained, num_classes=num_classes, pretrained_cfg_overlay=overlay
-    )
+    else:
+        config = timm.models.get_pretrained_cfg(variant)
+        hub_id = getattr(config, "hf_hub_id", None) if config is not None else None
+        url = getattr(config, "url", None) if config is not None else None
+        if pretrained and hub_id:
+            weights_file = resolve_hub(hub_id, getattr(config, "hf_hub_filename", None) or "model.safetensors")
+        elif pretrained:
+            weights_file = resolve(url.rsplit("/", 1)[-1] if url else f"{variant}.pth", url=url)
+        overlay = {}
+    if pretrained:
+        overlay["state_dict"] = read_state_dict(weights_file)
+    model = timm.create_model(variant, pretrained=pretrained, num_classes=num_classes,
+                              pretrained_cfg_overlay=overlay or None, **model_args)
     classifier = model.pretrained_cfg.get("classifier", "head")
     model.head_prefixes = tuple(classifier) if isinstance(classifier, (tuple, list)) else (classifier,)
     return model

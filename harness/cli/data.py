@@ -1,4 +1,4 @@
-"""``bench data verify``: decode every image of a dataset and check it against the official facts."""
+"""``bench data verify|where|fetch``: check a dataset against the official facts, say where it comes from, fetch it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ SHOWN_PROBLEMS = 20
 
 @click.group()
 def data() -> None:
-    """Check datasets on disk before benchmarking on them."""
+    """Get datasets and check them on disk before benchmarking on them."""
 
 
 def _print_summary(report: dict, root: str | None) -> None:
@@ -109,6 +109,52 @@ def verify_command(
         _print_summary(report, dataset.info.get("root"))
     if report["problems"]:
         ctx.exit(1)
+
+
+@data.command("where")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the source as one JSON object.")
+def where_command(name: str, as_json: bool) -> None:
+    """Where dataset NAME comes from: official archives (URL, size, sha256, md5), the layout
+    --data-root holds after extraction, and the commands that fetch and verify it."""
+    from harness.dataset_archives import describe
+
+    found = describe(name)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    click.echo(f"dataset   {name}\nhomepage  {found['homepage']}\n")
+    if found["archives"]:
+        rows = [(a["file"], a["url"], a["size"] or "not recorded", a["sha256"] or "not recorded", a["md5"] or "not recorded")
+                for a in found["archives"]]
+        click.echo(tabulate(rows, headers=["archive", "url", "bytes", "sha256", "md5"]) + "\n")
+    else:
+        click.echo(f"archives  {found['note']}\n")
+    click.echo("--data-root DIR holds, after extraction:")
+    for entry in found["layout"]:
+        click.echo(f"  DIR/{entry}")
+    click.echo()
+    if found["archives"]:
+        click.echo(f"bench data fetch {name} --data-root DIR     # download (resumable), check, extract")
+    click.echo(f"bench data verify --dataset {name} --data-root DIR")
+
+
+@data.command("fetch")
+@click.argument("name")
+@click.option("--data-root", type=click.Path(path_type=Path), required=True,
+              help="Folder to extract into (the --data-root of later commands).")
+def fetch_command(name: str, data_root: Path) -> None:
+    """Download dataset NAME's official archives into --data-root, check their sha256, extract.
+
+    For voc2007 and coco2014 (`bench data where NAME` lists the archives). An interrupted
+    download resumes when the command runs again; an archive whose checksum differs is deleted
+    and refused, one with links or members outside the official layout is refused before
+    anything is extracted. $BENCH_DATA_MIRROR (a base URL) replaces the official host.
+    """
+    from harness.dataset_archives import fetch
+
+    root = fetch(name, data_root, report=lambda line: click.echo(line, err=True))
+    click.echo(f"{name} is in {root}; check it with `bench data verify --dataset {name} --data-root {root}`")
 
 
 COMMANDS = [data]
