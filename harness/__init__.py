@@ -27,6 +27,7 @@ from harness.specs import (
     FusionSpec,
     LossSpec,
     ModelSpec,
+    RecipeSpec,
     Split,
 )
 
@@ -60,6 +61,7 @@ __all__ = [
     "FusionSpec",
     "LossSpec",
     "ModelSpec",
+    "RecipeSpec",
     "ResolvedRun",
     "RunConfig",
     "RunRecord",
