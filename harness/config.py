@@ -19,6 +19,7 @@ from typing import Any
 from harness.errors import UserError
 from harness.naming import code_sha256, default_run_id, plain_name
 from harness.protocol import Protocol, get_protocol
+from harness.recipes import DEFAULT_RECIPE
 from harness.results import ComponentRecord, PluginRecord, parse_record
 
 # Upper bounds on options, each with the reason given when a value exceeds it.
@@ -56,6 +57,7 @@ class RunConfig:
     skip_missing: bool = False
     cache: bool = True
     overwrite: bool = False
+    recipe: str | None = None  # None: the protocol's recipe (sgd-step)
 
     def resolve(self, registry) -> "ResolvedRun":
         """Every default filled, every value checked, the deviations computed; see the module docstring."""
@@ -72,6 +74,8 @@ class RunConfig:
         registry.get("model", model_name)
         registry.get("augmentation", augmentation_name)
         loss = registry.get("loss", loss_name)
+        recipe_name = self.recipe or DEFAULT_RECIPE
+        registry.get("recipe", recipe_name)
         size = self.size or base.default_size
         pretrained = self.pretrained or base.init
         if pretrained not in ("imagenet", "none"):
@@ -81,7 +85,8 @@ class RunConfig:
             pretrained = str(path.resolve())
         rules = dataclasses.replace(base, epochs=self.epochs or base.epochs, batch_size=self.batch_size or base.batch_size)
         run_id = self.run_id or default_run_id(self.dataset, model_name, augmentation_name, size, base.name, self.seed,
-                                               loss_name if loss_name != base.loss else None)
+                                               loss_name if loss_name != base.loss else None,
+                                               recipe_name if recipe_name != DEFAULT_RECIPE else None)
         plain_name(run_id, "--run-id")
         return ResolvedRun(
             dataset=self.dataset,
@@ -103,6 +108,7 @@ class RunConfig:
             out=str(Path(self.out).expanduser().resolve()),
             run_id=run_id,
             plugins=[_plugin_file(registry, value) for value in self.plugins],
+            recipe=recipe_name,
         )
 
 
@@ -188,6 +194,7 @@ class ResolvedRun:
     run_id: str
     plugins: list[PluginSource] = field(default_factory=list)
     fingerprint: str | None = None
+    recipe: str = DEFAULT_RECIPE
 
     @property
     def run_dir(self) -> Path:

@@ -27,6 +27,8 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 @click.option("--aug", "augmentation", help="Augmentation: flip (M1), crop (M2), mixup (M3). Default: the protocol's.")
 @click.option("--loss", help="Training loss (`bench plugins` lists them). Default: the protocol's (bce); "
                              "any other is recorded as a deviation.")
+@click.option("--recipe", help="Training recipe: optimizer, schedule, EMA (`bench plugins` lists them). Default: the "
+                               "protocol's (sgd-step); any other is recorded as a deviation.")
 @click.option("--size", type=int, help="Square input size. Default: the protocol's.")
 @click.option("--protocol", default="smoke", show_default=True, help="Training protocol (`bench protocol list`).")
 @click.option("--epochs", type=int, help="Override the protocol's epochs (recorded as a deviation).")
