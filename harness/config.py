@@ -20,7 +20,7 @@ from harness.errors import UserError
 from harness.naming import code_sha256, default_run_id, plain_name
 from harness.protocol import Protocol, get_protocol
 from harness.recipes import DEFAULT_RECIPE
-from harness.results import ComponentRecord, PluginRecord, parse_record
+from harness.results import ComponentRecord, PluginRecord, RecipeRecord, parse_record
 
 # Upper bounds on options, each with the reason given when a value exceeds it.
 LIMITS = {
@@ -130,11 +130,13 @@ def _check_ranges(settings, where: str = "") -> None:
 
 
 def deviations(rules: Protocol, *, epochs: int, batch_size: int, size: int, init: str,
-               loss: ComponentRecord) -> dict[str, dict[str, Any]]:
+               loss: ComponentRecord, recipe: RecipeRecord | None = None) -> dict[str, dict[str, Any]]:
     """Every way a run departs from protocol ``rules``: ``{field: {"protocol": …, "used": …}}``
     for epochs, batch size, a size outside the protocol's sizes, the initialisation the weights
     show, and a loss other than the protocol's (with its version and plugin). The runner, and
-    the leaderboard checking a submission, compute them with this one function."""
+    the leaderboard checking a submission, compute them with this one function. A recipe
+    other than the protocol's ``sgd-step`` is one too, with its version, plugin and EMA decay
+    (a record without a recipe block trained with ``sgd-step``)."""
     found: dict[str, dict[str, Any]] = {}
     for name, used in (("epochs", epochs), ("batch_size", batch_size)):
         if used != getattr(rules, name):
@@ -146,6 +148,9 @@ def deviations(rules: Protocol, *, epochs: int, batch_size: int, size: int, init
     if loss.name != rules.loss:
         found["loss"] = {"protocol": rules.loss, "used": loss.name, "version": loss.version,
                          "plugin": dataclasses.asdict(loss.plugin)}
+    if recipe is not None and recipe.name != DEFAULT_RECIPE:
+        found["recipe"] = {"protocol": DEFAULT_RECIPE, "used": recipe.name, "version": recipe.version,
+                           "plugin": dataclasses.asdict(recipe.plugin), "ema_decay": recipe.ema_decay}
     return found
 
 
@@ -211,11 +216,12 @@ class ResolvedRun:
             )
         return dataclasses.replace(base, epochs=self.epochs, batch_size=self.batch_size)
 
-    def deviations(self, init: str, loss: ComponentRecord) -> dict[str, dict[str, Any]]:
+    def deviations(self, init: str, loss: ComponentRecord,
+                   recipe: RecipeRecord | None = None) -> dict[str, dict[str, Any]]:
         """This run's deviations from its protocol, given the initialisation its weights show
-        and the loss it trained with (see ``deviations``)."""
+        and the loss and recipe it trained with (see ``deviations``)."""
         return deviations(get_protocol(self.protocol), epochs=self.epochs, batch_size=self.batch_size, size=self.size,
-                          init=init, loss=loss)
+                          init=init, loss=loss, recipe=recipe)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
