@@ -324,7 +324,7 @@ def reproduce(submission: str, root: Path, data_root: str | None = None) -> Outc
         registry = Registry(tuple(p.value for p in plugins if p.plugin.source in ("file", "directory")), watch_torch=True)
         registry.check_requested()
         registry.check_core_unchanged()
-        used = [c.plugin for c in (record.model, record.augmentation, record.loss, record.dataset)]
+        used = [c.plugin for c in (record.model, record.augmentation, record.loss, record.dataset, record.recipe) if c]
         check_distribution_versions([p.plugin for p in plugins] + used, registry, "reproduce the run")
         code_changed = _code_changed(record, registry)
         torch.set_num_threads(threads)
