@@ -15,6 +15,7 @@ record must list exactly those.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -281,7 +282,8 @@ def check_optimizer(log: list[EpochLog], record: RunRecord, run: ResolvedRun, ru
             raise UserError(f"{where.result}: {name} is {recorded!r}, but {component.label} with dataset.n_train "
                             f"{record.dataset.n_train} and batch {run.batch_size} gives {expected!r}; submit with the "
                             "recipe the run trained with")
-    plan, scheduler = recipes.planned(component, rules, steps, run.epochs)
+    trained = dataclasses.replace(rules, epochs=run.epochs, batch_size=run.batch_size)  # what the trainer gave it
+    plan, scheduler = recipes.planned(component, trained, steps, run.epochs)
     for name, recorded, expected in (("recipe.optimizer", recipe.optimizer, plan[0]["class"]),
                                      ("recipe.scheduler", recipe.scheduler, scheduler)):
         if recorded != expected:
