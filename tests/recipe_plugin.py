@@ -61,6 +61,8 @@ def build_changing_optimizer(num_classes: int, pretrained: bool):
 def register_recipes(register):
     register(RecipeSpec("adamw-onecycle-ema", make_adamw, make_one_cycle, ema_decay=0.9, version="1",
                         description="AdamW, one-cycle rates, EMA of weights"))
+    register(RecipeSpec("adamw-onecycle", make_adamw, make_one_cycle, version="1",
+                        description="AdamW, one-cycle rates, scored with the trained weights"))
 
 
 @hookimpl

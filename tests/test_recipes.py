@@ -134,6 +134,17 @@ def test_a_recipe_trains_is_recorded_as_a_deviation_scored_with_its_ema_and_resu
     assert [g["weight_decay"] for g in held["param_groups"]] == [0.05, 0.05] and held["param_groups"][0]["betas"][1] == 0.999
     assert log[0]["lr"]["head"] < log[1]["lr"]["head"]  # one-cycle warms up
     assert "recipe: sgd-step → adamw-onecycle-ema" in _deviations_row(run_dir, tmp_path)
+    # the same training without the EMA: the same losses and rates, other scored (and saved) weights
+    plain = invoke(tiny_args(tiny_root, tmp_path / "plain", "--model", "tiny-cnn", "--recipe", "adamw-onecycle"))
+    assert plain.exit_code == 0, plain.output
+    plain_dir = tmp_path / "plain" / "tiny-tiny-cnn-flip-32-smoke-seed0-adamw-onecycle"
+    plain_log = json.loads((plain_dir / "log.json").read_text())
+    assert [(e["loss"], e["optimizer"]) for e in plain_log] == [(e["loss"], e["optimizer"]) for e in log]
+    with np.load(run_dir / "scores.npz") as a, np.load(plain_dir / "scores.npz") as b:
+        assert not np.array_equal(a["scores"], b["scores"])
+    ema_weights = torch.load(run_dir / "model.pt", weights_only=True)
+    trained = torch.load(plain_dir / "model.pt", weights_only=True)
+    assert not torch.equal(ema_weights["head.weight"], trained["head.weight"])
     # interrupted after epoch 1 and resumed: the same bits (scheduler and EMA come back from the checkpoint)
     killed_out = tmp_path / "killed"
     killed = in_subprocess(tiny_args(tiny_root, killed_out, "--model", "tiny-cnn", "--recipe", RECIPE, "--aug",
