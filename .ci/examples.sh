@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
-trap 'pip uninstall -q -y multilabel-bench-csra multilabel-bench-mlgcn multilabel-bench-asl >/dev/null 2>&1 || true
+trap 'pip uninstall -q -y multilabel-bench-csra multilabel-bench-mlgcn multilabel-bench-asl multilabel-bench-classquery >/dev/null 2>&1 || true
       rm -rf "$work"' EXIT
 
 # A 96-image manifest dataset rendered by the shapes generator: the runs test each plugin's
@@ -78,3 +78,35 @@ PY
 example csra model csra-resnet18 all --model csra-resnet18
 example mlgcn model mlgcn-resnet18 one --model mlgcn-resnet18  # resnet50/101 differ only in torchvision's constructor
 example asl loss asl all --loss asl
+
+# The package-folder example: vendored method code in a package with a sub-package, a LICENSE
+# and a recipe (AdamW, one cycle, EMA). Installed (entry point) and as --plugin path/to/package/,
+# each run must record the recipe as a deviation and name the plugin it came from.
+package_example() {
+    local package=examples/classquery-plugin
+    local folder="$package/classquery/"
+    local components=(--component classquery-resnet18 --component classquery-adamw)
+    pip install -q --no-deps --no-build-isolation -e "$package"
+    python -m pytest -q -p no:cacheprovider "$package"
+    bench check --plugin classquery "${components[@]}"
+    "${run[@]}" --model classquery-resnet18 --recipe classquery-adamw --run-id classquery-entry-point
+    pip uninstall -q -y multilabel-bench-classquery
+    bench check --plugin "$folder" "${components[@]}"
+    "${run[@]}" --model classquery-resnet18 --recipe classquery-adamw --run-id classquery-folder --plugin "$folder"
+    python - "$work/runs" <<'PY'
+import json
+import sys
+from pathlib import Path
+
+runs = Path(sys.argv[1])
+for run_id, source in (("classquery-entry-point", "distribution"), ("classquery-folder", "directory")):
+    record = json.loads((runs / run_id / "result.json").read_text())
+    recipe, deviation = record["recipe"], record["protocol"]["deviations"]["recipe"]
+    assert (recipe["name"], recipe["plugin"]["source"], recipe["ema_decay"]) == ("classquery-adamw", source, 0.99), recipe
+    assert (deviation["used"], deviation["plugin"]) == ("classquery-adamw", recipe["plugin"]), deviation
+    assert record["model"]["plugin"] == recipe["plugin"], record["model"]["plugin"]
+print("result.json records the classquery-adamw recipe as a deviation, installed and as a package folder")
+PY
+}
+
+package_example

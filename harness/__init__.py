@@ -33,6 +33,7 @@ from harness.specs import (
     FusionSpec,
     LossSpec,
     ModelSpec,
+    RecipeSpec,
     Split,
 )
 
@@ -86,6 +87,7 @@ __all__ = [
     "FusionSpec",
     "LossSpec",
     "ModelSpec",
+    "RecipeSpec",
     "ResolvedRun",
     "RunConfig",
     "RunRecord",

@@ -4,7 +4,7 @@ way their training differed.
 ``compare(A, B)`` refuses runs scored on different test sets (other ids, or other labels
 for the same ids): a difference in mAP between them measures the data, not the method. For
 runs whose ``result.json`` is at hand it lists every difference in protocol, epochs, batch
-size, input size, augmentation, loss, model, backbone, initialisation, precision and
+size, input size, augmentation, loss, recipe, model, backbone, initialisation, precision and
 dataset fingerprint, so that a 2-epoch baseline is never silently compared with a 40-epoch
 method.
 """
@@ -98,6 +98,7 @@ def read_record(path: str) -> RunRecord | None:
 def training_facts(record: RunRecord) -> dict[str, Any]:
     """The facts of a run that a fair comparison holds fixed, by name."""
     from harness.protocol import PROTOCOLS
+    from harness.recipes import DEFAULT_RECIPE
 
     protocol = PROTOCOLS.get(record.protocol.name)
     deviations = record.protocol.deviations
@@ -115,6 +116,7 @@ def training_facts(record: RunRecord) -> dict[str, Any]:
         "size": record.size if record.kind == "train" else "+".join(str(m.size) for m in record.members or []),
         "augmentation": record.augmentation.name if record.augmentation else None,
         "loss": record.loss.name if record.loss else None,
+        "recipe": (record.recipe.name if record.recipe else DEFAULT_RECIPE) if record.kind == "train" else None,
         "model": record.model.name if record.model else None,
         "backbone": (record.model.backbone or record.model.name) if record.model else None,
         "init": record.model.pretrained.mode if record.model else None,

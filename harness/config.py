@@ -23,7 +23,8 @@ from typing import Any
 from harness.errors import UserError, one_line
 from harness.naming import code_sha256, default_run_id, plain_name
 from harness.protocol import Protocol, get_protocol
-from harness.results import ComponentRecord, PluginRecord
+from harness.recipes import DEFAULT_RECIPE
+from harness.results import ComponentRecord, PluginRecord, RecipeRecord
 from harness.typed_json import parse_record, parse_value
 from harness.files import read_json
 from harness.rundir import RUN_FILE
@@ -69,6 +70,8 @@ class RunConfig:
                                        flag="--aug")
     loss: str | None = setting(None, "Training loss (`bench plugins` lists them). Default: the protocol's (bce); "
                                      "any other is recorded as a deviation.")
+    recipe: str | None = setting(None, "Training recipe: optimizer, schedule, EMA (`bench plugins` lists them). "
+                                       "Default: the protocol's (sgd-step); any other is recorded as a deviation.")
     size: int | None = setting(None, "Square input size. Default: the protocol's.")
     protocol: str = setting("smoke", "Training protocol (`bench protocol list`).")
     epochs: int | None = setting(None, "Override the protocol's epochs (recorded as a deviation).")
@@ -192,6 +195,8 @@ class RunConfig:
         registry.get("model", model_name)
         registry.get("augmentation", augmentation_name)
         registry.get("loss", loss_name)
+        recipe_name = self.recipe or DEFAULT_RECIPE
+        registry.get("recipe", recipe_name)
         size = self.size or base.default_size
         pretrained = self.pretrained or base.init
         if pretrained not in ("imagenet", "none"):
@@ -201,7 +206,8 @@ class RunConfig:
             pretrained = str(path.resolve())
         rules = dataclasses.replace(base, epochs=self.epochs or base.epochs, batch_size=self.batch_size or base.batch_size)
         run_id = self.run_id or default_run_id(self.dataset, model_name, augmentation_name, size, base.name, self.seed,
-                                               loss_name if loss_name != base.loss else None)
+                                               loss_name if loss_name != base.loss else None,
+                                               recipe_name if recipe_name != DEFAULT_RECIPE else None)
         plain_name(run_id, "--run-id")
         return ResolvedRun(
             dataset=self.dataset,
@@ -223,6 +229,7 @@ class RunConfig:
             out=str(Path(self.out).expanduser().resolve()),
             run_id=run_id,
             plugins=[_plugin_file(registry, value) for value in self.plugins],
+            recipe=recipe_name,
         )
 
 
@@ -254,11 +261,13 @@ def _check_ranges(settings, where: str = "") -> None:
 
 
 def deviations(rules: Protocol, *, epochs: int, batch_size: int, size: int, init: str,
-               loss: ComponentRecord) -> dict[str, dict[str, Any]]:
+               loss: ComponentRecord, recipe: RecipeRecord | None = None) -> dict[str, dict[str, Any]]:
     """Every way a run departs from protocol ``rules``: ``{field: {"protocol": …, "used": …}}``
     for epochs, batch size, a size outside the protocol's sizes, the initialisation the weights
     show, and a loss other than the protocol's (with its version and plugin). The runner, and
-    the leaderboard checking a submission, compute them with this one function."""
+    the leaderboard checking a submission, compute them with this one function. A recipe
+    other than the protocol's ``sgd-step`` is one too, with its version, plugin and EMA decay
+    (a record without a recipe block trained with ``sgd-step``)."""
     found: dict[str, dict[str, Any]] = {}
     for name, used in (("epochs", epochs), ("batch_size", batch_size)):
         if used != getattr(rules, name):
@@ -270,6 +279,9 @@ def deviations(rules: Protocol, *, epochs: int, batch_size: int, size: int, init
     if loss.name != rules.loss:
         found["loss"] = {"protocol": rules.loss, "used": loss.name, "version": loss.version,
                          "plugin": dataclasses.asdict(loss.plugin)}
+    if recipe is not None and recipe.name != DEFAULT_RECIPE:
+        found["recipe"] = {"protocol": DEFAULT_RECIPE, "used": recipe.name, "version": recipe.version,
+                           "plugin": dataclasses.asdict(recipe.plugin), "ema_decay": recipe.ema_decay}
     return found
 
 
@@ -318,6 +330,7 @@ class ResolvedRun:
     run_id: str
     plugins: list[PluginSource] = field(default_factory=list)
     fingerprint: str | None = None
+    recipe: str = DEFAULT_RECIPE
 
     @property
     def run_dir(self) -> Path:
@@ -334,11 +347,12 @@ class ResolvedRun:
             )
         return dataclasses.replace(base, epochs=self.epochs, batch_size=self.batch_size)
 
-    def deviations(self, init: str, loss: ComponentRecord) -> dict[str, dict[str, Any]]:
+    def deviations(self, init: str, loss: ComponentRecord,
+                   recipe: RecipeRecord | None = None) -> dict[str, dict[str, Any]]:
         """This run's deviations from its protocol, given the initialisation its weights show
-        and the loss it trained with (see ``deviations``)."""
+        and the loss and recipe it trained with (see ``deviations``)."""
         return deviations(get_protocol(self.protocol), epochs=self.epochs, batch_size=self.batch_size, size=self.size,
-                          init=init, loss=loss)
+                          init=init, loss=loss, recipe=recipe)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -36,10 +36,10 @@ def safe_name(name: Any) -> str:
 
 
 def default_run_id(dataset: str, model: str, augmentation: str, size: int, protocol: str, seed: int,
-                   loss: str | None = None) -> str:
+                   loss: str | None = None, recipe: str | None = None) -> str:
     """``{dataset}-{model}-{aug}-{size}-{protocol}-seed{seed}``, plus ``-{loss}`` for a
-    non-default loss: the same cell, the same folder."""
-    parts = [dataset, model, augmentation, str(size), protocol, f"seed{seed}"] + ([loss] if loss else [])
+    non-default loss and ``-{recipe}`` for a non-default recipe: the same cell, the same folder."""
+    parts = [dataset, model, augmentation, str(size), protocol, f"seed{seed}"] + [p for p in (loss, recipe) if p]
     return "-".join(safe_name(part) for part in parts)
 
 

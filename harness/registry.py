@@ -43,6 +43,10 @@ _COMPONENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 # at import is caught (see ``Registry._changes_to_core``).
 _CORE_MODULES = ("harness.train", "harness.runner", "harness.config", "harness.pipeline", "harness.metrics",
                  "harness.results", "harness.weights", "harness.honesty", "harness.data", "harness.fusion")
+# The parts of torch that decide how a model trains outside the recipe and the loss: the
+# optimizers, their schedules and the functional losses. Watched like the core's modules
+# by a registry made with ``watch_torch=True`` (the commands that train import torch anyway).
+_WATCHED_TORCH = ("torch.optim", "torch.nn.functional")
 
 
 @dataclass
@@ -139,6 +143,18 @@ def _failure(error: BaseException) -> str:
     return f"raised {one_line(error)}"
 
 
+def _check_recipe_spec(plugin: Plugin, spec) -> None:
+    """A recipe's callables are callable and its EMA decay, when given, lies in (0, 1)."""
+    for name in ("make_optimizer", "make_scheduler"):
+        value = getattr(spec, name)
+        if not callable(value) and not (name == "make_scheduler" and value is None):
+            raise PluginError(f"plugin {plugin.name!r}: recipe {spec.name!r} {name} is {type(value).__name__}, not a function")
+    decay = spec.ema_decay
+    if decay is not None and (isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1):
+        raise PluginError(f"plugin {plugin.name!r}: recipe {spec.name!r} ema_decay {decay!r} must be a number between 0 "
+                          "and 1 (0.999 is typical) or None")
+
+
 def _source_sha256(module: ModuleType) -> str | None:
     """sha256 of a module's file, or of every ``.py`` file of the package it is the ``__init__`` of."""
     file = getattr(module, "__file__", None)
@@ -148,12 +164,28 @@ def _source_sha256(module: ModuleType) -> str | None:
     return code_sha256(path.parent if path.name == "__init__.py" else path)
 
 
+def _watched(module_name: str) -> bool:
+    return any(module_name == prefix or module_name.startswith(prefix + ".") for prefix in ("harness", *_WATCHED_TORCH))
+
+
+def _unhooked(value: Any) -> Any:
+    """``value`` without the profiling wrapper torch itself puts on an optimizer class's
+    ``step`` when the first optimizer of that class is made (recognised by its source file)."""
+    code = getattr(value, "__code__", None)
+    optimizer_module = sys.modules.get("torch.optim.optimizer")
+    if (getattr(value, "hooked", False) and code is not None and optimizer_module is not None
+            and code.co_filename == optimizer_module.__file__):
+        return getattr(value, "__wrapped__", value)
+    return value
+
+
 def _core_snapshot() -> dict[str, int]:
     """``{"harness.train.Trainer.train_epoch": id(value), ...}``: every attribute of the core's
-    loaded modules and of the classes they define, so that replacements can be found."""
+    loaded modules (and of torch's watched ones) and of the classes they define, so that
+    replacements can be found."""
     snapshot = {}
     for module_name, module in list(sys.modules.items()):
-        if module is None or not (module_name == "harness" or module_name.startswith("harness.")):
+        if module is None or not _watched(module_name):
             continue
         for attribute, value in list(vars(module).items()):
             if isinstance(value, ModuleType):
@@ -161,7 +193,7 @@ def _core_snapshot() -> dict[str, int]:
             snapshot[f"{module_name}.{attribute}"] = id(value)
             if inspect.isclass(value) and value.__module__ == module_name:
                 for member, member_value in list(vars(value).items()):
-                    snapshot[f"{module_name}.{attribute}.{member}"] = id(member_value)
+                    snapshot[f"{module_name}.{attribute}.{member}"] = id(_unhooked(member_value))
     return snapshot
 
 
@@ -177,15 +209,17 @@ class Registry:
     ``disabled`` names installed plugins (entry-point or distribution names) not to load,
     as ``--no-plugin NAME`` does; a built-in cannot be switched off."""
 
-    def __init__(self, extra_plugins: Iterable[str] = (), disabled: Iterable[str] = ()):
+    def __init__(self, extra_plugins: Iterable[str] = (), disabled: Iterable[str] = (), *,
+                 watch_torch: bool = False):
         self.plugins: list[Plugin] = []
         self._components: dict[str, dict[str, list[Component]]] = {
             kind: {} for kind in KINDS
         }
         self._manager = pluggy.PluginManager(hookspecs.PROJECT)
         self._manager.add_hookspecs(hookspecs)
-        for module_name in _CORE_MODULES:
+        for module_name in _CORE_MODULES + (("torch.optim.lr_scheduler", "torch.nn.functional") if watch_torch else ()):
             importlib.import_module(module_name)
+        self._core = _core_snapshot()  # before any plugin: what ``check_core_intact`` compares with
         entry_points = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
         extra_plugins = list(extra_plugins)
         off = {name.lower() for name in disabled}
@@ -335,6 +369,8 @@ class Registry:
                     f"plugin {plugin.name!r}: augmentation {spec.name!r} has input_crop {spec.input_crop!r}; "
                     f"use one of {', '.join(map(repr, INPUT_CROPS))}"
                 )
+            if kind == "recipe":
+                _check_recipe_spec(plugin, spec)
             component = Component(kind, spec, plugin)
             registered.append(component)
             plugin.components.append(component)
@@ -363,6 +399,21 @@ class Registry:
                     f"plugin {plugin.name!r} replaced {shown} when it was imported; a plugin may register "
                     "components (see CONTRIBUTING.md), never change the harness itself"
                 )
+
+    def check_core_intact(self, label: str, moment: str) -> None:
+        """Refuse to go on when plugin code replaced part of the harness, or of torch's optimizers,
+        schedules or losses, since the plugins were loaded: ``label`` names the component whose
+        code ran (``model 'x' (plugin 'p')``) and ``moment`` when (``during build``)."""
+        changed_at_import = {key for plugin in self.plugins for key in plugin.changed_core}
+        now = _core_snapshot()
+        changed = sorted(key for key, value in self._core.items()
+                         if now.get(key, value) != value and key not in changed_at_import)
+        if changed:
+            shown = ", ".join(changed[:3]) + (", …" if len(changed) > 3 else "")
+            raise PluginError(
+                f"{label} replaced {shown} {moment}; plugin code may not change the harness or torch's optimizers, "
+                "schedules or losses: a different optimizer, schedule or EMA is a recipe (see CONTRIBUTING.md)"
+            )
 
     def provenance(self) -> list[PluginRecord]:
         """Every plugin loaded, with its source and code hash: what a result records."""

@@ -50,6 +50,18 @@ class ComponentRecord:
 
 
 @dataclass(kw_only=True)
+class RecipeRecord(ComponentRecord):
+    """The recipe trained with: the optimizer and scheduler classes it made, the steps per
+    epoch its schedule was told, and its EMA decay (when set, the test split was scored with
+    the EMA weights)."""
+
+    optimizer: str
+    scheduler: str | None
+    steps_per_epoch: int
+    ema_decay: float | None = None
+
+
+@dataclass(kw_only=True)
 class WeightsFile:
     """A pretrained-weights file a model build loaded."""
 
@@ -157,6 +169,7 @@ class RunRecord:
     wall_time_s: float | None = None
     train_images_per_s: float | None = None
     eval_images_per_s: float | None = None
+    recipe: RecipeRecord | None = None  # absent in records written before recipes: sgd-step
     path: Path | None = field(default=None, compare=False, repr=False, metadata={"stored": False})
 
     def to_dict(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from harness import honesty, pipeline, weights
+from harness import honesty, pipeline, recipes, weights
 from harness.config import ResolvedRun, RunConfig
 from harness.data import fingerprint, train_hash
 from harness.distributed import World, barrier, finish, init_world
@@ -35,6 +35,7 @@ from harness.results import (
     ModelRecord,
     Pretrained,
     ProtocolRecord,
+    RecipeRecord,
     RunRecord,
     WeightsFile,
 )
@@ -232,7 +233,7 @@ def resolve_resume(run_dir: Path, data_root: str | None = None) -> tuple[Resolve
     if data_root is not None:
         resolved = dataclasses.replace(resolved, data_root=str(Path(data_root).expanduser().resolve()))
     resolved.check_plugin_files()
-    registry = Registry(tuple(source.value for source in resolved.plugins))
+    registry = Registry(tuple(source.value for source in resolved.plugins), watch_torch=True)
     check_distribution_versions([source.plugin for source in resolved.plugins], registry, "resume the run")
     return resolved, registry
 
@@ -270,7 +271,7 @@ def run(config: RunConfig | None = None, *, resume: Path | str | None = None, da
         config = config or RunConfig.from_options(options)
         if data_root is not None:
             config = dataclasses.replace(config, data_root=data_root)
-        registry = Registry(config.plugins, disabled=config.no_plugins)
+        registry = Registry(config.plugins, disabled=config.no_plugins, watch_torch=True)
         resolved = config.resolve(registry)
     registry.check_core_unchanged()
     return train_resolved(resolved, registry, resume=resume is not None, overwrite=bool(config and config.overwrite))
@@ -282,6 +283,7 @@ def _components(resolved: ResolvedRun, registry: Registry) -> dict[str, Componen
         "model": registry.get("model", resolved.model),
         "augmentation": registry.get("augmentation", resolved.augmentation),
         "loss": registry.get("loss", resolved.loss),
+        "recipe": registry.get("recipe", resolved.recipe),
     }
 
 
@@ -322,8 +324,8 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
         model_component, loss_component = components["model"], components["loss"]
         model, pretrained, context = build_model(model_component, resolved.model, num_classes, resolved.pretrained,
                                                  dataset_info(dataset, found), train_split_hash)
+        registry.check_core_intact(model_component.label, "during build")
         head_prefixes = tuple(getattr(model, "head_prefixes", model_component.spec.head_prefixes))
-        deviations = resolved.deviations(weights.init_used(pretrained), loss_component.provenance())
         check_outputs(model_component, model, _sample(dataset, resolved.size), num_classes, device)
         honesty.check_gradients(model_component, model, loss_component, num_classes, min(resolved.size, honesty.CHECK_SIZE))
         arrays = _image_arrays(dataset, resolved, world, components["augmentation"].spec.input_crop)
@@ -336,7 +338,17 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
             write_json(folder / RUN_FILE, resolved.to_dict())
         barrier(world)
 
-        trainer = Trainer(model, head_prefixes, resolved, components, device=device, precision=precision, world=world)
+        steps = recipes.steps_per_epoch(len(train_targets), resolved.batch_size, world.size)
+        trainer = Trainer(model, head_prefixes, resolved, components, device=device, precision=precision, world=world,
+                          steps_per_epoch=steps)
+        recipe_component = components["recipe"]
+        recipe = RecipeRecord(
+            name=resolved.recipe, version=recipe_component.spec.version, plugin=recipe_component.plugin.provenance(),
+            optimizer=recipes.class_name(trainer.optimizer),
+            scheduler=None if trainer.scheduler is None else recipes.class_name(trainer.scheduler),
+            steps_per_epoch=steps, ema_decay=recipe_component.spec.ema_decay,
+        )
+        deviations = resolved.deviations(weights.init_used(pretrained), loss_component.provenance(), recipe)
         checkpoint = folder / CHECKPOINT_FILE
         if resume and checkpoint.is_file():
             trainer.load_checkpoint(checkpoint)
@@ -350,6 +362,8 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
             barrier(world)
 
         scores, eval_rate = trainer.score(arrays["test"])
+        registry.check_core_intact(", ".join(components[k].label for k in ("model", "augmentation", "loss")) + " or "
+                                   + recipe_component.label, "during training")
         if not world.is_main:
             return None
         test = dataset.splits["test"]
@@ -391,6 +405,7 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
             wall_time_s=trainer.earlier_wall_time_s + time.perf_counter() - started,
             train_images_per_s=float(np.mean([r["images_per_s"] for r in trainer.log])),
             eval_images_per_s=eval_rate,
+            recipe=recipe,
         )
         atomic_write(folder / "result.json", lambda stream: stream.write(record.to_json().encode()))
         (folder / CHECKPOINT_FILE).unlink(missing_ok=True)  # only once the result is safely written

@@ -1,4 +1,4 @@
-"""The five component specs a plugin registers, and the data a dataset hands the core.
+"""The six component specs a plugin registers, and the data a dataset hands the core.
 
 Specs are frozen dataclasses: a plugin builds one and passes it to the ``register``
 callback its hook receives. Heavy imports (torch, torchvision, timm) belong inside the
@@ -174,6 +174,30 @@ class LossSpec:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class RecipeSpec:
+    """A training recipe: the optimizer, its learning-rate schedule and an EMA of weights.
+
+    ``make_optimizer(param_groups, protocol) -> torch.optim.Optimizer`` receives the
+    protocol's two parameter groups (``[{"params", "lr", "name": "head"}, {…, "name":
+    "backbone"}]``, learning rates from ``protocol``) and must optimise every parameter in
+    them; its hyperparameters come from the groups' names and the protocol, not from the
+    parameters (``bench leaderboard submit`` recomputes them on placeholder parameters).
+    ``make_scheduler(optimizer, protocol, steps_per_epoch)`` returns a
+    ``torch.optim.lr_scheduler.LRScheduler`` stepped after every optimizer step (None: the
+    rates stay as made). ``ema_decay`` d keeps an exponential moving average of the weights,
+    ``ema ← d·ema + (1 − d)·w`` after every step, and the test split is scored with it. The
+    protocol's recipe is the built-in ``sgd-step``; any other is a recorded deviation.
+    """
+
+    name: str
+    make_optimizer: Callable[..., "torch.optim.Optimizer"]
+    make_scheduler: Callable[..., Any] | None = None
+    ema_decay: float | None = None
+    version: str = "0"
+    description: str = ""
+
+
 INPUT_CROPS = (None, "random-resized")
 
 @dataclass(frozen=True)
@@ -194,4 +218,5 @@ KINDS: dict[str, ComponentKind] = {kind.name: kind for kind in (
     ComponentKind("augmentation", AugmentationSpec, "register_augmentations", "--aug"),
     ComponentKind("loss", LossSpec, "register_losses", "--loss"),
     ComponentKind("fusion", FusionSpec, "register_fusions", "--method"),
+    ComponentKind("recipe", RecipeSpec, "register_recipes", "--recipe"),
 )}

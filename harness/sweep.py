@@ -11,6 +11,7 @@ A grid file::
     sizes = [384, 448, 512]
 
     losses = ["bce"]                # optional: one cell per loss (default: the protocol's)
+    recipes = ["sgd-step"]          # optional: one cell per recipe (default: the protocol's)
 
     [run]                           # optional: any `bench run` option for every cell
     epochs = 10
@@ -59,6 +60,7 @@ from harness.fusion import fuse
 from harness.naming import default_run_id, fusion_run_id
 from harness.progress import log_to
 from harness.protocol import get_protocol
+from harness.recipes import DEFAULT_RECIPE
 from harness.rundir import RUN_FILE, is_finished
 
 if sys.version_info >= (3, 11):
@@ -67,15 +69,17 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 SWEEP_FOLDER = "_sweep"
-_GRID_KEYS = {"name", "protocol", "datasets", "models", "seeds", "augmentations", "sizes", "losses", "run", "ensembles"}
+_GRID_KEYS = {"name", "protocol", "datasets", "models", "seeds", "augmentations", "sizes", "losses", "run", "ensembles",
+              "recipes"}
 _ENSEMBLE_KEYS = {"name", "method", "augmentations", "sizes", "datasets", "models", "exclude"}
 # What a cell fixes itself; the [run] table may set any other option of `bench run`.
-_CELL_FIELDS = {"dataset", "model", "augmentation", "size", "seed", "protocol", "out", "run_id", "plugins", "data_root"}
+_CELL_FIELDS = {"dataset", "model", "augmentation", "size", "seed", "protocol", "out", "run_id", "plugins", "data_root",
+                "loss", "recipe"}
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One training run of the grid (``loss`` None: the protocol's)."""
+    """One training run of the grid (``loss``, ``recipe`` None: the protocol's)."""
 
     dataset: str
     model: str
@@ -84,12 +88,15 @@ class Cell:
     seed: int
     protocol: str
     loss: str | None = None
+    recipe: str | None = None
 
     @property
     def run_id(self) -> str:
         default = get_protocol(self.protocol).loss
         loss = self.loss if self.loss and self.loss != default else None
-        return default_run_id(self.dataset, self.model, self.augmentation, self.size, self.protocol, self.seed, loss)
+        recipe = self.recipe if self.recipe and self.recipe != DEFAULT_RECIPE else None
+        return default_run_id(self.dataset, self.model, self.augmentation, self.size, self.protocol, self.seed, loss,
+                              recipe)
 
 
 @dataclass(frozen=True)
@@ -164,15 +171,16 @@ def load_grid(path: Path, seeds: list[int] | None = None) -> Grid:
         raise UserError(f"{where}: [run] must be a table of `bench run` options")
     _check_run_options(run_options, f"{where} [run]")
     losses = _list(data, "losses", str, where, default=[None]) if "losses" in data else [None]
+    recipes = _list(data, "recipes", str, where) if "recipes" in data else [None]
 
     cells: dict[Cell, None] = {}
     if "augmentations" in data or "sizes" in data:
         augmentations = _list(data, "augmentations", str, where)
         sizes = _list(data, "sizes", int, where)
-        for dataset, model, augmentation, size, seed, loss in itertools.product(
-            datasets, models, augmentations, sizes, seeds, losses
+        for dataset, model, augmentation, size, seed, loss, recipe in itertools.product(
+            datasets, models, augmentations, sizes, seeds, losses, recipes
         ):
-            cells[Cell(dataset, model, augmentation, size, seed, protocol, loss)] = None
+            cells[Cell(dataset, model, augmentation, size, seed, protocol, loss, recipe)] = None
 
     ensembles = []
     for index, entry in enumerate(data.get("ensembles", [])):
@@ -191,9 +199,9 @@ def load_grid(path: Path, seeds: list[int] | None = None) -> Grid:
         ):
             if (dataset, model) in excluded:
                 continue
-            for loss in losses:
+            for loss, recipe in itertools.product(losses, recipes):
                 members = tuple(
-                    Cell(dataset, model, augmentation, size, seed, protocol, loss)
+                    Cell(dataset, model, augmentation, size, seed, protocol, loss, recipe)
                     for augmentation, size in itertools.product(augmentations, sizes)
                 )
                 cells.update(dict.fromkeys(members))
@@ -231,7 +239,7 @@ def cell_config(cell: Cell, grid: Grid, out: Path, data_roots: dict[str | None, 
     options = {key.replace("-", "_"): value for key, value in grid.run_options.items()}
     return RunConfig(
         dataset=cell.dataset, model=cell.model, augmentation=cell.augmentation, size=cell.size, seed=cell.seed,
-        protocol=cell.protocol, loss=cell.loss, out=str(out), run_id=cell.run_id, plugins=grid.plugins,
+        protocol=cell.protocol, loss=cell.loss, recipe=cell.recipe, out=str(out), run_id=cell.run_id, plugins=grid.plugins,
         data_root=data_roots.get(cell.dataset, data_roots.get(None)), **options,
     )
 

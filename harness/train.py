@@ -1,7 +1,8 @@
 """The protocol's training loop and test scoring, identical for every model plugin.
 
 What the protocol fixes happens here and nowhere else: the two parameter groups (head and
-backbone learning rates), SGD with momentum, the step schedule, the loss (the protocol's,
+backbone learning rates) handed to the run's recipe (the protocol's ``sgd-step``: SGD with
+momentum and the step schedule; any other is a recorded deviation), the loss (the protocol's,
 or a recorded deviation) computed in float32, ignored labels trained as positives, the
 batch size, and one scoring pass after the last epoch. A checkpoint holding only tensors
 and plain data is written atomically after every epoch; resuming from it continues the run
@@ -11,7 +12,6 @@ generators seeded by (seed, epoch) and the global RNG states are saved.
 
 from __future__ import annotations
 
-import collections
 import io
 import pickle
 import random
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from harness import pipeline
+from harness import pipeline, recipes
 from harness.config import ResolvedRun
 from harness.distributed import World, gather_rows, shard_of_batch, sum_over_processes
 from harness.errors import PluginError, UserError
@@ -112,12 +112,14 @@ def check_implemented(protocol: Protocol) -> None:
 class Trainer:
     """Trains one model under a resolved run and scores the test split.
 
-    ``components`` maps ``model``, ``augmentation`` and ``loss`` to registry components:
-    every call into them goes through the component's ``guard``, which names it on failure.
+    ``components`` maps ``model``, ``augmentation``, ``loss`` and ``recipe`` to registry
+    components: every call into them goes through the component's ``guard``, which names it
+    on failure. ``steps_per_epoch`` is what the recipe's schedule is told; the schedule and
+    the EMA (when the recipe keeps one) advance after every optimizer step.
     """
 
     def __init__(self, model, head_prefixes: tuple[str, ...], run: ResolvedRun, components: dict, *,
-                 device, precision: str, world: World):
+                 device, precision: str, world: World, steps_per_epoch: int):
         import torch
 
         self.run, self.components = run, components
@@ -128,15 +130,10 @@ class Trainer:
         model = model.to(device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.SGD(
-            parameter_groups(model, head_prefixes, self.rules, run.model),
-            lr=self.rules.lr_head,
-            momentum=self.rules.momentum,
-            weight_decay=self.rules.weight_decay,
-        )
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, milestones=list(self.rules.lr_milestones), gamma=self.rules.lr_gamma
-        )
+        recipe = components["recipe"]
+        self.optimizer, self.scheduler = recipes.build(
+            recipe, parameter_groups(model, head_prefixes, self.rules, run.model), self.rules, steps_per_epoch)
+        self.ema = recipes.Ema(model, recipe.spec.ema_decay) if recipe.spec.ema_decay is not None else None
         if world.size > 1:
             if device.type == "cuda":  # PyTorch's SyncBatchNorm runs on GPUs only
                 model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -158,15 +155,14 @@ class Trainer:
         """Everything a resume needs, as tensors and plain data only (loadable with ``weights_only``)."""
         import torch
 
-        scheduler = self.scheduler.state_dict()
-        scheduler["milestones"] = dict(scheduler["milestones"])
         kind, keys, position, has_gauss, gauss = np.random.get_state()
         return {
             "epoch": self.epoch,
             "wall_time_s": wall_time_s,
             "model": self.bare_model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": scheduler,
+            "scheduler": None if self.scheduler is None else recipes.plain_state(self.scheduler.state_dict()),
+            "ema": None if self.ema is None else self.ema.state,
             "log": self.log,
             "rng": {
                 "python": random.getstate(),
@@ -203,9 +199,12 @@ class Trainer:
         try:
             self.bare_model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-            scheduler = dict(state["scheduler"])
-            scheduler["milestones"] = collections.Counter(scheduler["milestones"])
-            self.scheduler.load_state_dict(scheduler)
+            if (self.scheduler is None) != (state["scheduler"] is None) or (self.ema is None) != (state["ema"] is None):
+                raise ValueError("the checkpoint's scheduler or EMA is not this recipe's")
+            if self.scheduler is not None:
+                recipes.restore_state(self.scheduler, state["scheduler"])
+            if self.ema is not None:
+                self.ema.state = {key: value.to(self.ema.state[key].device) for key, value in state["ema"].items()}
             self.epoch, self.log, self.earlier_wall_time_s = int(state["epoch"]), list(state["log"]), float(state["wall_time_s"])
             rng = state["rng"]
             python = rng["python"]
@@ -271,7 +270,13 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             with model_component.guard("backward"):
                 loss.backward()
+            if step == 0:
+                held = recipes.held(self.optimizer)  # what the epoch's first step uses
             self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.bare_model)
             loss_value = loss.detach()
             first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss_value),
                                          torch.tensor(step, device=device), first_bad_step)
@@ -285,12 +290,12 @@ class Trainer:
         total_seen = sum_over_processes(seen, world)
         record = {
             "epoch": self.epoch,
-            "lr": {group["name"]: group["lr"] for group in self.optimizer.param_groups},
+            "lr": {str(group.get("name", index)): group["lr"] for index, group in enumerate(held["param_groups"])},
             "loss": sum_over_processes(float(loss_sum), world) / max(total_seen, 1),
             "seconds": seconds,
             "images_per_s": total_seen / seconds,
+            "optimizer": held,
         }
-        self.scheduler.step()
         self.epoch += 1
         self.log.append(record)
         return record
@@ -313,6 +318,8 @@ class Trainer:
         count = len(test_images)
         shard = np.array_split(np.arange(count), world.size)[world.rank]
         model = self.bare_model.eval()
+        if self.ema is not None:  # the recipe's EMA weights are the ones scored (and saved)
+            model.load_state_dict(self.ema.state)
         outputs = []
         start = time.perf_counter()
         eval_batch = 256 if device.type == "cuda" else 64

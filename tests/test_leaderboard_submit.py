@@ -147,7 +147,7 @@ def test_accepted_run_is_stored_as_a_bundle_with_lossless_scores(tmp_path, toy_p
     assert path.name == f"toy-resnet101-flip-448-wang2019-seed0--{bundle.id}.json"
     assert bundle.result == json.loads((run / "result.json").read_text())
     assert bundle.run == json.loads((run / "run.json").read_text())
-    assert [vars(e) for e in bundle.log] == json.loads((run / "log.json").read_text())
+    assert [e.to_dict() for e in bundle.log] == json.loads((run / "log.json").read_text())
     assert bundle.submitted_scores_sha256 == sha256_of(run / "scores.npz")
     scores, labels, ids = read_packed(bundle.scores_path)
     with np.load(run / "scores.npz") as original:

@@ -39,6 +39,7 @@ from harness.leaderboard.bundle import (
 from harness.leaderboard.checks import Where
 from harness.leaderboard.members import check_fused, check_members
 from harness.leaderboard.render import Table
+from harness.recipes import DEFAULT_RECIPE
 from harness.leaderboard.rows import (
     DEVIATIONS_SECTION,
     PAPER_PROTOCOL,
@@ -114,6 +115,9 @@ def check_stored(bundle: Bundle, by_id: dict[str, Bundle], root: Path, registry)
     if bundle.resolved is not None:
         checks.check_run_file(record, bundle.resolved, where)
         checks.check_log(bundle.log, bundle.resolved, rules, where)
+        recipe = registry.get("recipe", bundle.resolved.recipe) if bundle.resolved.recipe == DEFAULT_RECIPE else None
+        if recipe is not None:  # another recipe's code is the submitter's: submit and reproduce run it, not build
+            checks.check_optimizer(bundle.log, record, bundle.resolved, rules, recipe, where)
         checks.check_deviations(record, checks.expected_deviations(record, bundle.resolved), where)
         _check_sources(bundle, root)
         members = []

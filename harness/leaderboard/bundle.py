@@ -64,13 +64,23 @@ IMPORT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*")
 
 @dataclass(kw_only=True)
 class EpochLog:
-    """One entry of ``log.json``: the learning rates actually used in that epoch."""
+    """One entry of ``log.json``: the learning rates actually used in that epoch, and what the
+    optimizer held at the epoch's first step (``harness.recipes.held``; absent in logs written
+    before recipes)."""
 
     epoch: int
     lr: dict[str, float]
     loss: float
     seconds: float
     images_per_s: float
+    optimizer: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as ``log.json`` holds it (an absent ``optimizer`` stays absent)."""
+        data = dataclasses.asdict(self)
+        if data["optimizer"] is None:
+            del data["optimizer"]
+        return data
 
 
 @dataclass(kw_only=True)
@@ -152,7 +162,7 @@ class Bundle:
 
     def content(self) -> str:
         """The content hash of what this bundle holds now (``content_sha256`` when unedited)."""
-        log = None if self.log is None else [dataclasses.asdict(entry) for entry in self.log]
+        log = None if self.log is None else [entry.to_dict() for entry in self.log]
         return content_sha256(result=self.result, run=self.run, log=log, scores_sha256=self.scores_sha256,
                               submitted_scores_sha256=self.submitted_scores_sha256,
                               canonical_fingerprint=self.canonical_fingerprint)
@@ -160,6 +170,8 @@ class Bundle:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         del data["path"]
+        if self.log is not None:
+            data["log"] = [entry.to_dict() for entry in self.log]
         return data
 
 
@@ -180,7 +192,8 @@ def content_sha256(*, result: dict, run: dict | None, log: list[dict] | None, sc
     return sha256_json({
         "result": {k: v for k, v in result.items() if k not in VOLATILE_RESULT},
         "run": None if run is None else {k: v for k, v in run.items() if k not in VOLATILE_RUN},
-        "log": None if log is None else [{k: v for k, v in e.items() if k not in VOLATILE_LOG} for e in log],
+        "log": None if log is None else [{k: v for k, v in e.items() if k not in VOLATILE_LOG
+                                          and not (k == "optimizer" and v is None)} for e in log],
         "scores": scores_sha256,
         "submitted_scores": submitted_scores_sha256,
         "canonical_fingerprint": canonical_fingerprint,

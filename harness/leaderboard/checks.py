@@ -15,12 +15,14 @@ record must list exactly those.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from harness import recipes
 from harness.config import ResolvedRun
 from harness.data import compose, split_hash
 from harness.errors import UserError
@@ -178,6 +180,7 @@ def check_run_file(record: RunRecord, run: ResolvedRun, where: Where) -> None:
         ("model.name", record.model.name, run.model),
         ("augmentation.name", record.augmentation.name, run.augmentation),
         ("loss.name", record.loss.name, run.loss),
+        ("recipe.name", record.recipe.name if record.recipe else recipes.DEFAULT_RECIPE, run.recipe),
         ("size", record.size, run.size),
         ("seed", record.seed, run.seed),
         ("protocol.name", record.protocol.name, run.protocol),
@@ -207,13 +210,16 @@ def scheduled_rates(rules: Protocol, epoch: int) -> dict[str, float]:
 
 
 def check_log(log: list[EpochLog], run: ResolvedRun, rules: Protocol, where: Where) -> None:
-    """One entry per epoch trained, in order, each with the protocol's learning rates."""
+    """One entry per epoch trained, in order, each with the protocol's learning rates (under
+    another recipe, the recipe's: ``check_optimizer`` recomputes them)."""
     if len(log) != run.epochs:
         raise UserError(f"{where.log}: {len(log)} epoch(s) logged, but run.json has epochs {run.epochs}; a finished "
                         "run logs every epoch it trained")
     for index, entry in enumerate(log):
         if entry.epoch != index:
             raise UserError(f"{where.log}: entry {index} is epoch {entry.epoch}; expected epoch {index}")
+        if run.recipe != recipes.DEFAULT_RECIPE:
+            continue
         expected = scheduled_rates(rules, index)
         used = entry.lr
         if set(used) != set(expected) or any(not math.isclose(used[k], v, rel_tol=LR_TOLERANCE) for k, v in expected.items()):
@@ -224,7 +230,7 @@ def check_log(log: list[EpochLog], run: ResolvedRun, rules: Protocol, where: Whe
 def expected_deviations(record: RunRecord, run: ResolvedRun) -> dict[str, dict[str, Any]]:
     """The deviations from ``rules`` that the run folder shows, computed as the runner does
     (``ResolvedRun.deviations``), with the initialisation recomputed from the weights files."""
-    return run.deviations(init_used(record.model.pretrained), record.loss)
+    return run.deviations(init_used(record.model.pretrained), record.loss, record.recipe)
 
 
 _EVIDENCE = {
@@ -233,6 +239,7 @@ _EVIDENCE = {
     "sizes": "run.json trains at size {used[0]}",
     "init": "model.pretrained shows init {used!r}",
     "loss": "run.json trains with loss {used!r}",
+    "recipe": "run.json trains with recipe {used!r}",
 }
 
 
@@ -251,3 +258,41 @@ def check_deviations(record: RunRecord, expected: dict[str, dict[str, Any]], whe
         if recorded[name] != expected[name]:
             raise UserError(f"{where.result}: protocol.deviations.{name} is {recorded[name]!r}, but run.json and "
                             f"log.json give {expected[name]!r}")
+
+
+def check_optimizer(log: list[EpochLog], record: RunRecord, run: ResolvedRun, rules: Protocol, component,
+                    where: Where) -> None:
+    """What the optimizer held at each epoch's first step (log.json) must be what recipe
+    ``component`` makes for this protocol and these steps per epoch, recomputed here on
+    placeholder parameters (``harness.recipes.planned``): its class and every param group's
+    hyperparameters. A record from before recipes (no ``recipe`` block) trained with the
+    protocol's SGD, which ``check_log`` checks by its rates."""
+    recipe = record.recipe
+    if recipe is None:
+        if run.recipe != recipes.DEFAULT_RECIPE or any(entry.optimizer is not None for entry in log):
+            raise UserError(f"{where.result}: recipe is missing, but run.json and log.json show a recipe; submit the "
+                            "run folder as the harness wrote it")
+        return
+    spec = component.spec
+    steps = recipes.steps_per_epoch(record.dataset.n_train, run.batch_size, record.world_size)
+    for name, recorded, expected in (("recipe.version", recipe.version, spec.version),
+                                     ("recipe.ema_decay", recipe.ema_decay, spec.ema_decay),
+                                     ("recipe.steps_per_epoch", recipe.steps_per_epoch, steps)):
+        if recorded != expected:
+            raise UserError(f"{where.result}: {name} is {recorded!r}, but {component.label} with dataset.n_train "
+                            f"{record.dataset.n_train} and batch {run.batch_size} gives {expected!r}; submit with the "
+                            "recipe the run trained with")
+    trained = dataclasses.replace(rules, epochs=run.epochs, batch_size=run.batch_size)  # what the trainer gave it
+    plan, scheduler = recipes.planned(component, trained, steps, run.epochs)
+    for name, recorded, expected in (("recipe.optimizer", recipe.optimizer, plan[0]["class"]),
+                                     ("recipe.scheduler", recipe.scheduler, scheduler)):
+        if recorded != expected:
+            raise UserError(f"{where.result}: {name} is {recorded!r}, but {component.label} makes {expected!r}")
+    for index, (entry, expected) in enumerate(zip(log, plan)):
+        if entry.optimizer is None:
+            raise UserError(f"{where.log}: epoch {index} does not record the optimizer; a run of this harness records "
+                            "what its optimizer held every epoch")
+        found = recipes.difference(entry.optimizer, expected, "optimizer")
+        if found:
+            raise UserError(f"{where.log}: epoch {index} {found} ({component.label}); the optimizer was changed outside "
+                            "the recipe: declare the change in a recipe (harness.RecipeSpec) and train again")

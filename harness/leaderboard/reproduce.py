@@ -64,6 +64,7 @@ from harness.leaderboard.rows import METRICS, configuration
 from harness.metrics import evaluate
 from harness.naming import canonical_json, sha256_json
 from harness.machine import cpu_model, environment, usable_cores
+from harness.recipes import DEFAULT_RECIPE
 from harness.results import RunRecord
 from harness.files import write_json
 from harness.rundir import read_scores
@@ -169,9 +170,15 @@ def comparable(record: RunRecord) -> dict[str, Any]:
         data[part]["plugin"] = _plugin(data[part]["plugin"])
     for weights in data["model"]["pretrained"]["files"]:
         del weights["file"]
-    loss = data["protocol"]["deviations"].get("loss")
-    if loss is not None:
-        loss["plugin"] = _plugin(loss["plugin"])
+    for deviation in ("loss", "recipe"):
+        found = data["protocol"]["deviations"].get(deviation)
+        if found is not None:
+            found["plugin"] = _plugin(found["plugin"])
+    recipe = data["recipe"]
+    if recipe is not None:
+        recipe["plugin"] = _plugin(recipe["plugin"])
+        if recipe["name"] == DEFAULT_RECIPE and recipe["plugin"]["source"] == "built-in" and recipe["ema_decay"] is None:
+            data["recipe"] = None  # a record written before recipes trained with the built-in sgd-step too
     return data
 
 
@@ -315,10 +322,10 @@ def reproduce(submission: str, root: Path, data_root: str | None = None) -> Outc
             data_root=str(Path(data_root).expanduser().resolve()) if data_root else bundle.resolved.data_root,
         )
         resolved.check_plugin_files()
-        registry = Registry(tuple(p.value for p in plugins if p.plugin.source in ("file", "directory")))
+        registry = Registry(tuple(p.value for p in plugins if p.plugin.source in ("file", "directory")), watch_torch=True)
         registry.check_requested()
         registry.check_core_unchanged()
-        used = [c.plugin for c in (record.model, record.augmentation, record.loss, record.dataset)]
+        used = [c.plugin for c in (record.model, record.augmentation, record.loss, record.dataset, record.recipe) if c]
         check_distribution_versions([p.plugin for p in plugins] + used, registry, "reproduce the run")
         code_changed = _code_changed(record, registry)
         torch.set_num_threads(threads)

@@ -23,6 +23,7 @@ import pandas as pd
 
 from harness.metrics import PAPER_COLUMNS
 from harness.naming import canonical_json
+from harness.recipes import DEFAULT_RECIPE
 from harness.results import ComponentRecord, RunRecord
 
 TOP_K = 3
@@ -37,7 +38,7 @@ VERIFIED, SELF_REPORTED = "verified", "self-reported"
 # The columns that say what was trained; rows never merge across any of them.
 CONFIGURATION = ("kind", "dataset", "fingerprint", "coverage", "n_train", "protocol", "protocol_hash", "deviations",
                  "backbone", "method", "aug", "loss", "size", "model", "pretrained", "augmentation", "loss_component",
-                 "precision", "pipeline", "fusion", "members")
+                 "precision", "pipeline", "fusion", "members", "recipe")
 TEXT_COLUMNS = ("backbone", "method", "aug", "loss", "size", "source", "verification", "seeds", "runs", "plugin",
                 "precision", "pipeline", "device", "data", "fingerprint", "deviations")
 CANONICAL = "canonical"
@@ -71,6 +72,15 @@ def component_id(component: ComponentRecord | None) -> str:
     else:
         source = plugin.name
     return f"{component.name} v{component.version} ({source})"
+
+
+def recipe_id(record: RunRecord) -> str:
+    """The recipe a row trained with: empty for the protocol's built-in ``sgd-step`` (and for
+    records written before recipes, which trained with it), else its ``component_id``."""
+    recipe = record.recipe
+    if recipe is None or (recipe.name == DEFAULT_RECIPE and recipe.plugin.source == "built-in"):
+        return ""
+    return component_id(recipe)
 
 
 def backbone_and_method(record: RunRecord) -> tuple[str, str]:
@@ -129,6 +139,7 @@ def configuration(record: RunRecord) -> dict[str, str]:
         "pipeline": str(record.pipeline.get("version", "-")),
         "fusion": fusion,
         "members": members,
+        "recipe": recipe_id(record),
     }
 
 

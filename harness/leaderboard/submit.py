@@ -124,6 +124,7 @@ def submit(run_dir: Path, root: Path, registry) -> Bundle:
     if run is not None:
         checks.check_run_file(record, run, where)
         checks.check_log(log, run, rules, where)
+        checks.check_optimizer(log, record, run, rules, registry.get("recipe", run.recipe), where)
         checks.check_deviations(record, checks.expected_deviations(record, run), where)
         sources = _plugin_sources(run, where)
         dataset_spec = run.dataset
