@@ -500,24 +500,38 @@ def bootstrap(
     unknown = [key for key in keys if key not in names]
     if unknown:
         raise BadInput(f"cannot bootstrap {unknown[0]!r}; choose from {', '.join(names)}")
-    n_images = labels.shape[0]
-    all_ranks = _class_ranks(scores, labels, _logit_cut(threshold, scores.dtype), keep_order=True)
-    predicted_top = _top_k(scores, np.sort(scores, axis=1), k)
-    # per class, the images that predict it (and those that are hits): weighted counts are sums
-    top_images = [[np.flatnonzero(column) for column in mask.T] for mask in (predicted_top & (labels == 1), predicted_top)]
+    prepared = _Resampling(scores, labels, k, threshold)
     replicates: dict[str, list[np.ndarray]] = {key: [] for key in keys}
-    for weights in _resampled_counts(n_images, n, seed):
-        columns = np.ascontiguousarray(weights.T)
-        class_ap, hit_thr, predicted_thr, n_positive = _class_counts(all_ranks, columns)
-        hit_top, predicted_top_count = (
-            np.stack([columns[images].sum(axis=0) for images in per_class], axis=-1) for per_class in top_images
-        )
-        counts = _Counts(hit_top, predicted_top_count, hit_thr, predicted_thr, n_positive)
-        counted = _count_metrics(counts, k, n_images)
-        counted["map"] = _mean_over_defined(class_ap)
+    for weights in _resampled_counts(labels.shape[0], n, seed):
+        counted = prepared.counted(np.ascontiguousarray(weights.T))
         for key in keys:
             replicates[key].append(counted[names[key]])
     return {key: _interval(np.concatenate(values)) for key, values in replicates.items()}
+
+
+class _Resampling:
+    """One score set ready for weighted evaluation: its class rankings and, per class, the
+    images that predict it in the top k (and those that are hits), whose weighted counts are sums."""
+
+    def __init__(self, scores: np.ndarray, labels: np.ndarray, k: int, threshold: float):
+        self.k, self.n_images = k, labels.shape[0]
+        self.all_ranks = _class_ranks(scores, labels, _logit_cut(threshold, scores.dtype), keep_order=True)
+        predicted_top = _top_k(scores, np.sort(scores, axis=1), k)
+        self.top_images = [
+            [np.flatnonzero(column) for column in mask.T] for mask in (predicted_top & (labels == 1), predicted_top)
+        ]
+
+    def counted(self, columns: np.ndarray) -> dict[str, np.ndarray]:
+        """Every count-based metric and ``map`` (internal names) for each replicate column of
+        ``columns`` (N×B bootstrap counts)."""
+        class_ap, hit_thr, predicted_thr, n_positive = _class_counts(self.all_ranks, columns)
+        hit_top, predicted_top_count = (
+            np.stack([columns[images].sum(axis=0) for images in per_class], axis=-1) for per_class in self.top_images
+        )
+        counts = _Counts(hit_top, predicted_top_count, hit_thr, predicted_thr, n_positive)
+        counted = _count_metrics(counts, self.k, self.n_images)
+        counted["map"] = _mean_over_defined(class_ap)
+        return counted
 
 
 def paired_bootstrap(scores_a, scores_b, labels, n: int, seed: int = 0) -> dict[str, Any]:
@@ -553,6 +567,110 @@ def paired_bootstrap(scores_a, scores_b, labels, n: int, seed: int = 0) -> dict[
         "n": int(n),
         "seed": int(seed),
     }
+
+
+def two_level_bootstrap(
+    runs_a: Sequence, runs_b: Sequence, labels, n: int, seed: int = 0, *, k: int = 3, keys: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Compare two groups of runs (several seeds per side) on the same images and labels.
+
+    For ``map`` and each paper column at top k (or only ``keys``, a subset): the mean over each side's runs and the
+    difference ``B − A`` of the means, with a 95% interval from a two-level bootstrap; and the
+    probability of improvement ``P(B > A) = (1/(m_a m_b)) Σ_i Σ_j ([b_j > a_i] + ½[b_j = a_i])``
+    over pairs of runs' mAP (Agarwal et al., 2021).
+
+    Replicate r resamples the seeds of each side with replacement (``m_a`` then ``m_b`` run
+    indices per replicate from ``numpy.random.default_rng((seed, 1))``) and the images with
+    ``paired_bootstrap``'s counts (the same resample for every run: paired on images); its
+    value is the mean over the drawn runs of B minus that of A. With one run per side this is
+    ``paired_bootstrap``'s interval, which holds the runs fixed: it measures test-set noise
+    only and says nothing about another seed.
+    """
+    labels = validate(runs_a[0], labels, names=("scores_a[0]", "labels"))[1]
+    sides = []
+    for name, runs in (("scores_a", runs_a), ("scores_b", runs_b)):
+        if len(runs) == 0:
+            raise BadInput(f"{name}: no runs; give at least one score set per side")
+        sides.append([validate(s, labels, names=(f"{name}[{i}]", "labels"))[0] for i, s in enumerate(runs)])
+    _require_positive(labels)
+    _check_replicates(n)
+    names = _keys(k, 0.5, labels.shape[1])
+    paper = [key.format(k=k) for key, _ in PAPER_COLUMNS]
+    keys = paper if keys is None else list(keys)
+    if not set(keys) <= set(paper):
+        raise BadInput(f"cannot compare {sorted(set(keys) - set(paper))[0]!r}; choose from {', '.join(paper)}")
+    if keys == ["map"]:
+        points = [[_map_only(s, labels) for s in side] for side in sides]
+        prepared = [[_MapResampling(s, labels) for s in side] for side in sides]
+    else:
+        points = [[evaluate(s, labels, k=k) for s in side] for side in sides]
+        prepared = [[_Resampling(s, labels, k, 0.5) for s in side] for side in sides]
+    chunks: list[list[list[dict[str, np.ndarray]]]] = [[[] for _ in side] for side in sides]
+    for weights in _resampled_counts(labels.shape[0], n, seed):
+        columns = np.ascontiguousarray(weights.T)
+        for side, side_chunks in zip(prepared, chunks):
+            for run, run_chunks in zip(side, side_chunks):
+                run_chunks.append(run.counted(columns))
+    rng = np.random.default_rng((seed, 1))
+    picks = [rng.integers(0, len(side), (n, len(side))) for side in sides]
+    replicate = np.arange(n)[:, None]
+
+    def resampled_means(side: int, key: str) -> np.ndarray:
+        values = np.stack([np.concatenate([c[names[key]] for c in run]) for run in chunks[side]])
+        return values[picks[side], replicate].mean(axis=1)
+
+    columns_out = {}
+    for key in keys:
+        point_a, point_b = (np.array([p[key] for p in side]) for side in points)
+        diff = float(point_b.mean() - point_a.mean())
+        columns_out[key] = {
+            "a": float(point_a.mean()), "b": float(point_b.mean()), "diff": diff,
+            "std_a": float(point_a.std(ddof=1)) if len(point_a) > 1 else None,
+            "std_b": float(point_b.std(ddof=1)) if len(point_b) > 1 else None,
+            "interval": _interval(resampled_means(1, key) - resampled_means(0, key)),
+        }
+    map_a, map_b = (np.array([p["map"] for p in side]) for side in points)
+    per_class = [np.array([[np.nan if ap is None else ap for ap in p["per_class_ap"]] for p in side]).mean(axis=0)
+                 for side in points]
+
+    def listed(values: np.ndarray) -> list[float | None]:
+        return [None if np.isnan(value) else float(value) for value in values]
+
+    return {
+        "n_runs_a": len(sides[0]),
+        "n_runs_b": len(sides[1]),
+        "columns": columns_out,
+        "map_a_runs": map_a.tolist(),
+        "map_b_runs": map_b.tolist(),
+        "probability_of_improvement": _probability_of_improvement(map_a, map_b),
+        "per_class_ap_a": listed(per_class[0]),
+        "per_class_ap_b": listed(per_class[1]),
+        "per_class_ap_diff": listed(per_class[1] - per_class[0]),
+        "n": int(n),
+        "seed": int(seed),
+    }
+
+
+def _map_only(scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """``map`` and ``per_class_ap`` as ``evaluate`` gives them, without the other metrics."""
+    class_ap = _class_counts(_class_ranks(scores, labels, 0.0, keep_order=False), None)[0]
+    return {"map": float(class_ap[~np.isnan(class_ap)].mean()),
+            "per_class_ap": [None if np.isnan(ap) else float(ap) for ap in class_ap]}
+
+
+class _MapResampling:
+    """``_Resampling`` for ``map`` alone (the threshold cut plays no part in it)."""
+
+    def __init__(self, scores: np.ndarray, labels: np.ndarray):
+        self.all_ranks = _class_ranks(scores, labels, 0.0, keep_order=True)
+
+    def counted(self, columns: np.ndarray) -> dict[str, np.ndarray]:
+        return {"map": _mean_over_defined(_class_counts(self.all_ranks, columns)[0])}
+
+
+def _probability_of_improvement(a: np.ndarray, b: np.ndarray) -> float:
+    """``P(B > A)``: the share of pairs (a_i, b_j) with b_j > a_i, ties counting half."""
+    return float((b[None, :] > a[:, None]).mean() + 0.5 * (b[None, :] == a[:, None]).mean())
 
 
 def format_table(
