@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -168,6 +169,9 @@ def evaluate(scores, labels, *, k: int = 3, threshold: float = 0.5) -> dict[str,
     scores, labels = validate(scores, labels)
     _require_positive(labels)
     keys = _keys(k, threshold, labels.shape[1])
+    if looks_like_probabilities(scores):
+        warnings.warn(f"{PROBABILITY_WARNING}; convert them with harness.metrics.from_probabilities", UserWarning,
+                      stacklevel=2)
     sorted_rows = np.sort(scores, axis=1)
     predicted_top = _top_k(scores, sorted_rows, k)
     all_ranks = _class_ranks(scores, labels, _logit_cut(threshold, scores.dtype), keep_order=False)
@@ -197,6 +201,32 @@ def evaluate(scores, labels, *, k: int = 3, threshold: float = 0.5) -> dict[str,
     result["n_classes_never_predicted"] = int((counts.predicted_top == 0).sum())
     result["per_class_ap"] = [float(ap) if ok else None for ap, ok in zip(class_ap, has_positives)]
     return result
+
+
+PROBABILITY_WARNING = (
+    "every score lies in [0, 1]: these look like probabilities, but scores are logits and the threshold "
+    "metrics (*_thr) cut at logit(threshold), 0 for 0.5"
+)
+"""The start of the one-line warning; each caller adds how to convert the scores."""
+PROBABILITY_CLIP = 1e-12
+
+
+def looks_like_probabilities(scores: np.ndarray) -> bool:
+    """Whether every score lies in [0, 1]: logits of a trained model practically never do."""
+    return bool(scores.min() >= 0 and scores.max() <= 1)
+
+
+def from_probabilities(probabilities, *, name: str = "scores") -> np.ndarray:
+    """Logits ``log(p) − log(1 − p)`` (float64) of probabilities clipped to [1e-12, 1 − 1e-12]:
+    the order of the scores is kept (only values within 1e-12 of 0 or 1 come to tie), so the
+    ranking metrics are unchanged and the threshold metrics cut where ``p ≥ threshold``.
+    Raises ``BadInput`` for values outside [0, 1]."""
+    values = _numeric_array(probabilities, name).astype(np.float64)
+    if values.ndim == 2 and values.size:
+        _refuse(~((values >= 0) & (values <= 1)), values, name, "value(s) outside [0, 1] (or NaN)",
+                "give probabilities, or drop --scores probabilities for logits")
+    clipped = np.clip(values, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+    return np.log(clipped) - np.log1p(-clipped)
 
 
 def _require_positive(labels: np.ndarray) -> None:
@@ -663,7 +693,9 @@ def two_level_bootstrap(
         points = [[_map_only(s, labels) for s in side] for side in sides]
         prepared = [[_MapResampling(s, labels) for s in side] for side in sides]
     else:
-        points = [[evaluate(s, labels, k=k) for s in side] for side in sides]
+        with warnings.catch_warnings():  # map and the top-k columns do not depend on the kind of score
+            warnings.simplefilter("ignore")
+            points = [[evaluate(s, labels, k=k) for s in side] for side in sides]
         prepared = [[_Resampling(s, labels, k, 0.5) for s in side] for side in sides]
     chunks: list[list[list[dict[str, np.ndarray]]]] = [[[] for _ in side] for side in sides]
     for weights in _resampled_counts(labels.shape[0], n, seed):

@@ -7,6 +7,7 @@ Inputs are either two ``.npy`` arrays (scores N×C, labels N×C) or one run fold
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import click
@@ -14,7 +15,15 @@ from tabulate import tabulate
 
 from harness.comparison import compare as compare_runs
 from harness.comparison import load_scored
-from harness.metrics import PAPER_COLUMNS, bootstrap, evaluate, format_table
+from harness.metrics import (
+    PAPER_COLUMNS,
+    PROBABILITY_WARNING,
+    bootstrap,
+    evaluate,
+    format_table,
+    from_probabilities,
+    looks_like_probabilities,
+)
 from harness.results import RESULT_FILE
 
 
@@ -52,14 +61,25 @@ def _table(rows, headers) -> str:
 @click.option("--threshold", default=0.5, show_default=True, help="Probability threshold for the *_thr metrics.")
 @click.option("--bootstrap", "n_bootstrap", default=0, type=click.IntRange(min=0), help="Add 95% intervals from N resamples of the images.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap resampling.")
-def metrics(inputs: tuple[str, ...], output: str, k: int, threshold: float, n_bootstrap: int, seed: int) -> None:
+@click.option("--scores", "score_kind", type=click.Choice(["logits", "probabilities"]), default="logits",
+              show_default=True, help="What the scores are; probabilities are converted to logits (clipped to "
+                                      "[1e-12, 1 − 1e-12]).")
+def metrics(inputs: tuple[str, ...], output: str, k: int, threshold: float, n_bootstrap: int, seed: int,
+            score_kind: str) -> None:
     """Every metric of docs/METRICS.md for SCORES.npy LABELS.npy (N×C), or for one run folder
     or scores.npz.
 
-    Labels are 1 (present), 0 (absent) or -1 (ignored); scores are logits.
+    Labels are 1 (present), 0 (absent) or -1 (ignored); scores are logits unless --scores
+    probabilities says otherwise. Scores that all lie in [0, 1] are warned about in one line.
     """
     scores, labels, _ = load_scored(inputs)
-    result = evaluate(scores, labels, k=k, threshold=threshold)
+    if score_kind == "probabilities":
+        scores = from_probabilities(scores, name=f"{inputs[0]} (scores)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # said below in one line, naming the file
+        result = evaluate(scores, labels, k=k, threshold=threshold)
+    if looks_like_probabilities(scores):
+        click.echo(f"Warning: {inputs[0]}: {PROBABILITY_WARNING}; pass --scores probabilities to convert them", err=True)
     intervals = {}
     if n_bootstrap:
         keys = ("map", f"cf1_top{k}", f"of1_top{k}")
