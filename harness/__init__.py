@@ -7,6 +7,8 @@ The Python API mirrors the command line::
     record = run(dataset="shapes", protocol="smoke")      # a RunRecord; record.path is the run folder
     fused = fuse([a.path, b.path], name="ScaleEn", out="runs")
     comparison = compare(a.path, b.path)                  # paired bootstrap of B − A, and what differs
+    comparison = compare([a0, a1, a2], [b0, b1, b2])      # seeds per side: two-level bootstrap, P(B > A)
+    frame = load_runs("runs/*")                           # a pandas DataFrame, one row per run
 
 The plugin API is what this module exports: the hook marker, the specs, ``UserError``, the
 dataset helpers (``assemble``, ``Files``, ``leaves_folder``, ``DatasetProblem``), the weights
@@ -59,6 +61,7 @@ _API = {
     "evaluate": "harness.metrics",
     "fuse": "harness.fusion",
     "compare": "harness.comparison",
+    "load_runs": "harness.tables",
 }
 
 
@@ -96,6 +99,7 @@ __all__ = [
     "evaluate",
     "fuse",
     "hookimpl",
+    "load_runs",
     "run",
     "__version__",
 ]

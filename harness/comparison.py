@@ -1,5 +1,7 @@
-"""Comparing two runs (``harness.compare``, ``bench compare``): the paired bootstrap of their mAP on the same test images, and every
-way their training differed.
+"""Comparing runs (``harness.compare``, ``bench compare``): one run or several seeds per side,
+the difference of their mean mAP and paper columns with a two-level bootstrap interval (seeds,
+then test images, paired on images), the probability of improvement, and every way their
+training differed, the seed included.
 
 ``compare(A, B)`` refuses runs scored on different test sets (other ids, or other labels
 for the same ids): a difference in mAP between them measures the data, not the method. For
@@ -12,6 +14,7 @@ method.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import BadInput, UserError
-from harness.metrics import paired_bootstrap, validate
+from harness.metrics import two_level_bootstrap, validate
 from harness.results import RESULT_FILE, RunRecord
 from harness.rundir import read_scores
 
@@ -61,19 +64,39 @@ def load_scored(inputs: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.nda
 def aligned(run_a: str, run_b: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scores of both runs and their shared labels, B reordered to A's image ids; refuses
     different id sets, duplicate ids, and labels that differ (different test sets)."""
-    scores_a, labels_a, ids_a = load_scored((run_a,))
-    scores_b, labels_b, ids_b = load_scored((run_b,))
-    ids_a, ids_b = np.asarray(ids_a).astype(str), np.asarray(ids_b).astype(str)
-    for run, ids in ((run_a, ids_a), (run_b, ids_b)):
-        unique, counts = np.unique(ids, return_counts=True)
-        if (counts > 1).any():
-            raise BadInput(f"{run}: image id '{unique[counts > 1][0]}' appears more than once; ids must be unique")
+    (scores_a, scores_b), labels = aligned_runs([run_a, run_b])
+    return scores_a, scores_b, labels
+
+
+def aligned_runs(runs: list[str]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Scores of every run, reordered to the first run's image ids, and their shared labels;
+    refuses a run whose ids or labels differ from the first's (a different test set)."""
+    reference = runs[0]
+    scores_ref, labels, ids_ref = load_scored((reference,))
+    ids_ref = _unique_ids(reference, ids_ref)
+    scores = [scores_ref]
+    for run in runs[1:]:
+        scores_b, labels_b, ids_b = load_scored((run,))
+        scores.append(_align(reference, ids_ref, labels, run, _unique_ids(run, ids_b), scores_b, labels_b))
+    return scores, labels
+
+
+def _unique_ids(run: str, ids) -> np.ndarray:
+    ids = np.asarray(ids).astype(str)
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise BadInput(f"{run}: image id '{unique[counts > 1][0]}' appears more than once; ids must be unique")
+    return ids
+
+
+def _align(run_a: str, ids_a, labels_a, run_b: str, ids_b, scores_b, labels_b) -> np.ndarray:
+    """B's scores in A's image order, after checking that both score the same test set."""
     only_a, only_b = ids_a[~np.isin(ids_a, ids_b)], ids_b[~np.isin(ids_b, ids_a)]
     if only_a.size or only_b.size:
         parts = [f"{len(ids)} only in {run} (first '{ids[0]}')" for run, ids in ((run_a, only_a), (run_b, only_b)) if ids.size]
         raise BadInput(f"{run_a} and {run_b} score different test sets: {'; '.join(parts)}; compare runs on the same test split")
-    if scores_a.shape[1] != scores_b.shape[1]:
-        raise BadInput(f"{run_a} has {scores_a.shape[1]} classes but {run_b} has {scores_b.shape[1]}; compare runs on the same dataset")
+    if labels_a.shape[1] != scores_b.shape[1]:
+        raise BadInput(f"{run_a} has {labels_a.shape[1]} classes but {run_b} has {scores_b.shape[1]}; compare runs on the same dataset")
     sorter = np.argsort(ids_b)
     position = sorter[np.searchsorted(ids_b, ids_a, sorter=sorter)]
     scores_b, labels_b = scores_b[position], labels_b[position]
@@ -84,7 +107,7 @@ def aligned(run_a: str, run_b: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]
             f"{run_a} and {run_b} score different test sets: labels differ for image '{ids_a[row]}', class {column} "
             f"({labels_a[row, column]} vs {labels_b[row, column]}); compare runs on the same test labels"
         )
-    return scores_a, scores_b, labels_a
+    return scores_b
 
 
 def read_record(path: str) -> RunRecord | None:
@@ -123,18 +146,39 @@ def training_facts(record: RunRecord) -> dict[str, Any]:
         "precision": record.precision,
         "dataset fingerprint": record.dataset.fingerprint,
         "deviations": ", ".join(sorted(deviations)) or "none",
+        "seed": record.seed,
     }
 
 
-def differences(a: RunRecord, b: RunRecord) -> list[dict[str, Any]]:
-    """Every training fact that differs between two runs: ``{"field", "a", "b"}``."""
-    facts_a, facts_b = training_facts(a), training_facts(b)
+def differences(a: RunRecord | list[RunRecord], b: RunRecord | list[RunRecord]) -> list[dict[str, Any]]:
+    """Every training fact that differs between two runs, or two groups of runs:
+    ``{"field", "a", "b"}``, each side one value, or the sorted list of its runs' values
+    when they disagree (the seeds of a group, say)."""
+    facts_a, facts_b = (_side_facts(side if isinstance(side, list) else [side]) for side in (a, b))
     return [{"field": key, "a": facts_a[key], "b": facts_b[key]} for key in facts_a if facts_a[key] != facts_b[key]]
+
+
+def _side_facts(records: list[RunRecord]) -> dict[str, Any]:
+    facts = [training_facts(record) for record in records]
+    side = {}
+    for key in facts[0]:
+        values = sorted({f[key] for f in facts}, key=lambda value: (value is None, str(value)))
+        side[key] = values[0] if len(values) == 1 else values
+    return side
+
+
+SEEDS_NEEDED = 3
+"""Runs per side below which ``compare`` does not call a difference significant: one run says
+nothing about the variance across seeds (Bouthillier et al., 2021)."""
 
 
 @dataclass
 class Comparison:
-    """B − A on the same test images: ``paired`` is ``metrics.paired_bootstrap``'s result;
+    """B − A on the same test images, over one or several runs per side.
+
+    ``paired`` holds ``map_a``, ``map_b`` (means over each side's runs), ``map_diff`` and its
+    ``map_diff_interval``, the mean per-class APs and their differences, ``n`` and ``seed``;
+    ``columns`` the same for ``map`` and every paper column (``metrics.two_level_bootstrap``);
     ``differences`` what differs in training (``None`` when a run has no result.json)."""
 
     run_a: str
@@ -142,29 +186,79 @@ class Comparison:
     paired: dict[str, Any]
     differences: list[dict[str, Any]] | None
     largest_changes: list[dict[str, Any]] = field(default_factory=list)
+    runs_a: list[str] = field(default_factory=list)
+    runs_b: list[str] = field(default_factory=list)
+    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    probability_of_improvement: float | None = None
 
     @property
     def excludes_zero(self) -> bool:
         low, high = self.paired["map_diff_interval"]
         return low is not None and (low > 0 or high < 0)
 
+    @property
+    def significant(self) -> bool:
+        """Whether the interval excludes 0 with at least two runs on each side."""
+        return self.excludes_zero and min(len(self.runs_a), len(self.runs_b)) > 1
+
+    @property
+    def verdict(self) -> str:
+        """One sentence on what the interval supports."""
+        counts = f"{len(self.runs_a)} run(s) of A, {len(self.runs_b)} of B"
+        if min(len(self.runs_a), len(self.runs_b)) == 1:
+            return (f"Not significant: with {counts} the variance across seeds is unknown, and the interval covers "
+                    f"test-image noise only; train at least {SEEDS_NEEDED} seeds of each and compare them all "
+                    "(bench compare A1 A2 A3 -- B1 B2 B3).")
+        low, high = self.paired["map_diff_interval"]
+        if not self.excludes_zero:
+            return f"Not significant: the 95% interval of map B − A includes 0 ({counts}, seeds and images resampled)."
+        better, worse = ("B", "A") if low > 0 else ("A", "B")
+        advice = "" if min(len(self.runs_a), len(self.runs_b)) >= SEEDS_NEEDED else \
+            f"; with fewer than {SEEDS_NEEDED} seeds per side the seed variance is a rough estimate"
+        return (f"Significant: {better}'s mean map is higher than {worse}'s at the 95% level ({counts}, "
+                f"seeds and images resampled{advice}).")
+
     def to_dict(self) -> dict[str, Any]:
-        return {"run_a": self.run_a, "run_b": self.run_b, **self.paired, "excludes_zero": self.excludes_zero,
+        return {"run_a": self.run_a, "run_b": self.run_b, "runs_a": self.runs_a, "runs_b": self.runs_b,
+                **self.paired, "columns": self.columns, "probability_of_improvement": self.probability_of_improvement,
+                "excludes_zero": self.excludes_zero, "significant": self.significant, "verdict": self.verdict,
                 "differences": self.differences, "largest_changes": self.largest_changes}
 
 
-def compare(run_a: str | Path, run_b: str | Path, *, n_bootstrap: int = 1000, seed: int = 0, top: int = 5) -> Comparison:
-    """Paired comparison of two runs (folders or ``scores.npz`` files) on the same test set."""
-    run_a, run_b = str(run_a), str(run_b)
+def compare(
+    run_a: str | Path | Sequence[str | Path],
+    run_b: str | Path | Sequence[str | Path],
+    *,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    top: int = 5,
+) -> Comparison:
+    """Compare run B with run A (folders or ``scores.npz`` files) on the same test set; either
+    side may be a list of runs (seeds of one configuration), compared by the two-level
+    bootstrap of ``metrics.two_level_bootstrap``."""
+    runs_a, runs_b = (_paths(side) for side in (run_a, run_b))
     if n_bootstrap < 1:
         raise UserError("n_bootstrap must be at least 1")
-    scores_a, scores_b, labels = aligned(run_a, run_b)
-    paired = paired_bootstrap(scores_a, scores_b, labels, n_bootstrap, seed)
-    record_a, record_b = read_record(run_a), read_record(run_b)
-    found = differences(record_a, record_b) if record_a and record_b else None
+    scores, labels = aligned_runs(runs_a + runs_b)
+    result = two_level_bootstrap(scores[: len(runs_a)], scores[len(runs_a):], labels, n_bootstrap, seed)
+    records_a, records_b = ([read_record(run) for run in runs] for runs in (runs_a, runs_b))
+    known = all(records_a) and all(records_b)
+    found = differences(records_a, records_b) if known else None
+    map_column = result["columns"]["map"]
+    paired = {"map_a": map_column["a"], "map_b": map_column["b"], "map_diff": map_column["diff"],
+              "map_diff_interval": map_column["interval"],
+              **{key: result[key] for key in ("per_class_ap_a", "per_class_ap_b", "per_class_ap_diff", "n", "seed")}}
     changed = sorted((c for c, diff in enumerate(paired["per_class_ap_diff"]) if diff),
                      key=lambda c: -abs(paired["per_class_ap_diff"][c]))
-    names = record_b.dataset.classes if record_b else [str(c) for c in range(labels.shape[1])]
+    names = records_b[0].dataset.classes if records_b[0] else [str(c) for c in range(labels.shape[1])]
     largest = [{"class": c, "name": names[c], "ap_a": paired["per_class_ap_a"][c], "ap_b": paired["per_class_ap_b"][c],
                 "diff": paired["per_class_ap_diff"][c]} for c in changed[:top]]
-    return Comparison(run_a, run_b, paired, found, largest)
+    return Comparison(runs_a[0], runs_b[0], paired, found, largest, runs_a, runs_b, result["columns"],
+                      result["probability_of_improvement"])
+
+
+def _paths(side: str | Path | Sequence[str | Path]) -> list[str]:
+    runs = [str(side)] if isinstance(side, (str, Path)) else [str(run) for run in side]
+    if not runs:
+        raise UserError("compare: a side without runs; give at least one run folder or scores.npz per side")
+    return runs

@@ -56,7 +56,10 @@ Bootstrap
     A replicate draws N image indices with replacement, ``rng.integers(0, N, N)`` from
     ``numpy.random.default_rng(seed)`` (one call per replicate, so the first m replicates of any
     run with that seed are the same), and evaluates on the resampled images, computed as
-    weighted counts so that nothing is sorted again. The interval is the 2.5th and 97.5th
+    weighted counts so that nothing is sorted again: per class, the weights are summed per
+    bucket of the score order between consecutive positives and then across buckets (exact
+    integers, so the values do not depend on how the work is split), the classes of a chunk of
+    replicates shared among two threads where there are two cores. The interval is the 2.5th and 97.5th
     percentile (linear interpolation) of the replicates; replicates where a statistic is
     undefined (no positive drawn) are left out, and a bound is ``None`` if all are.
     ``paired_bootstrap`` applies each resample to both score sets and reports ``B − A``.
@@ -64,7 +67,11 @@ Bootstrap
 
 from __future__ import annotations
 
+import functools
+import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -162,6 +169,9 @@ def evaluate(scores, labels, *, k: int = 3, threshold: float = 0.5) -> dict[str,
     scores, labels = validate(scores, labels)
     _require_positive(labels)
     keys = _keys(k, threshold, labels.shape[1])
+    if looks_like_probabilities(scores):
+        warnings.warn(f"{PROBABILITY_WARNING}; convert them with harness.metrics.from_probabilities", UserWarning,
+                      stacklevel=2)
     sorted_rows = np.sort(scores, axis=1)
     predicted_top = _top_k(scores, sorted_rows, k)
     all_ranks = _class_ranks(scores, labels, _logit_cut(threshold, scores.dtype), keep_order=False)
@@ -191,6 +201,32 @@ def evaluate(scores, labels, *, k: int = 3, threshold: float = 0.5) -> dict[str,
     result["n_classes_never_predicted"] = int((counts.predicted_top == 0).sum())
     result["per_class_ap"] = [float(ap) if ok else None for ap, ok in zip(class_ap, has_positives)]
     return result
+
+
+PROBABILITY_WARNING = (
+    "every score lies in [0, 1]: these look like probabilities, but scores are logits and the threshold "
+    "metrics (*_thr) cut at logit(threshold), 0 for 0.5"
+)
+"""The start of the one-line warning; each caller adds how to convert the scores."""
+PROBABILITY_CLIP = 1e-12
+
+
+def looks_like_probabilities(scores: np.ndarray) -> bool:
+    """Whether every score lies in [0, 1]: logits of a trained model practically never do."""
+    return bool(scores.min() >= 0 and scores.max() <= 1)
+
+
+def from_probabilities(probabilities, *, name: str = "scores") -> np.ndarray:
+    """Logits ``log(p) − log(1 − p)`` (float64) of probabilities clipped to [1e-12, 1 − 1e-12]:
+    the order of the scores is kept (only values within 1e-12 of 0 or 1 come to tie), so the
+    ranking metrics are unchanged and the threshold metrics cut where ``p ≥ threshold``.
+    Raises ``BadInput`` for values outside [0, 1]."""
+    values = _numeric_array(probabilities, name).astype(np.float64)
+    if values.ndim == 2 and values.size:
+        _refuse(~((values >= 0) & (values <= 1)), values, name, "value(s) outside [0, 1] (or NaN)",
+                "give probabilities, or drop --scores probabilities for logits")
+    clipped = np.clip(values, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+    return np.log(clipped) - np.log1p(-clipped)
 
 
 def _require_positive(labels: np.ndarray) -> None:
@@ -236,6 +272,24 @@ class _ClassRanks(NamedTuple):
     valid_below_cut: int
     n_valid: int
     valid_order: np.ndarray | None
+    buckets: _Buckets | None = None
+
+
+class _Buckets(NamedTuple):
+    """Where one class's weighted counts of non-ignored labels are needed: ``starts`` (0 and
+    every distinct ``valid_below`` and cut position below ``n_valid``, ascending) split the
+    ascending order into buckets, so summing the weights per bucket and then across buckets
+    gives every count "below" a positive; ``below`` and ``below_cut`` index those sums."""
+
+    starts: np.ndarray
+    below: np.ndarray
+    below_cut: int
+
+
+def _buckets(valid_below: np.ndarray, valid_below_cut: int, n_valid: int) -> _Buckets:
+    needed = np.concatenate(([0], valid_below, [valid_below_cut]))
+    starts = np.unique(needed[needed < n_valid]) if n_valid else np.zeros(0, dtype=np.intp)
+    return _Buckets(starts, np.searchsorted(starts, valid_below), int(np.searchsorted(starts, valid_below_cut)))
 
 
 def _class_ranks(scores: np.ndarray, labels: np.ndarray, cut, *, keep_order: bool) -> list[_ClassRanks]:
@@ -259,15 +313,18 @@ def _class_ranks(scores: np.ndarray, labels: np.ndarray, cut, *, keep_order: boo
         ascending = np.argsort(positive_scores)
         positive_images, positive_scores = positive_images[ascending], positive_scores[ascending]
         valid_scores = ranked[c, skip:]
+        valid_below = np.searchsorted(valid_scores, positive_scores, side="left")
+        valid_below_cut = int(np.searchsorted(valid_scores, cut, side="left"))
         result.append(
             _ClassRanks(
                 positive_images,
                 np.searchsorted(positive_scores, positive_scores, side="left"),
-                np.searchsorted(valid_scores, positive_scores, side="left"),
+                valid_below,
                 int(np.searchsorted(positive_scores, cut, side="left")),
-                int(np.searchsorted(valid_scores, cut, side="left")),
+                valid_below_cut,
                 len(valid_scores),
                 orders[c, skip:] if keep_order else None,
+                _buckets(valid_below, valid_below_cut, len(valid_scores)) if keep_order else None,
             )
         )
     return result
@@ -282,13 +339,34 @@ def _class_counts(all_ranks: list[_ClassRanks], weights: np.ndarray | None) -> t
     """Per class (last axis): AP (NaN without positives), positives and non-ignored labels at or
     above the threshold, and positives. With ``weights`` (N×B bootstrap counts, one column per
     replicate) each image counts ``weight`` times and every array gets a leading replicate axis."""
-    columns = [_one_class_counts(ranks, weights) for ranks in all_ranks]
+    narrow = None if weights is None else _narrow(weights)
+    if weights is None or _THREADS < 2:
+        columns = [_one_class_counts(ranks, weights, narrow) for ranks in all_ranks]
+    else:
+        columns = list(_pool().map(lambda ranks: _one_class_counts(ranks, weights, narrow), all_ranks))
     return tuple(np.stack(values, axis=-1) for values in zip(*columns))
 
 
-def _one_class_counts(ranks: _ClassRanks, weights: np.ndarray | None) -> tuple:
+_THREADS = min(2, os.cpu_count() or 1)
+"""Threads for the classes of a bootstrap chunk: NumPy's gathers and sums release the GIL, so
+two cores share the work; results do not depend on it (each class is computed alone)."""
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(_THREADS, thread_name_prefix="bootstrap")
+
+
+def _narrow(weights: np.ndarray) -> np.ndarray:
+    """The bootstrap counts as uint8 when they fit (they do unless an image is drawn more than
+    255 times): gathering a quarter of the bytes is most of the speed of ``_bucket_sums``."""
+    return weights.astype(np.uint8) if weights.max(initial=0) <= 255 else weights
+
+
+def _one_class_counts(ranks: _ClassRanks, weights: np.ndarray | None, narrow: np.ndarray | None = None) -> tuple:
     """``AP = (1/|P|) Σ_j TP(≥ s_j) / V(≥ s_j)``; weighted, duplicates tie, so
-    ``AP = Σ_j w_j TP_w(≥ s_j) / V_w(≥ s_j) / Σ_j w_j`` (NaN when no positive was drawn)."""
+    ``AP = Σ_j w_j TP_w(≥ s_j) / V_w(≥ s_j) / Σ_j w_j`` (NaN when no positive was drawn).
+    ``narrow`` is ``_narrow(weights)``, used to count the non-ignored labels."""
     if weights is None:
         n_positive = len(ranks.positive_images)
         positives_above, valid_above = _at_or_above(ranks)
@@ -296,15 +374,27 @@ def _one_class_counts(ranks: _ClassRanks, weights: np.ndarray | None) -> tuple:
         return ap, n_positive - ranks.positives_below_cut, ranks.n_valid - ranks.valid_below_cut, n_positive
     own = weights[ranks.positive_images]
     positive_sums = _cumulative(own)
-    valid_sums = _cumulative(weights[ranks.valid_order])
+    valid_sums = _bucket_sums(narrow, ranks.valid_order, ranks.buckets.starts)
     n_positive, n_valid = positive_sums[-1], valid_sums[-1]
     positives_above = n_positive - positive_sums[ranks.positives_below]
-    valid_above = n_valid - valid_sums[ranks.valid_below]
+    valid_above = n_valid - valid_sums[ranks.buckets.below]
     precision = np.divide(positives_above, valid_above, out=np.zeros(own.shape), where=own > 0)
     total = (precision * own).sum(axis=0)
     ap = np.divide(total, n_positive, out=np.full(total.shape, np.nan), where=n_positive > 0)
     hit_thr = n_positive - positive_sums[ranks.positives_below_cut]
-    return ap, hit_thr, n_valid - valid_sums[ranks.valid_below_cut], n_positive
+    return ap, hit_thr, n_valid - valid_sums[ranks.buckets.below_cut], n_positive
+
+
+def _bucket_sums(weights: np.ndarray, order: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Row s of the result (int32): the weights of the images ``order[:starts[s]]`` summed (the
+    last row: all of them). Summing per bucket and then across the few buckets gives exactly
+    the integers a cumulative sum over every image would, where they are needed, with far less
+    work and memory traffic."""
+    sums = np.zeros((len(starts) + 1, weights.shape[1]), dtype=np.int32)
+    if len(starts):
+        per_bucket = np.add.reduceat(np.take(weights, order, axis=0), starts, axis=0, dtype=np.int32)
+        np.cumsum(per_bucket, axis=0, out=sums[1:])
+    return sums
 
 
 def _cumulative(values: np.ndarray) -> np.ndarray:
@@ -500,24 +590,38 @@ def bootstrap(
     unknown = [key for key in keys if key not in names]
     if unknown:
         raise BadInput(f"cannot bootstrap {unknown[0]!r}; choose from {', '.join(names)}")
-    n_images = labels.shape[0]
-    all_ranks = _class_ranks(scores, labels, _logit_cut(threshold, scores.dtype), keep_order=True)
-    predicted_top = _top_k(scores, np.sort(scores, axis=1), k)
-    # per class, the images that predict it (and those that are hits): weighted counts are sums
-    top_images = [[np.flatnonzero(column) for column in mask.T] for mask in (predicted_top & (labels == 1), predicted_top)]
+    prepared = _Resampling(scores, labels, k, threshold)
     replicates: dict[str, list[np.ndarray]] = {key: [] for key in keys}
-    for weights in _resampled_counts(n_images, n, seed):
-        columns = np.ascontiguousarray(weights.T)
-        class_ap, hit_thr, predicted_thr, n_positive = _class_counts(all_ranks, columns)
-        hit_top, predicted_top_count = (
-            np.stack([columns[images].sum(axis=0) for images in per_class], axis=-1) for per_class in top_images
-        )
-        counts = _Counts(hit_top, predicted_top_count, hit_thr, predicted_thr, n_positive)
-        counted = _count_metrics(counts, k, n_images)
-        counted["map"] = _mean_over_defined(class_ap)
+    for weights in _resampled_counts(labels.shape[0], n, seed):
+        counted = prepared.counted(np.ascontiguousarray(weights.T))
         for key in keys:
             replicates[key].append(counted[names[key]])
     return {key: _interval(np.concatenate(values)) for key, values in replicates.items()}
+
+
+class _Resampling:
+    """One score set ready for weighted evaluation: its class rankings and, per class, the
+    images that predict it in the top k (and those that are hits), whose weighted counts are sums."""
+
+    def __init__(self, scores: np.ndarray, labels: np.ndarray, k: int, threshold: float):
+        self.k, self.n_images = k, labels.shape[0]
+        self.all_ranks = _class_ranks(scores, labels, _logit_cut(threshold, scores.dtype), keep_order=True)
+        predicted_top = _top_k(scores, np.sort(scores, axis=1), k)
+        self.top_images = [
+            [np.flatnonzero(column) for column in mask.T] for mask in (predicted_top & (labels == 1), predicted_top)
+        ]
+
+    def counted(self, columns: np.ndarray) -> dict[str, np.ndarray]:
+        """Every count-based metric and ``map`` (internal names) for each replicate column of
+        ``columns`` (N×B bootstrap counts)."""
+        class_ap, hit_thr, predicted_thr, n_positive = _class_counts(self.all_ranks, columns)
+        hit_top, predicted_top_count = (
+            np.stack([columns[images].sum(axis=0) for images in per_class], axis=-1) for per_class in self.top_images
+        )
+        counts = _Counts(hit_top, predicted_top_count, hit_thr, predicted_thr, n_positive)
+        counted = _count_metrics(counts, self.k, self.n_images)
+        counted["map"] = _mean_over_defined(class_ap)
+        return counted
 
 
 def paired_bootstrap(scores_a, scores_b, labels, n: int, seed: int = 0) -> dict[str, Any]:
@@ -553,6 +657,112 @@ def paired_bootstrap(scores_a, scores_b, labels, n: int, seed: int = 0) -> dict[
         "n": int(n),
         "seed": int(seed),
     }
+
+
+def two_level_bootstrap(
+    runs_a: Sequence, runs_b: Sequence, labels, n: int, seed: int = 0, *, k: int = 3, keys: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Compare two groups of runs (several seeds per side) on the same images and labels.
+
+    For ``map`` and each paper column at top k (or only ``keys``, a subset): the mean over each side's runs and the
+    difference ``B − A`` of the means, with a 95% interval from a two-level bootstrap; and the
+    probability of improvement ``P(B > A) = (1/(m_a m_b)) Σ_i Σ_j ([b_j > a_i] + ½[b_j = a_i])``
+    over pairs of runs' mAP (Agarwal et al., 2021).
+
+    Replicate r resamples the seeds of each side with replacement (``m_a`` then ``m_b`` run
+    indices per replicate from ``numpy.random.default_rng((seed, 1))``) and the images with
+    ``paired_bootstrap``'s counts (the same resample for every run: paired on images); its
+    value is the mean over the drawn runs of B minus that of A. With one run per side this is
+    ``paired_bootstrap``'s interval, which holds the runs fixed: it measures test-set noise
+    only and says nothing about another seed.
+    """
+    labels = validate(runs_a[0], labels, names=("scores_a[0]", "labels"))[1]
+    sides = []
+    for name, runs in (("scores_a", runs_a), ("scores_b", runs_b)):
+        if len(runs) == 0:
+            raise BadInput(f"{name}: no runs; give at least one score set per side")
+        sides.append([validate(s, labels, names=(f"{name}[{i}]", "labels"))[0] for i, s in enumerate(runs)])
+    _require_positive(labels)
+    _check_replicates(n)
+    names = _keys(k, 0.5, labels.shape[1])
+    paper = [key.format(k=k) for key, _ in PAPER_COLUMNS]
+    keys = paper if keys is None else list(keys)
+    if not set(keys) <= set(paper):
+        raise BadInput(f"cannot compare {sorted(set(keys) - set(paper))[0]!r}; choose from {', '.join(paper)}")
+    if keys == ["map"]:
+        points = [[_map_only(s, labels) for s in side] for side in sides]
+        prepared = [[_MapResampling(s, labels) for s in side] for side in sides]
+    else:
+        with warnings.catch_warnings():  # map and the top-k columns do not depend on the kind of score
+            warnings.simplefilter("ignore")
+            points = [[evaluate(s, labels, k=k) for s in side] for side in sides]
+        prepared = [[_Resampling(s, labels, k, 0.5) for s in side] for side in sides]
+    chunks: list[list[list[dict[str, np.ndarray]]]] = [[[] for _ in side] for side in sides]
+    for weights in _resampled_counts(labels.shape[0], n, seed):
+        columns = np.ascontiguousarray(weights.T)
+        for side, side_chunks in zip(prepared, chunks):
+            for run, run_chunks in zip(side, side_chunks):
+                run_chunks.append(run.counted(columns))
+    rng = np.random.default_rng((seed, 1))
+    picks = [rng.integers(0, len(side), (n, len(side))) for side in sides]
+    replicate = np.arange(n)[:, None]
+
+    def resampled_means(side: int, key: str) -> np.ndarray:
+        values = np.stack([np.concatenate([c[names[key]] for c in run]) for run in chunks[side]])
+        return values[picks[side], replicate].mean(axis=1)
+
+    columns_out = {}
+    for key in keys:
+        point_a, point_b = (np.array([p[key] for p in side]) for side in points)
+        diff = float(point_b.mean() - point_a.mean())
+        columns_out[key] = {
+            "a": float(point_a.mean()), "b": float(point_b.mean()), "diff": diff,
+            "std_a": float(point_a.std(ddof=1)) if len(point_a) > 1 else None,
+            "std_b": float(point_b.std(ddof=1)) if len(point_b) > 1 else None,
+            "interval": _interval(resampled_means(1, key) - resampled_means(0, key)),
+        }
+    map_a, map_b = (np.array([p["map"] for p in side]) for side in points)
+    per_class = [np.array([[np.nan if ap is None else ap for ap in p["per_class_ap"]] for p in side]).mean(axis=0)
+                 for side in points]
+
+    def listed(values: np.ndarray) -> list[float | None]:
+        return [None if np.isnan(value) else float(value) for value in values]
+
+    return {
+        "n_runs_a": len(sides[0]),
+        "n_runs_b": len(sides[1]),
+        "columns": columns_out,
+        "map_a_runs": map_a.tolist(),
+        "map_b_runs": map_b.tolist(),
+        "probability_of_improvement": _probability_of_improvement(map_a, map_b),
+        "per_class_ap_a": listed(per_class[0]),
+        "per_class_ap_b": listed(per_class[1]),
+        "per_class_ap_diff": listed(per_class[1] - per_class[0]),
+        "n": int(n),
+        "seed": int(seed),
+    }
+
+
+def _map_only(scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """``map`` and ``per_class_ap`` as ``evaluate`` gives them, without the other metrics."""
+    class_ap = _class_counts(_class_ranks(scores, labels, 0.0, keep_order=False), None)[0]
+    return {"map": float(class_ap[~np.isnan(class_ap)].mean()),
+            "per_class_ap": [None if np.isnan(ap) else float(ap) for ap in class_ap]}
+
+
+class _MapResampling:
+    """``_Resampling`` for ``map`` alone (the threshold cut plays no part in it)."""
+
+    def __init__(self, scores: np.ndarray, labels: np.ndarray):
+        self.all_ranks = _class_ranks(scores, labels, 0.0, keep_order=True)
+
+    def counted(self, columns: np.ndarray) -> dict[str, np.ndarray]:
+        return {"map": _mean_over_defined(_class_counts(self.all_ranks, columns)[0])}
+
+
+def _probability_of_improvement(a: np.ndarray, b: np.ndarray) -> float:
+    """``P(B > A)``: the share of pairs (a_i, b_j) with b_j > a_i, ties counting half."""
+    return float((b[None, :] > a[:, None]).mean() + 0.5 * (b[None, :] == a[:, None]).mean())
 
 
 def format_table(

@@ -130,7 +130,8 @@ def test_compare_aligns_ids_and_reports_the_paired_difference(files):
     diffs = [abs(x["diff"]) for x in record["largest_changes"]]
     assert len(diffs) == 5 and diffs == sorted(diffs, reverse=True)
     text = bench("compare", folder / "run", folder / "b", "--bootstrap", "200").stdout
-    assert "The interval excludes 0: B's map is higher than A's at the 95% level." in text
+    assert "Not significant: with 1 run(s) of A, 1 of B the variance across seeds is unknown" in text
+    assert record["excludes_zero"] is True and record["significant"] is False
     assert "largest per-class AP changes (B − A)" in text
 
 
@@ -138,7 +139,9 @@ def test_compare_same_run_includes_zero(files):
     folder = files[0]
     result = bench("compare", folder / "run", folder / "run", "--bootstrap", "20")
     assert result.exit_code == 0, result.output
-    assert "map B − A: +0.00 points" in result.stdout and "The interval includes 0" in result.stdout
+    map_row = next(line for line in result.stdout.splitlines() if line.startswith("map "))
+    assert map_row.split()[-3:] == ["+0.00", "[+0.00,", "+0.00]"]
+    assert "Not significant" in result.stdout and "P(B > A) = 0.50 over 1 run pair(s)" in result.stdout
 
 
 def test_compare_refuses_mismatched_runs(files):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -24,6 +25,22 @@ def leaderboard() -> None:
     """Submit run folders to the leaderboards, build their tables, reproduce submissions."""
 
 
+def _warn_if_probabilities(run_dir: Path) -> None:
+    """One line on stderr when every stored score lies in [0, 1] (probabilities stored as logits)."""
+    from harness.metrics import PROBABILITY_WARNING, looks_like_probabilities
+    from harness.rundir import read_scores
+
+    scores_file = Path(run_dir) / "scores.npz"
+    if scores_file.is_file():
+        try:
+            scores = read_scores(Path(run_dir))[0]
+        except UserError:
+            return  # submit refuses the file in its own words
+        if scores.size and looks_like_probabilities(scores):
+            click.echo(f"Warning: {scores_file}: {PROBABILITY_WARNING}; a run must store logits: train or "
+                       "score it with a model whose outputs are logits", err=True)
+
+
 @leaderboard.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @_ROOT
@@ -35,7 +52,10 @@ def submit(run_dir: Path, root: Path, plugins: tuple[str, ...], as_json: bool) -
     it with its configuration, log and plugin code; a refusal is one line naming file and field."""
     from harness.leaderboard import submit as submit_run
 
-    bundle = submit_run(run_dir, root, load_registry(plugins))
+    _warn_if_probabilities(run_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # said above in one line
+        bundle = submit_run(run_dir, root, load_registry(plugins))
     if as_json:
         click.echo(json.dumps({"path": str(bundle.path), **bundle.to_dict()}, indent=2))
         return

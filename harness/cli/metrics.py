@@ -7,6 +7,7 @@ Inputs are either two ``.npy`` arrays (scores N×C, labels N×C) or one run fold
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import click
@@ -14,7 +15,15 @@ from tabulate import tabulate
 
 from harness.comparison import compare as compare_runs
 from harness.comparison import load_scored
-from harness.metrics import PAPER_COLUMNS, bootstrap, evaluate, format_table
+from harness.metrics import (
+    PAPER_COLUMNS,
+    PROBABILITY_WARNING,
+    bootstrap,
+    evaluate,
+    format_table,
+    from_probabilities,
+    looks_like_probabilities,
+)
 from harness.results import RESULT_FILE
 
 
@@ -52,14 +61,25 @@ def _table(rows, headers) -> str:
 @click.option("--threshold", default=0.5, show_default=True, help="Probability threshold for the *_thr metrics.")
 @click.option("--bootstrap", "n_bootstrap", default=0, type=click.IntRange(min=0), help="Add 95% intervals from N resamples of the images.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap resampling.")
-def metrics(inputs: tuple[str, ...], output: str, k: int, threshold: float, n_bootstrap: int, seed: int) -> None:
+@click.option("--scores", "score_kind", type=click.Choice(["logits", "probabilities"]), default="logits",
+              show_default=True, help="What the scores are; probabilities are converted to logits (clipped to "
+                                      "[1e-12, 1 − 1e-12]).")
+def metrics(inputs: tuple[str, ...], output: str, k: int, threshold: float, n_bootstrap: int, seed: int,
+            score_kind: str) -> None:
     """Every metric of docs/METRICS.md for SCORES.npy LABELS.npy (N×C), or for one run folder
     or scores.npz.
 
-    Labels are 1 (present), 0 (absent) or -1 (ignored); scores are logits.
+    Labels are 1 (present), 0 (absent) or -1 (ignored); scores are logits unless --scores
+    probabilities says otherwise. Scores that all lie in [0, 1] are warned about in one line.
     """
     scores, labels, _ = load_scored(inputs)
-    result = evaluate(scores, labels, k=k, threshold=threshold)
+    if score_kind == "probabilities":
+        scores = from_probabilities(scores, name=f"{inputs[0]} (scores)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # said below in one line, naming the file
+        result = evaluate(scores, labels, k=k, threshold=threshold)
+    if looks_like_probabilities(scores):
+        click.echo(f"Warning: {inputs[0]}: {PROBABILITY_WARNING}; pass --scores probabilities to convert them", err=True)
     intervals = {}
     if n_bootstrap:
         keys = ("map", f"cf1_top{k}", f"of1_top{k}")
@@ -87,48 +107,76 @@ def metrics(inputs: tuple[str, ...], output: str, k: int, threshold: float, n_bo
         )
 
 
-@click.command("compare")
-@click.argument("run_a")
-@click.argument("run_b")
-@click.option("--bootstrap", "n_bootstrap", default=1000, show_default=True, type=click.IntRange(min=1), help="Paired resamples of the images.")
+class _SidesCommand(click.Command):
+    """A command whose arguments after ``--`` are side B, up to the first option: click drops
+    the ``--`` itself, so the split is taken before it parses."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            split = args.index("--")
+            tail = args[split + 1:]
+            end = next((i for i, arg in enumerate(tail) if arg.startswith("-")), len(tail))
+            ctx.meta["runs_b"] = tuple(tail[:end])
+            args = args[:split] + tail[end:]
+        return super().parse_args(ctx, args)
+
+
+@click.command("compare", cls=_SidesCommand)
+@click.argument("runs", nargs=-1, required=True, metavar="RUN_A RUN_B | A1 A2 ... -- B1 B2 ...")
+@click.option("--bootstrap", "n_bootstrap", default=1000, show_default=True, type=click.IntRange(min=1), help="Resamples (of the seeds, then of the images).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap resampling.")
 @click.option("--top", default=5, show_default=True, type=click.IntRange(min=0), help="How many classes with the largest AP change to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (fractions).")
-def compare(run_a: str, run_b: str, n_bootstrap: int, seed: int, top: int, as_json: bool) -> None:
-    """Paired comparison of the map of RUN_A and RUN_B (run folders or scores.npz files).
+@click.pass_context
+def compare(ctx: click.Context, runs: tuple[str, ...], n_bootstrap: int, seed: int, top: int, as_json: bool) -> None:
+    """Compare B with A (run folders or scores.npz files): one run each, or several seeds of
+    each configuration, A's before `--` and B's after it.
 
-    Images are matched by id; runs scored on different test sets are refused. The difference
-    is B − A with a 95% paired-bootstrap interval; an interval that excludes 0 means the runs
-    differ at that level. Every difference in how the two were trained (protocol, epochs,
-    size, augmentation, loss, backbone, data) is listed beside it.
+    Images are matched by id; runs scored on different test sets are refused. For map and each
+    paper column: the mean of each side, B − A with a 95% interval from a two-level bootstrap
+    (seeds resampled within each side, then test images, paired on images), and P(B > A), the
+    share of (A, B) run pairs where B's map is higher. With one run per side the seed variance
+    is unknown and no difference is called significant. Every difference in how the runs were
+    trained (protocol, epochs, size, augmentation, loss, backbone, data, seed) is listed.
     """
-    result = compare_runs(run_a, run_b, n_bootstrap=n_bootstrap, seed=seed, top=top)
+    if "runs_b" in ctx.meta:
+        runs_a, runs_b = runs, ctx.meta["runs_b"]
+        if not runs_b:
+            raise click.UsageError("no runs after --; give B's runs after it: bench compare A1 A2 -- B1 B2")
+    elif len(runs) == 2:
+        runs_a, runs_b = runs[:1], runs[1:]
+    else:
+        raise click.UsageError(f"got {len(runs)} runs without --; give RUN_A RUN_B, or A1 A2 ... -- B1 B2 ...")
+    result = compare_runs(list(runs_a), list(runs_b), n_bootstrap=n_bootstrap, seed=seed, top=top)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
-    paired = result.paired
-    low, high = paired["map_diff_interval"]
-    click.echo(f"map A: {_percent(paired['map_a'])}  ({run_a})")
-    click.echo(f"map B: {_percent(paired['map_b'])}  ({run_b})")
+    for side, paths in (("A", result.runs_a), ("B", result.runs_b)):
+        click.echo(f"{side}: {len(paths)} run(s): {', '.join(paths)}")
+    rows = []
+    for key, column in result.columns.items():
+        low, high = column["interval"]
+        rows.append((key, _mean_std(column["a"], column["std_a"]), _mean_std(column["b"], column["std_b"]),
+                     _percent(column["diff"], 2, True), f"[{_percent(low, 2, True)}, {_percent(high, 2, True)}]"))
+    click.echo("\n" + _table(rows, ["metric (%)", "A mean ± std", "B mean ± std", "B − A", "95% interval"]))
     click.echo(
-        f"map B − A: {_percent(paired['map_diff'], 2, True)} points, 95% interval "
-        f"[{_percent(low, 2, True)}, {_percent(high, 2, True)}] "
-        f"(paired bootstrap, {n_bootstrap} resamples of the images, seed {seed})"
+        f"\nintervals: two-level bootstrap, {n_bootstrap} resamples of the seeds and of the images, seed {seed}; "
+        f"P(B > A) = {result.probability_of_improvement:.2f} over {len(result.runs_a) * len(result.runs_b)} run pair(s)"
     )
-    if result.excludes_zero:
-        better, worse = ("B", "A") if low > 0 else ("A", "B")
-        click.echo(f"The interval excludes 0: {better}'s map is higher than {worse}'s at the 95% level.")
-    else:
-        click.echo("The interval includes 0: the difference in map is not significant at the 95% level.")
+    click.echo(result.verdict)
     if result.differences is None:
         click.echo("\nHow the runs were trained is unknown (no result.json beside the scores); "
                    "the difference may come from anything.")
-    elif result.differences:
-        rows = [(d["field"], str(d["a"]), str(d["b"])) for d in result.differences]
+    elif [d for d in result.differences if d["field"] != "seed"]:
+        rows = [(d["field"], _fact(d["a"]), _fact(d["b"])) for d in result.differences]
         click.echo(f"\nThe runs differ in more than the method ({len(rows)}): the difference measures all of it\n"
                    + tabulate(rows, headers=["field", "A", "B"], disable_numparse=True))
+    elif result.differences:
+        seeds = result.differences[0]
+        click.echo(f"\nSame protocol, epochs, size, augmentation, loss, backbone and data; the seeds differ "
+                   f"(A: {_fact(seeds['a'])}, B: {_fact(seeds['b'])}).")
     else:
-        click.echo("\nSame protocol, epochs, size, augmentation, loss, backbone and data.")
+        click.echo("\nSame protocol, epochs, size, augmentation, loss, backbone, data and seeds.")
     if result.largest_changes:
         rows = [(x["name"], _percent(x["ap_a"]), _percent(x["ap_b"]), _percent(x["diff"], 1, True))
                 for x in result.largest_changes]
@@ -136,6 +184,14 @@ def compare(run_a: str, run_b: str, n_bootstrap: int, seed: int, top: int, as_js
             "\nlargest per-class AP changes (B − A)\n"
             + _table(rows, ["class", "AP A (%)", "AP B (%)", "change (points)"])
         )
+
+
+def _mean_std(mean: float, std: float | None) -> str:
+    return _percent(mean, 2) if std is None else f"{_percent(mean, 2)} ± {_percent(std, 2)}"
+
+
+def _fact(value) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 COMMANDS = [metrics, compare]

@@ -93,8 +93,27 @@ def sweep(
     echo(summary.line())
     if as_json:
         click.echo(json.dumps([record.to_dict() for record in local.records], indent=2))
+    else:
+        _print_table(grid, out)
     if summary.failed:
         raise UserError(f"{summary.failed} failed; logs in {out / sweeps.SWEEP_FOLDER / 'logs'}; run the same command again to retry them")
+
+
+def _print_table(grid, out: Path) -> None:
+    """The finished runs of the grid as ``bench table`` shows them (Δ to the baseline without its
+    interval, which needs every run's scores resampled: ``bench table`` gives it)."""
+    from harness.tables import load_runs, render, summarize
+
+    folders = [out / unit.run_id for unit in (*grid.cells, *grid.ensembles) if (out / unit.run_id / "result.json").is_file()]
+    if not folders:
+        return
+    by = ("model", "aug", "size")
+    try:
+        text = render(summarize(load_runs(folders), by, n_bootstrap=0), by, "md")
+    except UserError as error:
+        click.echo(f"no table of the runs: {error}")
+        return
+    click.echo("\n" + text + f"Intervals of Δ map: bench table {out} --by {','.join(by)}")
 
 
 COMMANDS = [sweep]
