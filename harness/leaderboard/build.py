@@ -37,6 +37,7 @@ from harness.leaderboard.bundle import (
     submission_folder,
 )
 from harness.leaderboard.checks import Where
+from harness.leaderboard.baseline_delta import add_baseline_deltas
 from harness.leaderboard.members import check_fused, check_members
 from harness.leaderboard.render import Table
 from harness.leaderboard.rows import (
@@ -49,6 +50,7 @@ from harness.leaderboard.rows import (
     paper_records,
     paper_rows,
     protocol_section,
+    rank_rows,
     reproduced_rows,
     seed_label,
     submission_frame,
@@ -196,13 +198,18 @@ def build_tables(root: Path, baselines: Path = BASELINES) -> list[Table]:
         groups.setdefault((record.dataset.name, record.protocol.name), []).append(bundle)
     tables = []
     for (dataset, protocol), members in sorted(groups.items()):
-        entries = [(b.record, verification_status(b, by_id, unfused), b.data) for b in members]
+        entries = [(b.record, verification_status(b, by_id, unfused), b.data, b.path.relative_to(root).as_posix())
+                   for b in members]
         rows = reproduced_rows(submission_frame(entries))
         paper = paper_rows(baselines, dataset) if protocol == PAPER_PROTOCOL else []
         sections = {
             PROTOCOL_SECTION: protocol_section(paper, [r for r in rows if r.section == PROTOCOL_SECTION]),
             DEVIATIONS_SECTION: [r for r in rows if r.section == DEVIATIONS_SECTION],
         }
+        by_path = {b.path.relative_to(root).as_posix(): b for b in members}
+        for section_rows in sections.values():
+            rank_rows(section_rows)
+            add_baseline_deltas(section_rows, lambda path: by_path[path].scores())
         classes = list(members[0].record.dataset.classes) if members else []
         tables.append(Table(dataset, protocol, sections, classes, remarks(dataset, protocol, registry)))
     return tables
