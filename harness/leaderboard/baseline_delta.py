@@ -95,7 +95,7 @@ def same_backbone_baseline(row: Row, rows: list[Row]) -> Row | None:
 
 
 def add_baseline_deltas(rows: list[Row], scores_of: Callable[[str], tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
-    """Set ``text[BASELINE_DELTA]`` on every method row of ``rows`` (one section):
+    """Set ``text[BASELINE_DELTA]`` (and ``baseline_delta``) on every method row of ``rows`` (one section):
     ``+1.2 [−0.3, +2.5] vs M1 448`` (the interval only with ≥ 2 seeds each side), or ``-`` with
     no baseline; ``scores_of`` gives a stored bundle's ``(scores, labels, ids)``."""
     for row in rows:
@@ -109,6 +109,7 @@ def add_baseline_deltas(rows: list[Row], scores_of: Callable[[str], tuple[np.nda
         against = " ".join(baseline.text[k] for k in ("aug", "size"))
         if len(row.bundles) < MIN_SEEDS or len(baseline.bundles) < MIN_SEEDS:
             row.text[BASELINE_DELTA] = f"{delta:+.1f} vs {against}"
+            row.baseline_delta = (delta, None, None, against)
             continue
         labels, runs_a, runs_b = None, [], []
         for bundles, runs in ((baseline.bundles, runs_a), (row.bundles, runs_b)):
@@ -119,3 +120,4 @@ def add_baseline_deltas(rows: list[Row], scores_of: Callable[[str], tuple[np.nda
                 labels = np.asarray(bundle_labels)[order] if labels is None else labels
         low, high = seed_and_image_bootstrap(runs_a, runs_b, labels)
         row.text[BASELINE_DELTA] = f"{delta:+.1f} [{low:+.1f}, {high:+.1f}] vs {against}"
+        row.baseline_delta = (delta, low, high, against)

@@ -16,15 +16,15 @@ import html
 import re
 
 from harness.leaderboard.render import SECTION_TITLES, Table, bundle_link, cells, columns, row_label, safe_url
-from harness.leaderboard.rows import METRICS, PROVENANCE, Row
+from harness.leaderboard.rows import BASELINE_DELTA, METRICS, PROVENANCE, Row
 
 # viridis at five stops: AP 0 (dark violet) to 1 (yellow)
 HEAT_STOPS = ((0.0, (68, 1, 84)), (0.25, (59, 82, 139)), (0.5, (33, 145, 140)), (0.75, (94, 201, 98)),
               (1.0, (253, 231, 37)))
 HEATMAP_SHOWN = 20  # rows shown at first; the picker shows the others
 _CSS = (
-    "body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;font-size:13px;margin-bottom:1em}"
-    "th,td{border:1px solid #ccc;padding:2px 5px;text-align:right;white-space:nowrap}"
+    "body{font-family:sans-serif;margin:1em;color:#222}table{border-collapse:collapse;font-size:13px;margin-bottom:1em}"
+    "th,td{border:1px solid #ccc;padding:2px 4px;text-align:right;white-space:nowrap}"
     "th{background:#eee;user-select:none}table.board th{cursor:pointer}"
     "th[aria-sort=descending]::after{content:' \\25BC'}"
     "th[aria-sort=ascending]::after{content:' \\25B2'}td.text,th.text{text-align:left}"
@@ -115,6 +115,11 @@ def _cell(header: str, value: str, row: Row, metric_keys: dict[str, str]) -> str
         return f'<td data-sort="{sort}">{shown}</td>'
     if header == "rank":
         return f'<td data-sort="{html.escape(value)}">{html.escape(value)}</td>'
+    if header == BASELINE_DELTA:
+        delta, _, baseline = value.partition(" vs ")
+        shown = html.escape(delta) + (f"<br><small>vs {html.escape(baseline)}</small>" if baseline else "")
+        sort = "" if row.baseline_delta is None else f"{row.baseline_delta[0]:.6f}"
+        return f'<td data-sort="{sort}">{shown}</td>'
     escaped, css = html.escape(value), "text"
     if header == "verification" and value:
         escaped = f'<span class="badge {_verification_class(value)}">{escaped}</span>'
@@ -139,7 +144,7 @@ def _details(row: Row, width: int) -> str:
 def _section(section: str, rows: list[Row]) -> str:
     headers = columns(section)
     metric_keys = {label: key for key, label in METRICS}
-    numeric = {*metric_keys, "rank"}
+    numeric = {*metric_keys, "rank", BASELINE_DELTA}
     head = "".join(
         f'<th data-type="number">{html.escape(h)}</th>' if h in numeric else f'<th class="text">{html.escape(h)}</th>'
         for h in headers

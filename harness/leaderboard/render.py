@@ -208,7 +208,7 @@ def csv_text(table: Table) -> str:
     metric_headers = [h for key, _ in METRICS for h in (key, f"{key}_std")]
     text = list(TEXT_COLUMNS)
     writer.writerow(["dataset", "protocol", "section", "row", *text[:7], *metric_headers, *text[7:], "note", RANK,
-                     "baseline_delta", "bundles"])
+                     "baseline", "map_vs_baseline", "map_vs_baseline_low", "map_vs_baseline_high", "bundles"])
     for section, rows in table.sections.items():
         for row in rows:
             numbers = []
@@ -216,7 +216,9 @@ def csv_text(table: Table) -> str:
                 value, std = row.means.get(key), row.stds.get(key)
                 numbers += ["" if value is None else f"{value:.2f}", "" if std is None else f"{std:.2f}"]
             values = [row.text.get(c, "") for c in text]
-            extra = ["" if row.rank is None else str(row.rank), row.text.get(BASELINE_DELTA, ""), " ".join(row.bundles)]
+            delta, low, high, baseline = row.baseline_delta or (None, None, None, "")
+            numbers_vs = ["" if v is None else f"{v:.2f}" for v in (delta, low, high)]
+            extra = ["" if row.rank is None else str(row.rank), baseline, *numbers_vs, " ".join(row.bundles)]
             writer.writerow([csv_escape(c) for c in [table.dataset, table.protocol, section, row.kind, *values[:7],
                                                      *numbers, *values[7:], row.note, *extra]])
     return stream.getvalue()

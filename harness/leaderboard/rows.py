@@ -67,6 +67,8 @@ class Row:
     rank: int | None = None
     bundles: list[str] = field(default_factory=list)  # stored bundle files, relative to the leaderboard root
     links: dict[str, str] = field(default_factory=dict)  # "paper" / "code": URLs the model plugin declares
+    # a method row's difference to its baseline: delta, low, high (percent; no interval: None), baseline
+    baseline_delta: tuple[float, float | None, float | None, str] | None = None
 
 
 def component_id(component: ComponentRecord | None) -> str:
