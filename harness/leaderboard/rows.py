@@ -155,20 +155,22 @@ def declared_links(record: RunRecord) -> dict[str, str]:
     return links
 
 
-def submission_frame(entries: list[tuple[RunRecord, str, str, str]]) -> pd.DataFrame:
-    """One row per submission (``record``, verification, data status, bundle file relative to
-    the leaderboard root): configuration columns, seed, metrics in percent, per-class AP,
-    device, bundle and links."""
-    rows = []
-    for record, verification, data, bundle in entries:
-        row = {**configuration(record), "verification": verification, "data": data, "seed": seed_label(record),
-               "bundle": bundle, "links": declared_links(record),
-               "device": record.gpu or ("CPU" if record.device == "cpu" else record.device or "-"),
-               "classes": list(record.dataset.classes),
-               "per_class_ap": record.metrics.get("per_class_ap"),
-               "plugin": component_id(record.fusion if record.kind == "fusion" else record.model)}
-        row.update({key: 100 * record.metrics[key] for key, _ in METRICS})
-        rows.append(row)
+def submission_row(record: RunRecord, data: str, bundle: str) -> dict:
+    """What a table shows of one submission (``record``, its data status, its bundle file
+    relative to the leaderboard root), as JSON values: configuration columns, seed, metrics in
+    percent, per-class AP, device, plugin and links; the verification is added per build."""
+    row = {**configuration(record), "data": data, "seed": seed_label(record), "bundle": bundle,
+           "links": declared_links(record),
+           "device": record.gpu or ("CPU" if record.device == "cpu" else record.device or "-"),
+           "classes": list(record.dataset.classes),
+           "per_class_ap": record.metrics.get("per_class_ap"),
+           "plugin": component_id(record.fusion if record.kind == "fusion" else record.model)}
+    row.update({key: 100 * record.metrics[key] for key, _ in METRICS})
+    return row
+
+
+def submission_frame(rows: list[dict]) -> pd.DataFrame:
+    """One row per submission: ``submission_row`` with its ``verification``."""
     return pd.DataFrame(rows)
 
 
