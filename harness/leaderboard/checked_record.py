@@ -45,7 +45,7 @@ from harness.leaderboard.bundle import (
 from harness.leaderboard.rows import configuration, seed_label, submission_row
 from harness.naming import canonical_json
 from harness.results import load_json
-from harness.rundir import write_json
+from harness.rundir import atomic_write
 
 RECORD_FILE = "checked-bundles.json"
 KEY_FILE = "leaderboard-record.key"
@@ -128,50 +128,63 @@ def _secret() -> bytes:
     return key
 
 
-def _mac(key: bytes, checker: str, entry_digest: str, checked: dict) -> str:
-    return hmac.new(key, canonical_json([checker, entry_digest, checked]).encode(), hashlib.sha256).hexdigest()
+def _mac(key: bytes, checker: str, entry_digest: str, text: str) -> str:
+    return hmac.new(key, f"{checker}\n{entry_digest}\n{text}".encode(), hashlib.sha256).hexdigest()
 
 
 def _hex64(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX64
 
 
-def load_record(root: Path, checker: str) -> dict[str, Checked]:
-    """The entries of ``root/checked-bundles.json`` whose HMAC matches, by digest;
-    empty when there is no record or it does not parse."""
+@dataclass
+class Record:
+    """The trusted entries of a record by digest: each ``Checked`` with the JSON text its HMAC covers."""
+
+    checker: str
+    entries: dict[str, tuple[Checked, str]]
+
+
+def load_record(root: Path, checker: str) -> Record:
+    """The entries of ``root/checked-bundles.json`` whose HMAC matches; none when there is no
+    record or it does not parse."""
+    record = Record(checker, {})
     path = Path(root) / RECORD_FILE
     if not os.path.lexists(path):
-        return {}
+        return record
     try:
         data = load_json(regular_file(path, "checked record", MAX_RECORD_BYTES).read_bytes(), str(path))
     except UserError:
-        return {}
+        return record
     if not isinstance(data, dict) or data.get("record_version") != RECORD_VERSION or data.get("checker") != checker:
-        return {}
+        return record
     entries = data.get("entries")
     if not isinstance(entries, dict):
-        return {}
+        return record
     key = _secret()
-    trusted = {}
     fields = {f.name for f in dataclasses.fields(Checked)}
     for entry_digest, entry in entries.items():
         if not (_hex64(entry_digest) and isinstance(entry, dict) and _hex64(entry.get("mac"))
-                and isinstance(entry.get("checked"), dict) and set(entry["checked"]) == fields):
+                and isinstance(entry.get("checked"), str)):
             continue
-        if hmac.compare_digest(entry["mac"], _mac(key, checker, entry_digest, entry["checked"])):
-            trusted[entry_digest] = Checked(**entry["checked"])
-    return trusted
+        text = entry["checked"]
+        if hmac.compare_digest(entry["mac"], _mac(key, checker, entry_digest, text)):
+            values = json.loads(text)
+            if isinstance(values, dict) and set(values) == fields:
+                record.entries[entry_digest] = (Checked(**values), text)
+    return record
 
 
-def save_record(root: Path, checker: str, checked: dict[str, Checked]) -> None:
-    """Write the record of ``checked`` (by digest), each entry with its HMAC, atomically."""
+def save_record(root: Path, record: Record) -> None:
+    """Write ``record``, each entry with its HMAC, atomically (compact JSON: it is read by builds only)."""
     key = _secret()
-    entries = {}
-    for entry_digest, item in sorted(checked.items()):
-        values = dataclasses.asdict(item)
-        entries[entry_digest] = {"checked": values, "mac": _mac(key, checker, entry_digest, values)}
-    write_json(Path(root) / RECORD_FILE, {"record_version": RECORD_VERSION, "checker": checker,
-                                                     "entries": entries})
+    entries = {entry_digest: {"checked": text, "mac": _mac(key, record.checker, entry_digest, text)}
+               for entry_digest, (_, text) in sorted(record.entries.items())}
+    data = json.dumps({"record_version": RECORD_VERSION, "checker": record.checker, "entries": entries}).encode()
+    atomic_write(Path(root) / RECORD_FILE, lambda stream: stream.write(data))
+
+
+def entry_text(item: Checked) -> str:
+    return json.dumps(dataclasses.asdict(item), sort_keys=True)
 
 
 def _summary(bundle: Bundle, root: Path, fused: bool, digests: dict[str, str]) -> Checked:
@@ -213,7 +226,7 @@ def checked_submissions(root: Path, registry, *, incremental: bool) -> tuple[lis
     ids = {BUNDLE_NAME.fullmatch(p.name)["id"]: p for p in paths}
     own = {identifier: digest(root, path) for identifier, path in ids.items()}
     checker = checker_sha256(registry) if incremental else ""
-    record = load_record(root, checker) if incremental else {}
+    record = load_record(root, checker) if incremental else Record(checker, {})
     bundles: dict[str, Bundle] = {}
 
     def bundle_of(identifier: str) -> Bundle:
@@ -221,16 +234,18 @@ def checked_submissions(root: Path, registry, *, incremental: bool) -> tuple[lis
             bundles[identifier] = read_bundle(ids[identifier])
         return bundles[identifier]
 
-    checked, fresh = [], 0
+    checked, now, fresh = [], Record(checker, {}), 0
     for identifier, path in ids.items():
-        item = record.get(own[identifier])
+        item, text = record.entries.get(own[identifier], (None, None))
         if item is None or not _still_valid(item, root, own):
             bundle = bundle_of(identifier)
             by_id = {m: bundle_of(m) for m in bundle.members or [] if m in ids}
             fused = check_stored(bundle, by_id, root, registry)
             item = _summary(bundle, root, fused, own)
+            text = entry_text(item)
             fresh += 1
         checked.append(item)
+        now.entries[own[identifier]] = (item, text)
     seen: dict[str, Checked] = {}
     for item in checked:
         for kind, value in (("configuration and seed", repr((item.configuration, item.seed))),
@@ -239,8 +254,8 @@ def checked_submissions(root: Path, registry, *, incremental: bool) -> tuple[lis
                 raise UserError(f"{root / item.path}: the same {kind} as {root / seen[value].path}; one run is stored "
                                 "once: remove one of them")
             seen[value] = item
-    if incremental:
-        save_record(root, checker, {own[item.id]: item for item in checked})
+    if incremental and (fresh or now.entries.keys() != record.entries.keys()):
+        save_record(root, now)
     return checked, fresh
 
 
