@@ -83,9 +83,15 @@ def test_pages_render_without_console_errors_and_sort_by_map(pages, browser):
     assert {p.name for p in pages.glob("*-*.html")} <= links and "voc2007-wang2019.html" in links
     assert console_errors(browser) == []
 
+    browser.set_window_size(1280, 1000)
     for name in ("toy-wang2019.html", "coco2014-wang2019.html", "voc2007-wang2019.html"):
         browser.get((pages / name).as_uri())
         assert console_errors(browser) == [], name
+        viewport = browser.execute_script("return document.documentElement.clientWidth")
+        for board in browser.find_elements(By.CSS_SELECTOR, "table.board"):  # the main tables fit the screen
+            assert board.rect["x"] + board.rect["width"] <= viewport, name
+    SHOTS.mkdir(exist_ok=True)
+    browser.get_screenshot_as_file(str(SHOTS / "voc2007.png"))
     assert browser.find_element(By.CSS_SELECTOR, "table.heat").size["height"] > 100  # the per-class AP heatmap
     badges = [b.text for b in browser.find_elements(By.CSS_SELECTOR, ".badge")]
     assert "self-reported" in badges and "deviation" in badges
