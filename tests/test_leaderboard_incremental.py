@@ -25,7 +25,7 @@ from harness.leaderboard.checked_record import (
 )
 from harness.registry import Registry
 from runs import make_run
-from test_leaderboard_submit import TOY_PLUGIN, edit_json
+from test_leaderboard_submit import TOY_PLUGIN, edit_json, plugin_entry
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +127,16 @@ def test_the_key_is_private_and_outside_the_leaderboard(stored):
     key = cache_root() / KEY_FILE
     assert stat.S_IMODE(os.stat(key).st_mode) == 0o600 and len(key.read_bytes()) == 32
     assert not any(p.name == KEY_FILE for p in root.rglob("*"))
+
+
+def test_stored_plugin_code_edited_after_it_was_recorded_is_refused(tmp_path, registry):
+    root = tmp_path / "lb"
+    run = make_run(tmp_path / "r", seed=0, run_files=True)
+    plugin = registry.plugins[-1]
+    edit_json(run / "run.json", lambda r: r["plugins"].append(plugin_entry(plugin.path, "file", plugin.sha256)))
+    submit(run, root, registry)
+    assert build(root).exit_code == 0
+    (stored,) = (root / "submissions" / "plugins").glob("*.py")
+    stored.write_text(stored.read_text() + "\n# edited\n")
+    result = build(root)
+    assert result.exit_code == 1 and result.output.startswith(f"Error: {stored}: missing, or not the code of sha256")
