@@ -86,3 +86,15 @@ def test_cuda_graph_step_matches_the_eager_step(tmp_path):
     graphed = [r for r in rows if r["mode"] == "default+cuda-graphs"]
     assert graphed and all(r["status"] == "ok" and r["graph_check_ok"] for r in graphed), graphed
     assert all(r["host_syncs_per_step"] == 0 for r in graphed if r["input"] == "synthetic")
+
+
+def test_leaderboard_build_times_full_and_incremental_builds_of_the_same_bundles(tmp_path):
+    output = tmp_path / "build.json"
+    result = run_script("leaderboard_build.py", "--counts", "3", "--images", "20", "--classes", "3",
+                        "--json", str(output))
+    record = json.loads(output.read_text())
+    (row,) = record["rows"]
+    assert record["benchmark"] == "leaderboard_build" and row["bundles"] == 4
+    assert row["full_s"] > 0 and row["incremental_one_new_s"] > 0
+    assert row["ratio_full_to_incremental"] == row["full_s"] / row["incremental_one_new_s"]
+    assert "full / incremental" in result.stdout

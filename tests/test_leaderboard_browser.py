@@ -83,10 +83,16 @@ def test_pages_render_without_console_errors_and_sort_by_map(pages, browser):
     assert {p.name for p in pages.glob("*-*.html")} <= links and "voc2007-wang2019.html" in links
     assert console_errors(browser) == []
 
+    browser.set_window_size(1280, 1000)
     for name in ("toy-wang2019.html", "coco2014-wang2019.html", "voc2007-wang2019.html"):
         browser.get((pages / name).as_uri())
         assert console_errors(browser) == [], name
-    assert browser.find_element(By.TAG_NAME, "svg").size["height"] > 100  # the per-class AP chart
+        viewport = browser.execute_script("return document.documentElement.clientWidth")
+        for board in browser.find_elements(By.CSS_SELECTOR, "table.board"):  # the main tables fit the screen
+            assert board.rect["x"] + board.rect["width"] <= viewport, name
+    SHOTS.mkdir(exist_ok=True)
+    browser.get_screenshot_as_file(str(SHOTS / "voc2007.png"))
+    assert browser.find_element(By.CSS_SELECTOR, "table.heat").size["height"] > 100  # the per-class AP heatmap
     badges = [b.text for b in browser.find_elements(By.CSS_SELECTOR, ".badge")]
     assert "self-reported" in badges and "deviation" in badges
 
@@ -107,4 +113,79 @@ def test_pages_render_without_console_errors_and_sort_by_map(pages, browser):
     table.find_elements(By.CSS_SELECTOR, "thead th")[column].click()
     ascending = [v for v in first_rows_map() if v is not None]
     assert ascending == sorted(values)
+    assert console_errors(browser) == []
+
+
+SHOTS = Path(tempfile.gettempdir()) / "leaderboard-screenshots"
+
+
+def wide_table(n_classes: int = 80, n_rows: int = 20):
+    """A table as wide as real ones get: 20 reproduced rows with std, intervals and long
+    plugin names (one with deviations), 80 classes of per-class AP."""
+    import numpy as np
+
+    from harness.leaderboard.render import Table
+    from harness.leaderboard.rows import BASELINE_DELTA, METRICS, Row, rank_rows
+
+    rng = np.random.default_rng(0)
+    classes = [f"class-name-{c:02d}" for c in range(n_classes)]
+    rows = []
+    for i in range(n_rows):
+        method = "baseline" if i % 4 == 0 else f"method{i}"
+        text = {"backbone": "resnet101", "method": method, "aug": ("M1", "M2", "M3", "M2+M3")[i % 4], "loss": "bce",
+                "size": ("448", "512", "384+448+512")[i % 3], "source": "reproduced",
+                "verification": ("verified", "self-reported", "2 of 3 verified")[i % 3], "seeds": "0,1,2", "runs": "3",
+                "plugin": f"{method} v1 (a-long-distribution-name 10.2.3)", "precision": "bf16 +TF32", "pipeline": "3",
+                "device": "NVIDIA H100 80GB HBM3", "data": "canonical", "fingerprint": "53bc472d", "deviations": "",
+                BASELINE_DELTA: "" if method == "baseline" else "+12.3 [-10.5, +25.1] vs M2 512"}
+        rows.append(Row(kind="reproduced", section="protocol", text=text,
+                        means={key: float(rng.uniform(10, 99)) for key, _ in METRICS},
+                        stds={key: float(rng.uniform(0, 9)) for key, _ in METRICS}, classes=classes,
+                        per_class_ap=[None if c == 7 else float(v) for c, v in enumerate(rng.uniform(0, 1, n_classes))],
+                        bundles=[f"submissions/coco2014/wang2019/run-{i}-seed{s}--0123456789ab.json" for s in range(3)],
+                        links={"paper": "https://arxiv.org/abs/1911.09243", "code": "https://github.com/example/code"}))
+    deviating = Row(kind="reproduced", section="deviations", text={**rows[1].text, "deviations": "epochs: 40 → 2; sizes: "
+                    "32, 48, 64, 96, 128 → 40; lr_backbone: 0.001 → 0.01"}, means=rows[1].means, stds=rows[1].stds,
+                    bundles=rows[1].bundles)
+    rank_rows(rows)
+    rank_rows([deviating])
+    return Table("coco2014", "wang2019", {"protocol": rows, "deviations": [deviating]}, classes)
+
+
+def test_a_page_of_20_rows_and_80_classes_fits_1280_px_and_its_heatmap_picks_rows(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from harness.leaderboard.page import table_page
+
+    path = tmp_path / "wide.html"
+    path.write_text(table_page(wide_table()), encoding="utf-8")
+    browser.set_window_size(1280, 1000)
+    browser.get(path.as_uri())
+    assert console_errors(browser) == []
+    viewport = browser.execute_script("return document.documentElement.clientWidth")
+    for board in browser.find_elements(By.CSS_SELECTOR, "table.board"):
+        assert board.rect["x"] + board.rect["width"] <= viewport, board.get_attribute("data-section")
+    deviations = browser.find_element(By.CSS_SELECTOR, 'table[data-section="deviations"] td.wrap')
+    assert deviations.is_displayed() and deviations.rect["x"] + deviations.rect["width"] <= viewport
+    assert "epochs: 40 → 2" in deviations.text
+
+    details = browser.find_elements(By.CSS_SELECTOR, "tr.details")
+    assert len(details) == 21 and not details[0].is_displayed()
+    browser.find_element(By.CSS_SELECTOR, "button.toggle").click()
+    assert details[0].is_displayed() and "NVIDIA H100 80GB HBM3" in details[0].text and "seed 2" in details[0].text
+
+    heat = browser.find_element(By.CSS_SELECTOR, "table.heat")
+    cells = heat.find_elements(By.CSS_SELECTOR, "td")
+    assert len(cells) == 80 * 20 and heat.rect["x"] + heat.rect["width"] <= viewport
+    assert cells[0].get_attribute("title").endswith(f"AP {cells[0].get_attribute('data-ap')}")
+    assert heat.find_elements(By.CSS_SELECTOR, "td.none")[0].get_attribute("title").endswith("no positives")
+    SHOTS.mkdir(exist_ok=True)
+    browser.get_screenshot_as_file(str(SHOTS / "wide-top.png"))
+    browser.execute_script("arguments[0].scrollIntoView()", heat)
+    browser.get_screenshot_as_file(str(SHOTS / "wide-heatmap.png"))
+    boxes = browser.find_elements(By.CSS_SELECTOR, ".picker input")
+    assert len(boxes) == 20 and all(b.is_selected() for b in boxes)
+    boxes[3].click()
+    shown = [c for c in heat.find_elements(By.CSS_SELECTOR, "td") if c.is_displayed()]
+    assert len(shown) == 80 * 19 and not any(c.get_attribute("data-column") == "3" for c in shown)
     assert console_errors(browser) == []

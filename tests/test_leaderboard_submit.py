@@ -257,7 +257,8 @@ def test_forged_names_never_become_paths_and_nothing_is_written_outside(tmp_path
         refused(forged, root, toy_plugin, f"result.json: run_id {bad!r} is not a plain name")
     assert invoke("submit", run, "--leaderboards", root, "--plugin", toy_plugin).exit_code == 0
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    assert all(p.startswith(("outside/lb/submissions/", "runs/", "forged")) for p in written), written
+    assert all(p.startswith(("outside/lb/submissions/", "outside/lb/checked-bundles.json", "runs/", "forged"))
+               for p in written), written
     assert not (tmp_path / "x").exists() and not (tmp_path / "abs").exists()
 
 

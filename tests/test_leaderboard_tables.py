@@ -70,6 +70,12 @@ def md_rows(text, section_title):
     return [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines]
 
 
+def provenance_rows(text):
+    """The Markdown provenance table below the main tables, one dict per reproduced row."""
+    header, *rows = md_rows(text, render.PROVENANCE_TITLE)
+    return [dict(zip(header, row)) for row in rows]
+
+
 def test_seeds_are_one_row_with_mean_and_std_beside_the_paper_row_and_its_difference(tmp_path, voc):
     root = tmp_path / "lb"
     runs = [make_run(tmp_path / "runs", dataset="voc2007", data=voc, seed=s, run_files=True, gpu="NVIDIA H100")
@@ -82,11 +88,13 @@ def test_seeds_are_one_row_with_mean_and_std_beside_the_paper_row_and_its_differ
     rows = md_rows(table(root, "voc2007-wang2019"), render.SECTION_TITLES["protocol"])
     header = rows[0]
     column = {name: header.index(name) for name in header}
-    paper = next(i for i, r in enumerate(rows) if r[:6] == ["resnet101", "baseline", "M1", "bce", "448", "wang2019 Table 2"])
+    paper = next(i for i, r in enumerate(rows) if r[1:7] == ["resnet101", "baseline", "M1", "bce", "448", "wang2019 Table 2"])
     ours, delta = rows[paper + 1], rows[paper + 2]
     assert ours[column["source"]] == "reproduced" and ours[column["mAP"]] == f"{mean:.1f} ± {std:.1f}"
-    assert ours[column["seeds"]] == "0,1" and ours[column["runs"]] == "2" and ours[column["verification"]] == "self-reported"
-    assert ours[column["data"]] == "canonical" and ours[column["device"]] == "NVIDIA H100"
+    assert ours[column["runs"]] == "2" and ours[column["verification"]] == "self-reported" and delta[column["rank"]] == ""
+    (provenance,) = provenance_rows(table(root, "voc2007-wang2019"))
+    assert provenance["row"] == "resnet101 baseline M1 448 bce (self-reported)" and provenance["seeds"] == "0,1"
+    assert provenance["data"] == "canonical" and provenance["device"] == "NVIDIA H100"
     assert delta[column["source"]] == "Δ reproduced − paper" and delta[column["mAP"]] == f"{mean - 94.1:+.1f}"
     assert "Rows with deviations" not in table(root, "voc2007-wang2019")
     records = list(csv.DictReader(io.StringIO(table(root, "voc2007-wang2019", "csv"))))
@@ -94,7 +102,8 @@ def test_seeds_are_one_row_with_mean_and_std_beside_the_paper_row_and_its_differ
     assert reproduced["map"] == f"{mean:.2f}" and reproduced["map_std"] == f"{std:.2f}"
     assert float(next(r for r in records if r["row"] == "delta")["map"]) == pytest.approx(mean - 94.1, abs=0.006)
     assert f"{mean:.1f} $\\pm$ {std:.1f}" in table(root, "voc2007-wang2019", "tex")
-    assert table(root, "voc2007-wang2019", "html").count("<svg") == 1
+    page = table(root, "voc2007-wang2019", "html")
+    assert page.count('<table class="heat">') == 1 and page.count('<td data-column="0" data-ap=') == 20
 
 
 def test_rows_with_deviations_have_their_own_section_and_no_difference_to_the_paper(tmp_path, voc):
@@ -105,11 +114,12 @@ def test_rows_with_deviations_have_their_own_section_and_no_difference_to_the_pa
     text = table(root, "voc2007-wang2019")
     protocol = md_rows(text, render.SECTION_TITLES["protocol"])
     deviating = md_rows(text, render.SECTION_TITLES["deviations"])
-    assert [r[5] for r in protocol].count("reproduced") == 1 and [r[5] for r in protocol].count("Δ reproduced − paper") == 1
-    assert len(deviating) == 2 and deviating[1][-1] == "epochs: 40 → 2" and deviating[1][14] == "1"  # seeds
+    assert [r[6] for r in protocol].count("reproduced") == 1 and [r[6] for r in protocol].count("Δ reproduced − paper") == 1
+    assert len(deviating) == 2 and deviating[1][-1] == "epochs: 40 → 2" and deviating[1][-2] == "1"  # runs
+    assert [r["seeds"] for r in provenance_rows(text)] == ["0", "1"]
     sections = [r["section"] for r in csv.DictReader(io.StringIO(table(root, "voc2007-wang2019", "csv"))) if r["row"] == "reproduced"]
     assert sorted(sections) == ["deviations", "protocol"]
-    assert table(root, "voc2007-wang2019", "tex").count("\\begin{tabular}") == 2
+    assert table(root, "voc2007-wang2019", "tex").count("\\begin{tabular}") == 3  # and the provenance
     html = table(root, "voc2007-wang2019", "html")
     assert 'data-section="deviations"' in html and '<span class="badge deviation">deviation</span> epochs: 40 → 2' in html
 
@@ -133,15 +143,24 @@ def test_losses_never_merge_and_methods_are_named_beside_their_backbone(tmp_path
     text = table(root, "toy-wang2019")
     protocol = md_rows(text, render.SECTION_TITLES["protocol"])[1:]
     deviating = md_rows(text, render.SECTION_TITLES["deviations"])[1:]
-    shown = sorted(tuple(r[:5]) for r in protocol)
+    shown = sorted(tuple(r[1:6]) for r in protocol)
     assert shown == sorted([("resnet101", "baseline", "M1", "bce", "448"), ("resnet101", "csra", "M1", "bce", "448"),
                             ("resnet101", "baseline", "M2", "bce", "512"), ("resnet101", "baseline", "M3", "bce", "512"),
                             ("resnet101", "DistrEn", "M2+M3", "bce", "512")])
     (asl,) = deviating
-    assert asl[:5] == ["resnet101", "baseline", "M1", "asl", "448"] and asl[14:16] == ["0,1", "2"]
+    assert asl[1:6] == ["resnet101", "baseline", "M1", "asl", "448"] and asl[-2] == "2"
     assert asl[-1].startswith("loss: bce → asl")
     expected = np.mean([metric(runs[1], "map"), metric(runs[2], "map")])
-    assert asl[7].startswith(f"{expected:.1f} ± ")
+    assert asl[8].startswith(f"{expected:.1f} ± ")
+    assert [r["seeds"] for r in provenance_rows(text) if r["row"].startswith("resnet101 baseline M1 448 asl")] == ["0,1"]
+    # a method row's difference to its same-backbone baseline (one seed each: no interval)
+    delta = {r[2]: r[-2] for r in protocol}
+    csra = metric(runs[3], "map") - metric(runs[0], "map")
+    assert delta["csra"] == f"{csra:+.1f} vs M1 448" and delta["baseline"] == ""
+    best = max(metric(m, "map") for m in members)
+    best_aug = ("M2", "M3")[int(np.argmax([metric(m, "map") for m in members]))]
+    fused = json.loads(next((tmp_path / "f").rglob("result.json")).read_text())["metrics"]["map"] * 100
+    assert delta["DistrEn"] == f"{fused - best:+.1f} vs {best_aug} 512"
 
 
 def test_every_format_escapes_what_it_must(tmp_path, registry):
@@ -159,7 +178,10 @@ def test_every_format_escapes_what_it_must(tmp_path, registry):
     tex = table(root, "toy-wang2019", "tex")
     assert ("=a\\textbar{}b\\textbackslash{}c\\$d\\{e\\}f\\textasciitilde{}g\\textasciicircum{}h\\&i\\%j\\_k\\#l"
             "\\textless{}m\\textgreater{}n") in tex
-    assert all(line.count(" & ") + 1 == len(render.columns("protocol")) for line in tex.splitlines() if line.endswith("\\\\"))
+    main, provenance = tex.split("\\end{tabular}")[:2]
+    assert all(line.count(" & ") + 1 == len(render.columns("protocol")) for line in main.splitlines() if line.endswith("\\\\"))
+    assert all(line.count(" & ") + 1 == len(render.provenance_headers())
+               for line in provenance.splitlines() if line.endswith("\\\\"))
     records = list(csv.reader(io.StringIO(table(root, "toy-wang2019", "csv"))))
     assert records[1][4:6] == [injection, "'" + hostile]  # backbone and method: a leading = is a formula
     html = table(root, "toy-wang2019", "html")
@@ -448,10 +470,9 @@ def test_rows_never_merge_across_coverage_and_every_row_shows_its_fingerprint(tm
     rows = md_rows(table(root, "toy-wang2019"), render.SECTION_TITLES["protocol"])
     column = {name: rows[0].index(name) for name in rows[0]}
     fingerprint = json.loads((complete / "result.json").read_text())["dataset"]["fingerprint"][:8]
-    shown = sorted((r[column["seeds"]], r[column["data"]], r[column["fingerprint"]]) for r in rows[1:])
+    assert len(rows) == 3 and "fingerprint" not in column  # provenance is listed below the table
+    shown = sorted((r["seeds"], r["data"], r["fingerprint"]) for r in provenance_rows(table(root, "toy-wang2019")))
     assert shown == [("0", "non-canonical, coverage 100.0%", fingerprint), ("1", "non-canonical, coverage 90.0%", fingerprint)]
-    paper = md_rows(table(root, "voc2007-wang2019"), render.SECTION_TITLES["protocol"])
-    assert "fingerprint" in paper[0] and paper[1][paper[0].index("fingerprint")] == ""
     assert "| toy, protocol wang2019 | 2 | 0 | 0 | 2 | " in table(root, "index")
     assert ('<a href="toy-wang2019.html">toy, protocol wang2019</a></td><td>2</td><td>0</td><td>0</td>'
             in table(root, "index", "html"))
@@ -465,8 +486,8 @@ def test_only_canonical_rows_are_compared_with_the_paper(tmp_path, voc):
     remark = ("coco2014 declares no canonical fingerprint yet, so its reproduced rows are non-canonical (their data is "
               "not proven to be the complete official data) until it does; they get no difference (Δ) to the paper's rows.")
     coco = table(root, "coco2014-wang2019")
-    sources = [r[5] for r in md_rows(coco, render.SECTION_TITLES["protocol"])]
+    sources = [r[6] for r in md_rows(coco, render.SECTION_TITLES["protocol"])]
     assert sources.count("reproduced") == 1 and "Δ reproduced − paper" not in sources
     assert coco.splitlines()[2].endswith(remark) and escape(remark) in table(root, "coco2014-wang2019", "html")
-    voc_sources = [r[5] for r in md_rows(table(root, "voc2007-wang2019"), render.SECTION_TITLES["protocol"])]
+    voc_sources = [r[6] for r in md_rows(table(root, "voc2007-wang2019"), render.SECTION_TITLES["protocol"])]
     assert voc_sources.count("Δ reproduced − paper") == 1 and "declares no canonical" not in table(root, "voc2007-wang2019")

@@ -69,12 +69,14 @@ def submit(run_dir: Path, root: Path, plugins: tuple[str, ...], as_json: bool) -
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 listing the files a build would change.")
 @_JSON
 def build(root: Path, formats: str, check: bool, as_json: bool) -> None:
-    """Check every stored submission again and write one table per dataset and protocol to
-    tables/, with index pages (deterministic: no dates)."""
+    """Check stored submissions and write one table per dataset and protocol to tables/, with
+    index pages (deterministic: no dates). A build checks again only submissions whose files
+    changed since this machine last checked them (checked-bundles.json); --check
+    checks every one."""
     from harness.leaderboard import build_outputs, stale_files, write_outputs
 
     chosen = tuple(f.strip() for f in formats.split(",") if f.strip())
-    outputs = build_outputs(root, chosen)
+    outputs = build_outputs(root, chosen, incremental=not check)
     if check:
         stale = stale_files(root, outputs, chosen)
         if as_json:

@@ -14,6 +14,10 @@ beside a bundle must name its content, result and scores by their hashes. A row 
 ``verified`` when every submission in it has such a verification (a fusion: when it was
 fused again here and all its members are verified).
 
+``build`` checks again only the submissions whose files changed since a build or submit on
+this machine checked them (``checked_record``: a record beside the tables that a hand edit
+cannot make trusted); ``build --check`` checks every one.
+
 The outputs are one table per dataset and protocol in md, csv, tex and html, and an index
 (``leaderboards/tables/index.md`` and ``index.html``); they depend on the stored files only, never
 on the date, so ``--check`` can tell whether the committed tables are stale.
@@ -26,18 +30,21 @@ from typing import Iterable
 
 from harness.errors import UserError
 from harness.leaderboard import checks, page, render
+from harness.leaderboard.baseline_delta import add_baseline_deltas
 from harness.leaderboard.bundle import (
+    MAX_SCORES_BYTES,
     Bundle,
     StoredSource,
     arrays_sha256,
-    read_verification,
+    regular_file,
     source_path,
     source_sha256,
-    stored_bundles,
     submission_folder,
 )
 from harness.leaderboard.checks import Where
+from harness.leaderboard.checked_record import Checked, checked_submissions, verification_status
 from harness.leaderboard.members import check_fused, check_members
+from harness.leaderboard.packed_scores import read_packed
 from harness.leaderboard.render import Table
 from harness.recipes import DEFAULT_RECIPE
 from harness.leaderboard.rows import (
@@ -46,12 +53,11 @@ from harness.leaderboard.rows import (
     PROTOCOL_SECTION,
     SELF_REPORTED,
     VERIFIED,
-    configuration,
     paper_records,
     paper_rows,
     protocol_section,
+    rank_rows,
     reproduced_rows,
-    seed_label,
     submission_frame,
 )
 
@@ -146,36 +152,6 @@ def check_stored(bundle: Bundle, by_id: dict[str, Bundle], root: Path, registry)
     return True
 
 
-def verification_status(bundle: Bundle, by_id: dict[str, Bundle], unfused: set[str]) -> str:
-    """``verified`` for a submission with a verification of its own content, and for a fusion
-    fused again here from verified members; else ``self-reported``."""
-    if bundle.members:
-        verified = bundle.id not in unfused and all(
-            verification_status(by_id[m], by_id, unfused) == VERIFIED for m in bundle.members)
-        return VERIFIED if verified else SELF_REPORTED
-    return VERIFIED if read_verification(bundle) is not None else SELF_REPORTED
-
-
-def checked_bundles(root: Path, registry) -> tuple[list[Bundle], set[str]]:
-    """Every stored bundle, each checked with its verification, with no configuration and seed
-    and no scores stored twice; and the ids of fusions that could not be fused again here."""
-    bundles = stored_bundles(root)
-    by_id = {bundle.id: bundle for bundle in bundles}
-    seen: dict[str, Bundle] = {}
-    unfused = set()
-    for bundle in bundles:
-        if not check_stored(bundle, by_id, root, registry):
-            unfused.add(bundle.id)
-        read_verification(bundle)
-        key = repr((configuration(bundle.record), seed_label(bundle.record)))
-        for kind, value in (("configuration and seed", key), ("scores, labels and ids", bundle.scores_sha256)):
-            if value in seen:
-                raise UserError(f"{bundle.path}: the same {kind} as {seen[value].path}; one run is stored once: "
-                                "remove one of them")
-            seen[value] = bundle
-    return bundles, unfused
-
-
 def remarks(dataset: str, protocol: str, registry) -> list[str]:
     """What a table must say about its data: a dataset this harness knows that declares no
     canonical fingerprint yet has only non-canonical rows, never compared with the paper."""
@@ -186,39 +162,50 @@ def remarks(dataset: str, protocol: str, registry) -> list[str]:
             f"is not proven to be the complete official data) until it does{paper}."]
 
 
-def build_tables(root: Path, baselines: Path = BASELINES) -> list[Table]:
+def stored_scores(bundle_path: Path):
+    """The ``(scores, labels, ids)`` stored beside a bundle file, read as ``Bundle.scores`` does."""
+    return read_packed(regular_file(bundle_path.with_name(f"{bundle_path.name[:-len('.json')]}.scores.npz"),
+                                    "scores file", MAX_SCORES_BYTES))
+
+
+def build_tables(root: Path, baselines: Path = BASELINES, *, incremental: bool = False) -> list[Table]:
     """One table per dataset and protocol with submissions, and the paper's datasets under
-    ``wang2019`` so that its reported rows are always there."""
+    ``wang2019`` so that its reported rows are always there; ``incremental`` checks again only
+    the submissions ``checked_record`` does not hold unchanged."""
     from harness.registry import Registry
 
     registry = Registry()
-    bundles, unfused = checked_bundles(root, registry)
-    by_id = {bundle.id: bundle for bundle in bundles}
-    groups: dict[tuple[str, str], list[Bundle]] = {(r["dataset"], PAPER_PROTOCOL): [] for r in paper_records(baselines)}
-    for bundle in bundles:
-        record = bundle.record
-        groups.setdefault((record.dataset.name, record.protocol.name), []).append(bundle)
+    checked, _ = checked_submissions(root, registry, incremental=incremental)
+    by_id = {item.id: item for item in checked}
+    groups: dict[tuple[str, str], list[Checked]] = {(r["dataset"], PAPER_PROTOCOL): [] for r in paper_records(baselines)}
+    for item in checked:
+        groups.setdefault((item.dataset, item.protocol), []).append(item)
     tables = []
     for (dataset, protocol), members in sorted(groups.items()):
-        entries = [(b.record, verification_status(b, by_id, unfused), b.data) for b in members]
+        entries = [{**item.row, "verification": VERIFIED if verification_status(item, by_id) else SELF_REPORTED}
+                   for item in members]
         rows = reproduced_rows(submission_frame(entries))
         paper = paper_rows(baselines, dataset) if protocol == PAPER_PROTOCOL else []
         sections = {
             PROTOCOL_SECTION: protocol_section(paper, [r for r in rows if r.section == PROTOCOL_SECTION]),
             DEVIATIONS_SECTION: [r for r in rows if r.section == DEVIATIONS_SECTION],
         }
-        classes = list(members[0].record.dataset.classes) if members else []
+        for section_rows in sections.values():
+            rank_rows(section_rows)
+            add_baseline_deltas(section_rows, lambda path: stored_scores(Path(root) / path))
+        classes = list(members[0].row["classes"]) if members else []
         tables.append(Table(dataset, protocol, sections, classes, remarks(dataset, protocol, registry)))
     return tables
 
 
-def build_outputs(root: Path, formats: Iterable[str] = FORMATS, baselines: Path = BASELINES) -> dict[str, str]:
-    """Every generated file's text by its path relative to ``root``."""
+def build_outputs(root: Path, formats: Iterable[str] = FORMATS, baselines: Path = BASELINES, *,
+                  incremental: bool = False) -> dict[str, str]:
+    """Every generated file's text by its path relative to ``root``; ``incremental`` as in ``build_tables``."""
     formats = tuple(formats)
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise UserError(f"--format {','.join(formats)!r}: choose from {', '.join(FORMATS)}")
-    tables = build_tables(root, baselines)
+    tables = build_tables(root, baselines, incremental=incremental)
     outputs = {f"{TABLES}/{t.stem}.{fmt}": RENDER[fmt](t) for t in tables for fmt in formats}
     if "md" in formats:
         outputs[f"{TABLES}/index.md"] = render.index_markdown(tables, formats)

@@ -5,9 +5,12 @@ everything that defines what was trained and how, and on which data, except the 
 its metrics in percent. Submissions that share every configuration column and their
 verification status are one row: mean ± sample standard deviation over their seeds (a
 configuration and seed is stored at most once, so the number of runs is the number of
-distinct seeds). Every row shows the first 8 hex digits of its dataset fingerprint. Rows
-with deviations from the protocol go to their own section; the paper's rows and, for
-canonical rows that match one, the difference to it, stay in the protocol section.
+distinct seeds). Verified and self-reported seeds of one configuration stay one row, which
+says how many of its seeds are verified. Every row shows the first 8 hex digits of its
+dataset fingerprint and links its stored bundles. Rows with deviations from the protocol go
+to their own section; the paper's rows and, for canonical rows that match one, the
+difference to it, stay in the protocol section. Rows with an mAP are ranked by it within
+their section (``rank_rows``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ CONFIGURATION = ("kind", "dataset", "fingerprint", "coverage", "n_train", "proto
                  "precision", "pipeline", "fusion", "members", "recipe")
 TEXT_COLUMNS = ("backbone", "method", "aug", "loss", "size", "source", "verification", "seeds", "runs", "plugin",
                 "precision", "pipeline", "device", "data", "fingerprint", "deviations")
+RANK = "rank"
+BASELINE_DELTA = "Δ mAP vs baseline"
+# What a row was built with and on: below the main table (Markdown, LaTeX) or folded (HTML).
+PROVENANCE = ("seeds", "plugin", "precision", "pipeline", "device", "data", "fingerprint")
 CANONICAL = "canonical"
 SHORT_FINGERPRINT = 8
 
@@ -58,6 +65,11 @@ class Row:
     note: str = ""
     classes: list[str] = field(default_factory=list)
     per_class_ap: list[float | None] | None = None
+    rank: int | None = None
+    bundles: list[str] = field(default_factory=list)  # stored bundle files, relative to the leaderboard root
+    links: dict[str, str] = field(default_factory=dict)  # "paper" / "code": URLs the model plugin declares
+    # a method row's difference to its baseline: delta, low, high (percent; no interval: None), baseline
+    baseline_delta: tuple[float, float | None, float | None, str] | None = None
 
 
 def component_id(component: ComponentRecord | None) -> str:
@@ -143,18 +155,33 @@ def configuration(record: RunRecord) -> dict[str, str]:
     }
 
 
-def submission_frame(entries: list[tuple[RunRecord, str, str]]) -> pd.DataFrame:
-    """One row per submission (``record``, verification, data status): configuration columns,
-    seed, metrics in percent, per-class AP and device."""
-    rows = []
-    for record, verification, data in entries:
-        row = {**configuration(record), "verification": verification, "data": data, "seed": seed_label(record),
-               "device": record.gpu or ("CPU" if record.device == "cpu" else record.device or "-"),
-               "classes": list(record.dataset.classes),
-               "per_class_ap": record.metrics.get("per_class_ap"),
-               "plugin": component_id(record.fusion if record.kind == "fusion" else record.model)}
-        row.update({key: 100 * record.metrics[key] for key, _ in METRICS})
-        rows.append(row)
+def declared_links(record: RunRecord) -> dict[str, str]:
+    """The ``paper`` and ``code`` URLs the run's model declares, where present and http(s);
+    read defensively, since older results have no such fields."""
+    links = {}
+    for name in ("paper", "code"):
+        url = getattr(record.model, name, None) if record.model is not None else None
+        if isinstance(url, str) and url.startswith(("https://", "http://")) and not any(c.isspace() for c in url):
+            links[name] = url
+    return links
+
+
+def submission_row(record: RunRecord, data: str, bundle: str) -> dict:
+    """What a table shows of one submission (``record``, its data status, its bundle file
+    relative to the leaderboard root), as JSON values: configuration columns, seed, metrics in
+    percent, per-class AP, device, plugin and links; the verification is added per build."""
+    row = {**configuration(record), "data": data, "seed": seed_label(record), "bundle": bundle,
+           "links": declared_links(record),
+           "device": record.gpu or ("CPU" if record.device == "cpu" else record.device or "-"),
+           "classes": list(record.dataset.classes),
+           "per_class_ap": record.metrics.get("per_class_ap"),
+           "plugin": component_id(record.fusion if record.kind == "fusion" else record.model)}
+    row.update({key: 100 * record.metrics[key] for key, _ in METRICS})
+    return row
+
+
+def submission_frame(rows: list[dict]) -> pd.DataFrame:
+    """One row per submission: ``submission_row`` with its ``verification``."""
     return pd.DataFrame(rows)
 
 
@@ -175,8 +202,9 @@ def reproduced_rows(frame: pd.DataFrame) -> list[Row]:
     if frame.empty:
         return []
     rows = []
-    keys = [*CONFIGURATION, "verification", "data"]
+    keys = [*CONFIGURATION, "data"]
     for _, group in frame.groupby(keys, sort=False, dropna=False):
+        group = group.iloc[sorted(range(len(group)), key=lambda i: _seed_order(group["seed"].iloc[i]))]
         first = group.iloc[0]
         means = group[[key for key, _ in METRICS]].mean()
         stds = group[[key for key, _ in METRICS]].std(ddof=1)
@@ -185,8 +213,8 @@ def reproduced_rows(frame: pd.DataFrame) -> list[Row]:
         data = first["data"] if first["data"] == CANONICAL else f"{first['data']}, coverage {100 * coverage:.1f}%"
         text = {
             "backbone": first["backbone"], "method": first["method"], "aug": first["aug"], "loss": first["loss"],
-            "size": first["size"], "source": "reproduced", "verification": first["verification"],
-            "seeds": ",".join(sorted(group["seed"], key=_seed_order)), "runs": str(len(group)),
+            "size": first["size"], "source": "reproduced", "verification": verification_text(list(group["verification"])),
+            "seeds": ",".join(group["seed"]), "runs": str(len(group)),
             "plugin": first["plugin"], "precision": first["precision"], "pipeline": first["pipeline"],
             "device": ", ".join(sorted(set(group["device"]))),
             "data": data, "fingerprint": first["fingerprint"][:SHORT_FINGERPRINT],
@@ -200,8 +228,28 @@ def reproduced_rows(frame: pd.DataFrame) -> list[Row]:
             stds={key: None if math.isnan(stds[key]) else float(stds[key]) for key, _ in METRICS},
             classes=first["classes"],
             per_class_ap=_mean_ap(list(group["per_class_ap"])),
+            bundles=list(group["bundle"]),
+            links=first["links"],
         ))
     return sorted(rows, key=_row_order)
+
+
+def verification_text(statuses: list[str]) -> str:
+    """``verified`` when every seed of a row is, ``self-reported`` when none is, else
+    ``k of n verified``: one configuration is one row whatever its seeds' status."""
+    verified = statuses.count(VERIFIED)
+    if verified == len(statuses):
+        return VERIFIED
+    return SELF_REPORTED if verified == 0 else f"{verified} of {len(statuses)} {VERIFIED}"
+
+
+def rank_rows(rows: list[Row]) -> None:
+    """Set ``rank`` on every paper and reproduced row with an mAP: 1 for the highest mAP of the
+    section, equal mAPs (to the shown 0.1) sharing a rank, the next rank skipping as many."""
+    ranked = [row for row in rows if row.kind != "delta" and row.means.get("map") is not None]
+    shown = sorted((round(row.means["map"], 1) for row in ranked), reverse=True)
+    for row in ranked:
+        row.rank = shown.index(round(row.means["map"], 1)) + 1
 
 
 def describe_deviations(deviations_json: str) -> str:

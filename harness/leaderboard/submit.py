@@ -8,8 +8,10 @@ log and the weights recorded, and every plugin either a file or folder whose cod
 the recorded sha256 (it is stored) or a module or entry-point name, never a path. A fusion
 is accepted when its members are different stored trained submissions, described as they
 are stored, and fusing their stored scores gives its scores exactly (``members``). Then,
-under a lock, a submission whose content or whose scores are already stored, or a second
-run of a stored configuration and seed, is refused; otherwise the bundle, its scores and
+under a lock, the stored submissions are checked as ``build`` checks them (only those new or
+changed since this machine's record of checked ones: ``checked_record``), and a submission
+whose content or whose scores are already stored, or a second run of a stored configuration
+and seed, is refused; otherwise the bundle, its scores and
 the code of its file and directory plugins are written, all under ``root`` and nowhere
 else. Nothing the run folder holds is imported or unpickled.
 """
@@ -39,6 +41,7 @@ from harness.leaderboard.bundle import (
     submission_folder,
     write_bundle,
 )
+from harness.leaderboard.checked_record import Checked, checked_submissions
 from harness.leaderboard.checks import Where
 from harness.leaderboard.members import check_fused, check_members, find_members
 from harness.leaderboard.packed_scores import LAYOUT, write_packed
@@ -77,7 +80,7 @@ def _plugin_sources(run: ResolvedRun, where: Where) -> list[tuple[StoredSource, 
     return sources
 
 
-def _refuse_stored(bundle: Bundle, record: RunRecord, stored: list[Bundle], where: Where) -> None:
+def _refuse_stored(bundle: Bundle, record: RunRecord, stored: list[Checked], where: Where) -> None:
     """Refuse content already stored, scores already stored (one run relabelled), and a second
     run of a stored configuration and seed."""
     for other in stored:
@@ -87,10 +90,10 @@ def _refuse_stored(bundle: Bundle, record: RunRecord, stored: list[Bundle], wher
     for other in stored:
         if other.scores_sha256 == bundle.scores_sha256:
             raise UserError(f"{where.scores}: its scores, labels and ids are those of stored submission {other.id} (seed "
-                            f"{seed_label(other.record)}); one run relabelled with another seed or setting is still one run")
+                            f"{other.seed}); one run relabelled with another seed or setting is still one run")
     mine = (configuration(record), seed_label(record))
     for other in stored:
-        if (configuration(other.record), seed_label(other.record)) == mine:
+        if (other.configuration, other.seed) == mine:
             raise UserError(f"{where.result}: seed {mine[1]} of this configuration is already stored as submission {other.id}; "
                             "a second run of one seed is not another seed: train with another --seed")
 
@@ -102,6 +105,8 @@ def submit(run_dir: Path, root: Path, registry) -> Bundle:
     and a fusion's component. Every refusal is one ``UserError`` line naming file and field.
     """
     from filelock import FileLock
+
+    from harness.registry import Registry
 
     run_dir = Path(run_dir)
     where = where_in(run_dir)
@@ -149,7 +154,8 @@ def submit(run_dir: Path, root: Path, registry) -> Bundle:
     folder = submission_folder(root, record, where.result)
     (Path(root) / SUBMISSIONS).mkdir(parents=True, exist_ok=True)
     with FileLock(str(Path(root) / SUBMISSIONS / ".lock")):
-        _refuse_stored(bundle, record, stored_bundles(root), where)
+        stored, _ = checked_submissions(root, Registry(), incremental=True)  # as build checks them
+        _refuse_stored(bundle, record, stored, where)
         for source, original in sources:
             store_source(root, source, original)
         bundle.path = folder / f"{record.run_id}--{bundle.id}.json"
