@@ -17,7 +17,6 @@ from click.testing import CliRunner
 
 from harness.cli import main
 from harness.leaderboard import render, submit
-from harness.leaderboard.baseline_delta import seed_and_image_bootstrap, weighted_map
 from harness.leaderboard.page import heat_colour, prose
 from harness.leaderboard.rows import Row, declared_links, rank_rows
 from harness.metrics import evaluate
@@ -91,39 +90,6 @@ def test_method_rows_show_their_difference_to_the_same_backbone_baseline_with_an
 def scores_and_labels(run: Path):
     data = np.load(run / "scores.npz")
     return data["scores"], data["labels"]
-
-
-def test_weighted_map_is_evaluate_s_map_of_the_images_repeated_by_their_weights():
-    rng = np.random.default_rng(3)
-    scores = np.round(rng.normal(size=(40, 4)), 1)  # rounded: ties
-    labels = (rng.random((40, 4)) < 0.3).astype(np.int8)
-    labels[0] = 1
-    labels[5, 2] = -1  # ignored
-    weights = rng.integers(0, 3, (40, 3))
-    found = weighted_map(scores, labels, weights.astype(float))
-    for r in range(3):
-        repeat = np.repeat(np.arange(40), weights[:, r])
-        present = labels[repeat] == 1
-        if not present.any(axis=0).all():
-            kept = present.any(axis=0)
-            expected = evaluate(scores[repeat][:, kept], labels[repeat][:, kept])["map"]
-        else:
-            expected = evaluate(scores[repeat], labels[repeat])["map"]
-        assert found[r] == pytest.approx(expected, abs=1e-12)
-    assert weighted_map(scores, labels, np.ones((40, 1)))[0] == pytest.approx(evaluate(scores, labels)["map"], abs=1e-12)
-
-
-def test_the_seed_and_image_interval_covers_a_known_difference_and_excludes_zero_for_a_real_shift():
-    rng = np.random.default_rng(0)
-    labels = (rng.random((300, 5)) < 0.3).astype(np.int8)
-    base = labels + rng.normal(scale=1.2, size=labels.shape)
-    seeds_a = [base + rng.normal(scale=0.3, size=labels.shape) for _ in range(3)]
-    same = [base + rng.normal(scale=0.3, size=labels.shape) for _ in range(3)]
-    low, high = seed_and_image_bootstrap(seeds_a, same, labels, n=200)
-    assert low < 0 < high
-    shifted = [s + np.where(labels == 1, 1.5, 0.0) * (np.arange(5) == 0) for s in same]
-    low, high = seed_and_image_bootstrap(seeds_a, shifted, labels, n=200)
-    assert low > 0
 
 
 def test_ranks_share_equal_shown_maps_and_skip_after_them():
