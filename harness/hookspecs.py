@@ -40,3 +40,8 @@ def register_losses(register: Callable) -> None:
 @hookspec
 def register_fusions(register: Callable) -> None:
     """Register score fusions: ``register(FusionSpec(name=..., fuse=...))``."""
+
+
+@hookspec
+def register_loggers(register: Callable) -> None:
+    """Register run loggers: ``register(LoggerSpec(name=..., open=...))``."""

@@ -43,6 +43,7 @@ _HOOK_FOR_KIND = {
     "augmentation": "register_augmentations",
     "loss": "register_losses",
     "fusion": "register_fusions",
+    "logger": "register_loggers",
 }
 _COMPONENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 # The core's own modules, imported before any plugin so that a plugin which patches them
