@@ -56,6 +56,7 @@ class RunConfig:
     skip_missing: bool = False
     cache: bool = True
     overwrite: bool = False
+    loggers: tuple[str, ...] = ()
 
     def resolve(self, registry) -> "ResolvedRun":
         """Every default filled, every value checked, the deviations computed; see the module docstring."""
@@ -83,6 +84,9 @@ class RunConfig:
         run_id = self.run_id or default_run_id(self.dataset, model_name, augmentation_name, size, base.name, self.seed,
                                                loss_name if loss_name != base.loss else None)
         plain_name(run_id, "--run-id")
+        from harness.loggers import resolve_names
+
+        loggers = resolve_names(registry, self.loggers)
         return ResolvedRun(
             dataset=self.dataset,
             data_root=str(Path(self.data_root).expanduser().resolve()) if self.data_root else None,
@@ -103,6 +107,7 @@ class RunConfig:
             out=str(Path(self.out).expanduser().resolve()),
             run_id=run_id,
             plugins=[_plugin_file(registry, value) for value in self.plugins],
+            loggers=loggers,
         )
 
 
@@ -188,6 +193,7 @@ class ResolvedRun:
     run_id: str
     plugins: list[PluginSource] = field(default_factory=list)
     fingerprint: str | None = None
+    loggers: list[str] = field(default_factory=list)  # watch the run; never change its results
 
     @property
     def run_dir(self) -> Path:

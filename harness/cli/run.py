@@ -43,6 +43,9 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 @click.option("--skip-missing", is_flag=True, help="Leave out images whose files are missing (the coverage is recorded).")
 @click.option("--cache/--no-cache", default=True, show_default=True,
               help="Keep decoded images on disk between runs, or decode into memory for this run only.")
+@click.option("--logger", "loggers", multiple=True, metavar="NAME",
+              help="Send per-step loss and learning rates, per-epoch img/s and the final metrics to a logger: "
+                   "csv, tensorboard, wandb, mlflow (`bench plugins` lists them). Repeatable.")
 @plugin_option
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Continue the unfinished run in this folder from its last checkpoint, with its stored settings.")
