@@ -27,6 +27,7 @@ from harness.config import ResolvedRun, RunConfig
 from harness.data import fingerprint, train_hash
 from harness.distributed import World, barrier, finish, init_world
 from harness.errors import PluginError, UserError, cut
+from harness.loggers import epoch_metrics, open_loggers
 from harness.metrics import METRICS_VERSION, evaluate
 from harness.progress import log
 from harness.registry import Component, Registry
@@ -364,6 +365,10 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
         barrier(world)
 
         trainer = Trainer(model, head_prefixes, resolved, components, device=device, precision=precision, world=world)
+        loggers = open_loggers(resolved, folder, registry) if world.is_main else None
+        if loggers is not None:
+            trainer.loggers = loggers
+            held.callback(loggers.close, None)  # a run that stops early still closes its loggers
         checkpoint = folder / CHECKPOINT_FILE
         if resume and checkpoint.is_file():
             trainer.load_checkpoint(checkpoint)
@@ -374,6 +379,8 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
                 trainer.save_checkpoint(folder, elapsed)
                 write_json(folder / LOG_FILE, trainer.log)
                 log.info(epoch_line(epoch, resolved.epochs, elapsed))
+                if loggers is not None:
+                    loggers.epoch(epoch["epoch"], epoch_metrics(epoch))
             barrier(world)
 
         scores, eval_rate = trainer.score(arrays["test"])
@@ -421,6 +428,8 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
         )
         atomic_write(folder / "result.json", lambda stream: stream.write(record.to_json().encode()))
         (folder / CHECKPOINT_FILE).unlink(missing_ok=True)  # only once the result is safely written
+        if loggers is not None:
+            loggers.close(record)
         publish(folder, run_dir)
         record.path = run_dir
         return record

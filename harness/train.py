@@ -146,6 +146,7 @@ class Trainer:
         self.epoch = 0
         self.log: list[dict] = []
         self.earlier_wall_time_s = 0.0  # wall time of the segments before a resume
+        self.loggers = None  # a harness.loggers.RunLoggers that watches every step, on the main process
 
     @property
     def bare_model(self):
@@ -247,6 +248,8 @@ class Trainer:
         batches = pipeline.Batches(source, train_targets, global_batches, pin_memory=device.type == "cuda",
                                    device=device, crop_generator=epoch_generator(run.seed, self.epoch, 2))
         steps = bar(batches, desc=f"epoch {self.epoch + 1}/{run.epochs}", unit="batch")
+        learning_rates = {f"lr/{group['name']}": group["lr"] for group in self.optimizer.param_groups}
+        unlogged: list = []  # step losses not yet read back for the loggers
         for step, (images_uint8, targets) in enumerate(steps):
             images = pipeline.to_model_input(images_uint8, device, self.channels_last)
             targets = targets.to(device, non_blocking=True)
@@ -274,8 +277,15 @@ class Trainer:
             loss_value = loss.detach()
             first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss_value),
                                          torch.tensor(step, device=device), first_bad_step)
+            if self.loggers is not None:
+                unlogged.append(loss_value)
             if (step + 1) % check_every == 0 or step + 1 == len(batches):
                 self._stop_if_not_finite(first_bad_step)
+                if unlogged:
+                    first = self.epoch * len(batches) + step + 1 - len(unlogged)
+                    for offset, value in enumerate(torch.stack(unlogged).tolist()):
+                        self.loggers.step(first + offset, {"loss": value, **learning_rates})
+                    unlogged.clear()
             loss_sum += loss_value * images.shape[0]
             seen += images.shape[0]
         if device.type == "cuda":
