@@ -27,6 +27,7 @@ from harness.config import ResolvedRun, RunConfig
 from harness.data import fingerprint, train_hash
 from harness.distributed import World, barrier, finish, init_world
 from harness.errors import PluginError, UserError, cut
+from harness.interrupts import stop_signals, stopped_run
 from harness.loggers import epoch_metrics, open_loggers
 from harness.metrics import METRICS_VERSION, evaluate
 from harness.progress import log
@@ -325,7 +326,9 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
     held = contextlib.ExitStack()
     wants_cuda = resolved.device.startswith("cuda") or (resolved.device == "auto" and torch.cuda.is_available())
     world = init_world("cuda" if wants_cuda else "cpu")
+    claimed, trainer = None, None  # the folder holding run.json, and the trainer: what a stop leaves
     try:
+        held.enter_context(stop_signals())
         if resolved.batch_size % world.size:
             raise UserError(f"batch size {resolved.batch_size} does not divide over {world.size} processes")
         device = _choose_device(resolved.device, world)
@@ -363,6 +366,7 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
             folder = claim(run_dir, overwrite=overwrite, resume=resume)
             write_json(folder / RUN_FILE, resolved.to_dict())
         barrier(world)
+        claimed = folder
 
         trainer = Trainer(model, head_prefixes, resolved, components, device=device, precision=precision, world=world)
         loggers = open_loggers(resolved, folder, registry) if world.is_main else None
@@ -433,6 +437,8 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
         publish(folder, run_dir)
         record.path = run_dir
         return record
+    except KeyboardInterrupt as error:  # Ctrl-C, SIGTERM, SIGUSR1: one line saying how to continue
+        raise stopped_run(error, resolved.run_dir, claimed, trainer.epoch if trainer else 0, resolved.epochs) from None
     finally:
         held.close()
         finish(world)
