@@ -20,34 +20,13 @@ from harness.cli import main
 
 pytestmark = pytest.mark.slow
 
-SLOW_PLUGIN = '''
-import time
-
-from harness import AugmentationSpec, hookimpl
-from plugins.augmentations import augment_flip
-
-
-def slow_flip(images, targets, epoch, generator):
-    """flip, slowly: long enough epochs to be interrupted in the middle of a run."""
-    time.sleep(0.1)
-    return augment_flip(images, targets, epoch, generator)
-
-
-@hookimpl
-def register_augmentations(register):
-    register(AugmentationSpec(name="slow-flip", augment=slow_flip, version="1"))
-'''
+SLOW_PLUGIN = str(Path(__file__).with_name("slow_plugin.py"))
 RUN_ID = "tiny-tiny-cnn-slow-flip-32-smoke-seed0"
 
 
-def write_slow_plugin(folder: Path) -> Path:
-    path = folder / "slow_plugin.py"
-    path.write_text(SLOW_PLUGIN)
-    return path
-
-
-def slow_args(root, out, plugin, epochs=6):
-    return ["run", "--plugin", TINY_PLUGIN, "--plugin", str(plugin), "--dataset", "tiny", "--data-root", str(root),
+def slow_args(root, out, epochs=6):
+    """A tiny run whose epochs take about 0.3 s (3 batches of the slow augmentation)."""
+    return ["run", "--plugin", TINY_PLUGIN, "--plugin", SLOW_PLUGIN, "--dataset", "tiny", "--data-root", str(root),
             "--model", "tiny-cnn", "--aug", "slow-flip", "--protocol", "smoke", "--size", "32", "--epochs", str(epochs),
             "--device", "cpu", "--out", str(out), "--quiet"]
 
@@ -64,7 +43,7 @@ def wait_for(path: Path, process: subprocess.Popen, timeout_s: float = 120) -> N
 def reference(tiny_root, tmp_path_factory):
     """The scores of the run trained without a stop."""
     folder = tmp_path_factory.mktemp("reference")
-    result = CliRunner().invoke(main, slow_args(tiny_root, folder, write_slow_plugin(folder)), catch_exceptions=False)
+    result = CliRunner().invoke(main, slow_args(tiny_root, folder), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return np.load(folder / RUN_ID / "scores.npz")["scores"]
 
@@ -73,9 +52,8 @@ def reference(tiny_root, tmp_path_factory):
                                               (signal.SIGTERM, 143, "stopped by SIGTERM")])
 def test_a_stopped_run_says_how_to_resume_blames_no_plugin_and_resumes_exactly(reference, tiny_root, tmp_path,
                                                                                sent, code, said):
-    plugin = write_slow_plugin(tmp_path)
     environment = dict(os.environ, OMP_NUM_THREADS="1")
-    process = subprocess.Popen([sys.executable, "-m", "harness", *slow_args(tiny_root, tmp_path, plugin)],
+    process = subprocess.Popen([sys.executable, "-m", "harness", *slow_args(tiny_root, tmp_path)],
                                env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run_dir = tmp_path / RUN_ID
     wait_for(run_dir / "log.json", process)  # the first epoch is done (checkpoint, then log); later ones run now
@@ -101,6 +79,6 @@ def test_a_stop_before_the_run_folder_exists_has_nothing_to_resume(tiny_root, tm
         raise KeyboardInterrupt
 
     monkeypatch.setattr(harness.runner, "load_dataset", interrupted)
-    result = CliRunner().invoke(main, slow_args(tiny_root, tmp_path, write_slow_plugin(tmp_path)))
+    result = CliRunner().invoke(main, slow_args(tiny_root, tmp_path))
     assert result.exit_code == 130
     assert result.stderr == "Error: interrupted (Ctrl-C) before the run folder was written; nothing to resume\n"

@@ -29,6 +29,8 @@ def _seeds(value: str | None) -> list[int] | None:
 @click.option("--per-gpu", type=click.IntRange(min=1), help="Run this many cells at once on each visible GPU.")
 @click.option("--launcher", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
               help="local: run here; slurm: write a job array (one task per cell) and a dependent ensembles job.")
+@click.option("--gpus-per-cell", type=click.IntRange(min=1),
+              help="Train each cell on this many GPUs under torchrun, inside one Slurm task or submitit job.")
 @click.option("--seeds", help="Comma-separated seeds replacing the grid's, e.g. 0,1,2.")
 @click.option("--sbatch-option", "sbatch_options", multiple=True, metavar="OPTION",
               help="An #SBATCH line for the Slurm jobs, e.g. --sbatch-option=--gres=gpu:1. Repeatable.")
@@ -41,6 +43,7 @@ def sweep(
     data_roots: tuple[str, ...],
     dry_run: bool,
     per_gpu: int | None,
+    gpus_per_cell: int | None,
     launcher: str,
     seeds: str | None,
     sbatch_options: tuple[str, ...],
@@ -64,10 +67,12 @@ def sweep(
     grid.plugins = tuple(str(Path(p).resolve()) if Path(p).exists() else p for p in plugins)
     out = out.expanduser().resolve()
     roots = sweeps.parse_data_roots(data_roots, {c.dataset for c in grid.cells})
+    if gpus_per_cell and launcher == "local":
+        raise UserError("--gpus-per-cell applies to --launcher slurm or submitit; a local sweep shares GPUs with --per-gpu")
     if launcher == "slurm":
         if per_gpu:
             raise UserError("--per-gpu applies to --launcher local; give Slurm its resources with --sbatch-option")
-        scripts = sweeps.slurm_scripts(grid, out, roots, sbatch_options)
+        scripts = sweeps.slurm_scripts(grid, out, roots, sbatch_options, gpus_per_cell)
         if dry_run:
             for name, text in scripts.items():
                 click.echo(f"# --- {name}\n{text}")
