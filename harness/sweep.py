@@ -411,6 +411,10 @@ class LocalSweep:
         else:
             for cell in pending:
                 self._train(cell)
+        return self.build_ensembles()
+
+    def build_ensembles(self) -> Summary:
+        """Fuse every ensemble whose members are finished (cells trained here or elsewhere)."""
         for ensemble in self.grid.ensembles:
             missing = [m.run_id for m in ensemble.members if not is_finished(self.out / m.run_id)]
             if is_finished(self.out / ensemble.run_id):

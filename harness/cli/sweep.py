@@ -27,8 +27,10 @@ def _seeds(value: str | None) -> list[int] | None:
               help="Dataset folder for every cell, or DATASET=PATH for one dataset. Repeatable.")
 @click.option("--dry-run", is_flag=True, help="Print the commands (or the Slurm scripts) without running anything.")
 @click.option("--per-gpu", type=click.IntRange(min=1), help="Run this many cells at once on each visible GPU.")
-@click.option("--launcher", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
-              help="local: run here; slurm: write a job array (one task per cell) and a dependent ensembles job.")
+@click.option("--launcher", type=click.Choice(["local", "slurm", "submitit"]), default="local", show_default=True,
+              help="local: run here; slurm: write a job array (one task per cell) and a dependent ensembles job; "
+                   "submitit: submit each cell as a requeueable submitit job (Slurm, or local processes), wait, "
+                   "then fuse the ensembles here.")
 @click.option("--gpus-per-cell", type=click.IntRange(min=1),
               help="Train each cell on this many GPUs under torchrun, inside one Slurm task or submitit job.")
 @click.option("--seeds", help="Comma-separated seeds replacing the grid's, e.g. 0,1,2.")
@@ -93,7 +95,18 @@ def sweep(
         click.echo(f"{len(grid.cells)} cells and {len(grid.ensembles)} ensembles: {len(lines) - skipped} to run, {skipped} finished")
         return
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
-    local = sweeps.LocalSweep(grid, out, roots, per_gpu=per_gpu, echo=echo)
+    if launcher == "submitit":
+        import importlib.util
+
+        if per_gpu:
+            raise UserError("--per-gpu applies to --launcher local; give submitit GPUs with --gpus-per-cell")
+        if importlib.util.find_spec("submitit") is None:
+            raise UserError("--launcher submitit: the submitit package is not installed; pip install 'multilabel-bench[submitit]'")
+        from harness.submitit_sweep import SubmititSweep
+
+        local = SubmititSweep(grid, out, roots, gpus_per_cell=gpus_per_cell, sbatch_options=sbatch_options, echo=echo)
+    else:
+        local = sweeps.LocalSweep(grid, out, roots, per_gpu=per_gpu, echo=echo)
     summary = local.run()
     echo(summary.line())
     if as_json:
