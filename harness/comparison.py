@@ -146,6 +146,18 @@ class Comparison:
         low, high = self.paired["map_diff_interval"]
         return low is not None and (low > 0 or high < 0)
 
+    def __repr__(self) -> str:
+        """One line: mAP of B − A in points with its interval, and what differs in training."""
+        from harness.notebook import comparison_line
+
+        return comparison_line(self)
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: both mAPs, the difference and its interval, the differences, the classes that moved most."""
+        from harness.notebook import comparison_html
+
+        return comparison_html(self)
+
     def to_dict(self) -> dict[str, Any]:
         return {"run_a": self.run_a, "run_b": self.run_b, **self.paired, "excludes_zero": self.excludes_zero,
                 "differences": self.differences, "largest_changes": self.largest_changes}

@@ -30,7 +30,7 @@ from harness.errors import PluginError, UserError, cut
 from harness.interrupts import stop_signals, stopped_run
 from harness.loggers import epoch_metrics, open_loggers
 from harness.metrics import METRICS_VERSION, evaluate
-from harness.progress import log
+from harness.progress import api_progress, log
 from harness.registry import Component, Registry
 from harness.results import (
     DatasetRecord,
@@ -302,7 +302,8 @@ def run(config: RunConfig | None = None, *, resume: Path | str | None = None, da
         registry = Registry(config.plugins)
         resolved = config.resolve(registry)
     registry.check_core_unchanged()
-    return train_resolved(resolved, registry, resume=resume is not None, overwrite=bool(config and config.overwrite))
+    with api_progress():  # progress shows even where nobody configured logging (a notebook)
+        return train_resolved(resolved, registry, resume=resume is not None, overwrite=bool(config and config.overwrite))
 
 
 def _components(resolved: ResolvedRun, registry: Registry) -> dict[str, Component]:
