@@ -137,3 +137,14 @@ def test_a_missing_logger_package_names_the_extra_and_an_unknown_one_is_refused(
     with pytest.raises(UserError, match="unknown logger 'cvs'; did you mean csv"):
         RunConfig(loggers=("cvs",)).resolve(registry)
     assert RunConfig(loggers=("csv", "csv")).resolve(registry).loggers == ["csv"]
+
+
+def test_wandb_offline_writes_a_run_without_a_warning(tiny_root, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    result = CliRunner().invoke(main, tiny_args(tiny_root, tmp_path / "runs", "--logger", "wandb", "--epochs", "1"))
+    assert result.exit_code == 0, result.output
+    assert "logger 'wandb'" not in result.stderr  # open, every log call and close went through
+    (stored,) = (tmp_path / "runs" / RUN_ID / "wandb").glob("offline-run-*/run-*.wandb")
+    assert stored.stat().st_size > 0
