@@ -1,9 +1,10 @@
 """Stopping a run on request: Ctrl-C, and SIGTERM or SIGUSR1 (a cluster ending or preempting a job).
 
-While a run trains, SIGTERM and SIGUSR1 raise a ``KeyboardInterrupt`` in the main thread, as
-Ctrl-C does. The run folder then holds ``run.json`` and the checkpoint written after the last
-finished epoch (checkpoints are written atomically, so a signal during a write leaves the
-previous one), and ``--resume`` continues from there bit for bit; the unfinished epoch is
+While a run trains, these signals are noted and the trainer stops at the next step's end
+(``StopSignals.check``), where no library is in the middle of anything: raising from the
+handler itself could leave a logger's or a data loader's lock held. A second signal stops at
+once. The run folder then holds ``run.json`` and the checkpoint written after the last
+finished epoch, and ``--resume`` continues from there bit for bit; the unfinished epoch is
 trained again. The run ends with ``harness.errors.Interrupted``: one line saying how to
 continue, exit code 128 + the signal's number. No plugin is blamed: the plugin wrapper lets
 ``KeyboardInterrupt`` through.
@@ -20,7 +21,7 @@ from typing import Iterator
 
 from harness.errors import Interrupted
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
 
 class Signalled(KeyboardInterrupt):
@@ -31,22 +32,38 @@ class Signalled(KeyboardInterrupt):
         self.signal = number
 
 
-def _raise(number: int, frame) -> None:
-    raise Signalled(number)
+class StopSignals:
+    """The stop signals received while a run trains; ``check()`` raises ``Signalled`` for the first."""
+
+    def __init__(self):
+        self.received: int | None = None
+
+    def note(self, number: int, frame) -> None:
+        if self.received is not None:  # asked twice: stop now
+            raise Signalled(number)
+        self.received = number
+
+    def check(self) -> None:
+        if self.received is not None:
+            raise Signalled(self.received)
+
+
+def _default(number: int):
+    return signal.default_int_handler if number == signal.SIGINT else signal.SIG_DFL
 
 
 @contextlib.contextmanager
-def stop_signals() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGUSR1 raise ``Signalled`` in the main thread. Only
-    signals left at their default are taken: a handler someone else installed (submitit's,
-    a notebook's) stays; outside the main thread nothing changes."""
-    taken = {}
+def stop_signals() -> Iterator[StopSignals]:
+    """Within the block, Ctrl-C, SIGTERM and SIGUSR1 are noted in the returned ``StopSignals``.
+    Only signals left at their default are taken: a handler someone else installed (submitit's)
+    stays; outside the main thread nothing changes."""
+    stop, taken = StopSignals(), {}
     if threading.current_thread() is threading.main_thread():
         for number in STOP_SIGNALS:
-            if signal.getsignal(number) == signal.SIG_DFL:
-                taken[number] = signal.signal(number, _raise)
+            if signal.getsignal(number) == _default(number):
+                taken[number] = signal.signal(number, stop.note)
     try:
-        yield
+        yield stop
     finally:
         for number, previous in taken.items():
             signal.signal(number, previous)
@@ -63,6 +80,7 @@ def stopped_run(error: KeyboardInterrupt, run_dir: Path, folder: Path | None, ep
         message = (f"{what}; {run_dir} is unchanged (the run replacing it had not finished); run the same command "
                    "again to start over")
     else:
-        message = (f"{what} after {epochs_done} of {epochs} epochs, checkpoint kept; continue with "
+        kept = ", checkpoint kept" if epochs_done else ""
+        message = (f"{what} after {epochs_done} of {epochs} epochs{kept}; continue with "
                    f"`bench run --resume {shlex.quote(str(run_dir))}`")
     return Interrupted(message, exit_code=128 + int(number))

@@ -33,11 +33,16 @@ EXTRAS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 @dataclass(frozen=True)
 class LoggedRun:
-    """What ``LoggerSpec.open`` receives: the run's resolved settings and the folder it writes into
-    (the run folder, or its staging folder while an ``--overwrite`` run trains)."""
+    """What ``LoggerSpec.open`` receives: the run's resolved settings, the folder it writes into
+    (the run folder, or its staging folder while an ``--overwrite`` run trains), and where this
+    segment of the run starts: ``start_epoch`` and ``start_step`` are 0 for a new run and the
+    checkpoint's for a resumed one, whose earlier segment may have logged steps past them (the
+    epoch it did not finish): those are trained again, so a logger keeping files drops them."""
 
     settings: ResolvedRun
     folder: Path
+    start_epoch: int = 0
+    start_step: int = 0
 
     @property
     def run_id(self) -> str:
@@ -97,11 +102,13 @@ class RunLoggers:
             self._each("close", record)
 
 
-def open_loggers(resolved: ResolvedRun, folder: Path, registry) -> RunLoggers | None:
-    """The run's chosen loggers opened on ``folder``, or ``None`` when it chose none."""
+def open_loggers(resolved: ResolvedRun, folder: Path, registry, start_epoch: int = 0, start_step: int = 0) -> RunLoggers | None:
+    """The run's chosen loggers opened on ``folder`` for a segment starting at ``start_epoch``
+    (global step ``start_step``), or ``None`` when it chose none."""
     if not resolved.loggers:
         return None
-    return RunLoggers([registry.get("logger", name) for name in resolved.loggers], LoggedRun(resolved, Path(folder)))
+    run = LoggedRun(resolved, Path(folder), start_epoch, start_step)
+    return RunLoggers([registry.get("logger", name) for name in resolved.loggers], run)
 
 
 def epoch_metrics(record: dict[str, Any]) -> dict[str, float]:

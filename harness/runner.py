@@ -329,7 +329,6 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
     world = init_world("cuda" if wants_cuda else "cpu")
     claimed, trainer = None, None  # the folder holding run.json, and the trainer: what a stop leaves
     try:
-        held.enter_context(stop_signals())
         if resolved.batch_size % world.size:
             raise UserError(f"batch size {resolved.batch_size} does not divide over {world.size} processes")
         device = _choose_device(resolved.device, world)
@@ -368,15 +367,21 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
             write_json(folder / RUN_FILE, resolved.to_dict())
         barrier(world)
         claimed = folder
+        stop = held.enter_context(stop_signals())  # from here a signal stops the run at a step's end
 
         trainer = Trainer(model, head_prefixes, resolved, components, device=device, precision=precision, world=world)
-        loggers = open_loggers(resolved, folder, registry) if world.is_main else None
-        if loggers is not None:
-            trainer.loggers = loggers
-            held.callback(loggers.close, None)  # a run that stops early still closes its loggers
         checkpoint = folder / CHECKPOINT_FILE
         if resume and checkpoint.is_file():
             trainer.load_checkpoint(checkpoint)
+        loggers = None
+        if world.is_main:  # opened where the run starts or resumes, so that a resumed run's curves continue
+            loggers = open_loggers(resolved, folder, registry, trainer.epoch,
+                                   trainer.epoch * trainer.steps_per_epoch(len(train_targets)))
+        if loggers is not None:
+            trainer.loggers = loggers
+            held.callback(loggers.close, None)  # a run that stops early still closes its loggers
+        trainer.stop = stop
+        stop.check()
         while trainer.epoch < resolved.epochs:
             epoch = trainer.train_epoch(arrays["train"], train_targets)
             if world.is_main:

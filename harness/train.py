@@ -147,6 +147,7 @@ class Trainer:
         self.log: list[dict] = []
         self.earlier_wall_time_s = 0.0  # wall time of the segments before a resume
         self.loggers = None  # a harness.loggers.RunLoggers that watches every step, on the main process
+        self.stop = None  # a harness.interrupts.StopSignals, checked after every step
 
     @property
     def bare_model(self):
@@ -226,6 +227,12 @@ class Trainer:
 
     # -- training ------------------------------------------------------------------------
 
+    def steps_per_epoch(self, n_train: int) -> int:
+        """How many steps ``train_epoch`` takes over ``n_train`` images (its batching, counted)."""
+        steps = -(-n_train // self.run.batch_size)
+        last = n_train - (steps - 1) * self.run.batch_size
+        return steps - 1 if self.world.size > 1 and last < self.world.size else steps
+
     def train_epoch(self, train_images, train_targets: np.ndarray) -> dict:
         """One epoch over the training split in the epoch's seeded order."""
         import torch
@@ -288,6 +295,8 @@ class Trainer:
                     unlogged.clear()
             loss_sum += loss_value * images.shape[0]
             seen += images.shape[0]
+            if self.stop is not None:
+                self.stop.check()
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start

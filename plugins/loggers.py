@@ -14,9 +14,9 @@ import csv
 import importlib.util
 import math
 import os
-from pathlib import Path
 
 from harness import LoggerSpec, hookimpl
+from harness.rundir import atomic_write
 
 PROJECT = "multilabel-bench"  # the W&B project and MLflow experiment unless the environment names one
 
@@ -35,11 +35,25 @@ def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
 
 class CsvLogger:
     """``csv/steps.csv`` (step, train/…), ``csv/epochs.csv`` (epoch, epoch/…) and ``csv/final.csv``
-    (metric, value) in the run folder; rows are appended, so a resumed run continues its files."""
+    (metric, value) in the run folder. A resumed run keeps the rows before its start and appends."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder / "csv"
+    def __init__(self, run):
+        self.folder = run.folder / "csv"
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._keep_before("steps.csv", run.start_step)
+        self._keep_before("epochs.csv", run.start_epoch)
+
+    def _keep_before(self, name: str, start: int) -> None:
+        """Drop the rows an interrupted segment logged at or after ``start`` (they are trained again)."""
+        path = self.folder / name
+        if not path.is_file():
+            return
+        with open(path, newline="") as stream:
+            rows = list(csv.reader(stream))
+        kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < start]
+        if len(kept) != len(rows):
+            text = "".join(",".join(row) + "\r\n" for row in kept)
+            atomic_write(path, lambda out: out.write(text.encode()))
 
     def _append(self, name: str, index_name: str, index: int, metrics: dict[str, float]) -> None:
         path = self.folder / name
@@ -59,20 +73,19 @@ class CsvLogger:
     def close(self, record) -> None:
         if record is None:
             return
-        from harness.rundir import atomic_write
-
         rows = "metric,value\n" + "".join(f"{name},{value!r}\n" for name, value in final_metrics(record).items())
         atomic_write(self.folder / "final.csv", lambda stream: stream.write(rows.encode()))
 
 
 class TensorBoardLogger:
-    """Event files in ``tensorboard/`` of the run folder, through torch's ``SummaryWriter``."""
+    """Event files in ``tensorboard/`` of the run folder, through torch's ``SummaryWriter``; a
+    resumed run purges the steps its interrupted segment logged past its start."""
 
-    def __init__(self, folder: Path, epochs: int):
+    def __init__(self, run):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(folder / "tensorboard"))
-        self.epochs = epochs
+        self.writer = SummaryWriter(log_dir=str(run.folder / "tensorboard"), purge_step=run.start_step or None)
+        self.epochs = run.settings.epochs
 
     def log_step(self, step: int, metrics: dict[str, float]) -> None:
         for name, value in _prefixed("train", metrics).items():
@@ -153,10 +166,10 @@ def installed(module: str) -> bool:
 
 @hookimpl
 def register_loggers(register):
-    register(LoggerSpec(name="csv", version="1", open=lambda run: CsvLogger(run.folder),
+    register(LoggerSpec(name="csv", version="1", open=CsvLogger,
                         description="csv/steps.csv, csv/epochs.csv, csv/final.csv in the run folder"))
     if installed("tensorboard"):
-        register(LoggerSpec(name="tensorboard", version="1", open=lambda run: TensorBoardLogger(run.folder, run.settings.epochs),
+        register(LoggerSpec(name="tensorboard", version="1", open=TensorBoardLogger,
                             description="TensorBoard event files in tensorboard/ of the run folder"))
     if installed("wandb"):
         register(LoggerSpec(name="wandb", version="1", open=WandbLogger,

@@ -148,3 +148,43 @@ def test_wandb_offline_writes_a_run_without_a_warning(tiny_root, tmp_path, monke
     assert "logger 'wandb'" not in result.stderr  # open, every log call and close went through
     (stored,) = (tmp_path / "runs" / RUN_ID / "wandb").glob("offline-run-*/run-*.wandb")
     assert stored.stat().st_size > 0
+
+
+def test_a_resumed_run_continues_its_curves_without_the_steps_it_trains_again(tiny_root, tmp_path):
+    pytest.importorskip("tensorboard")
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from test_interrupts import RUN_ID as SLOW_RUN_ID
+    from test_interrupts import slow_args, wait_for
+
+    loggers = ["--logger", "csv", "--logger", "tensorboard"]
+    straight = CliRunner().invoke(main, [*slow_args(tiny_root, tmp_path / "straight"), *loggers])
+    assert straight.exit_code == 0, straight.output
+    out = tmp_path / "stopped"
+    process = subprocess.Popen([sys.executable, "-m", "harness", *slow_args(tiny_root, out), *loggers],
+                               env=dict(os.environ, OMP_NUM_THREADS="1"), stderr=subprocess.PIPE, text=True)
+    run_dir = out / SLOW_RUN_ID
+    wait_for(run_dir / "log.json", process)
+    while len((run_dir / "csv" / "steps.csv").read_text().splitlines()) < 6:  # the header, an epoch and more
+        assert process.poll() is None
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 143
+    resumed = CliRunner().invoke(main, ["run", "--resume", str(run_dir), "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+
+    def steps(folder):
+        with open(folder / "csv" / "steps.csv", newline="") as stream:
+            return [(int(r["step"]), float(r["train/loss"])) for r in csv.DictReader(stream)]
+
+    reference = steps(tmp_path / "straight" / SLOW_RUN_ID)
+    assert [s for s, _ in reference] == list(range(6 * STEPS_PER_EPOCH))
+    assert steps(run_dir) == reference  # each step once, with the uninterrupted run's loss
+    with open(run_dir / "csv" / "epochs.csv", newline="") as stream:
+        assert [int(r["epoch"]) for r in csv.DictReader(stream)] == list(range(6))
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert [(e.step, pytest.approx(e.value, rel=1e-6)) for e in events.Scalars("train/loss")] == reference

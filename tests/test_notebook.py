@@ -46,8 +46,14 @@ def test_a_comparison_shows_the_difference_its_interval_and_what_differs(tmp_pat
 
 
 @pytest.mark.slow
-def test_run_shows_progress_where_logging_is_not_configured(tiny_root, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # as in a fresh notebook kernel
+def test_run_shows_progress_where_logging_is_not_configured(tiny_root, tmp_path, monkeypatch, capsys, request):
+    # as in a fresh notebook kernel (a CLI test in this process may have configured the harness's logger)
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    monkeypatch.setattr(log, "handlers", [])
+    monkeypatch.setattr(log, "propagate", True)
+    level = log.level
+    log.setLevel(logging.NOTSET)
+    request.addfinalizer(lambda: log.setLevel(level))
     assert not logging_configured()
     record = run(dataset="tiny", data_root=str(tiny_root), model="tiny-cnn", size=32, epochs=2, device="cpu",
                  out=str(tmp_path), plugins=(TINY_PLUGIN,))
