@@ -188,3 +188,18 @@ def test_a_resumed_run_continues_its_curves_without_the_steps_it_trains_again(ti
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
     assert [(e.step, pytest.approx(e.value, rel=1e-6)) for e in events.Scalars("train/loss")] == reference
+
+
+def test_a_grid_chooses_loggers_for_every_cell(tmp_path):
+    from harness.sweep import load_grid
+
+    grid = tmp_path / "grid.toml"
+    grid.write_text('protocol = "smoke"\ndatasets = ["shapes"]\nmodels = ["smallcnn"]\naugmentations = ["flip"]\n'
+                    'sizes = [32]\n[run]\nloggers = ["csv", "tensorboard"]\n')
+    assert load_grid(grid).run_options == {"loggers": ["csv", "tensorboard"]}
+    result = CliRunner().invoke(main, ["sweep", str(grid), "--dry-run", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert " --logger csv --logger tensorboard " in result.output
+    grid.write_text(grid.read_text().replace('["csv", "tensorboard"]', '"csv"'))
+    refused = CliRunner().invoke(main, ["sweep", str(grid), "--dry-run"])
+    assert refused.exit_code == 2 and "[run]: 'loggers' is a string, expected list" in refused.output
