@@ -381,7 +381,7 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
             trainer.loggers = loggers
             held.callback(loggers.close, None)  # a run that stops early still closes its loggers
         trainer.stop = stop
-        stop.check()
+        stop.check(world)
         while trainer.epoch < resolved.epochs:
             epoch = trainer.train_epoch(arrays["train"], train_targets)
             if world.is_main:

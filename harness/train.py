@@ -147,7 +147,7 @@ class Trainer:
         self.log: list[dict] = []
         self.earlier_wall_time_s = 0.0  # wall time of the segments before a resume
         self.loggers = None  # a harness.loggers.RunLoggers that watches every step, on the main process
-        self.stop = None  # a harness.interrupts.StopSignals, checked after every step
+        self.stop = None  # a harness.interrupts.StopSignals, checked with the loss (every step on a CPU)
 
     @property
     def bare_model(self):
@@ -295,8 +295,8 @@ class Trainer:
                     unlogged.clear()
             loss_sum += loss_value * images.shape[0]
             seen += images.shape[0]
-            if self.stop is not None:
-                self.stop.check()
+            if self.stop is not None and ((step + 1) % check_every == 0 or step + 1 == len(batches)):
+                self.stop.check(world)  # a signal stops the run here, where no library is mid-call
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start

@@ -82,3 +82,23 @@ def test_a_stop_before_the_run_folder_exists_has_nothing_to_resume(tiny_root, tm
     result = CliRunner().invoke(main, slow_args(tiny_root, tmp_path))
     assert result.exit_code == 130
     assert result.stderr == "Error: interrupted (Ctrl-C) before the run folder was written; nothing to resume\n"
+
+
+def test_a_signalled_process_of_a_torchrun_stops_its_peers_at_the_same_step(tiny_root, tmp_path):
+    from test_distributed import free_port
+
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+                "--master-port", str(free_port()), "-m", "harness"]
+    process = subprocess.Popen([*launcher, *slow_args(tiny_root, tmp_path), "--model", "tiny-plain"],
+                               env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    run_dir = tmp_path / "tiny-tiny-plain-slow-flip-32-smoke-seed0"
+    wait_for(run_dir / "log.json", process)
+    workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2
+    os.kill(int(workers[-1]), signal.SIGTERM)  # one worker only: its peer must not wait for it forever
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert stderr.count("Error: stopped by SIGTERM after") == 2, stderr[-2000:]
+    resumed = CliRunner().invoke(main, ["run", "--resume", str(run_dir), "--quiet"], catch_exceptions=False)
+    assert resumed.exit_code == 0, resumed.output
