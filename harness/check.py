@@ -140,6 +140,8 @@ def run_checks(
             check_loss(checklist)
         elif component.kind == "recipe":
             check_recipe(checklist)
+        elif component.kind == "logger":
+            check_logger(checklist)
         else:
             check_fusion(checklist)
         yield checklist.results
@@ -617,3 +619,16 @@ def check_fusion(checklist: _Checklist) -> None:
     checklist.run("output N×C, finite", shape)
     checklist.run("order of runs does not matter", order_invariant)
     checklist.run("fuse([a, a]) ranks and thresholds like a", self_fusion)
+
+
+# -- loggers -------------------------------------------------------------------------------
+
+
+def check_logger(checklist: _Checklist) -> None:
+    """A logger is opened only by a run (it may write to a server); here its ``open`` must be callable."""
+
+    def callable_open() -> None:
+        if not callable(checklist.component.spec.open):
+            raise Problem(f"open is {type(checklist.component.spec.open).__name__}, not callable")
+
+    checklist.run("open is callable (a logger is opened only by a run)", callable_open)

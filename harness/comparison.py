@@ -218,6 +218,18 @@ class Comparison:
         return (f"Significant: {better}'s mean map is higher than {worse}'s at the 95% level ({counts}, "
                 f"seeds and images resampled{advice}).")
 
+    def __repr__(self) -> str:
+        """One line: mAP of B − A in points with its interval, and what differs in training."""
+        from harness.notebook import comparison_line
+
+        return comparison_line(self)
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: both mAPs, the difference and its interval, the differences, the classes that moved most."""
+        from harness.notebook import comparison_html
+
+        return comparison_html(self)
+
     def to_dict(self) -> dict[str, Any]:
         return {"run_a": self.run_a, "run_b": self.run_b, "runs_a": self.runs_a, "runs_b": self.runs_b,
                 **self.paired, "columns": self.columns, "probability_of_improvement": self.probability_of_improvement,

@@ -94,6 +94,9 @@ class RunConfig:
                           flag="--cache/--no-cache")
     overwrite: bool = setting(False, "Replace a finished or unfinished run of the same id once the new one has "
                                      "finished (your own files in the folder stay).")
+    loggers: tuple[str, ...] = setting((), "Send per-step loss and learning rates, per-epoch img/s and the final "
+                                           "metrics to a logger: csv, tensorboard, wandb, mlflow (`bench plugins` "
+                                           "lists them). Repeatable.", flag="--logger", metavar="NAME")
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], where: str = "") -> "RunConfig":
@@ -110,10 +113,10 @@ class RunConfig:
                 close = difflib.get_close_matches(name, known, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else f"; the settings are {', '.join(known)}"
                 raise UserError(f"{label} is not a run setting{hint}")
-            if name in ("plugins", "no_plugins"):
+            if typing.get_origin(types[name]) is tuple:
                 if isinstance(value, str) or not isinstance(value, (list, tuple)) or \
                         not all(isinstance(v, str) for v in value):
-                    raise UserError(f"{label} {value!r}: give a list of plugin names or paths")
+                    raise UserError(f"{label} {value!r}: give a list of names")
                 values[name] = tuple(value)
                 continue
             try:
@@ -159,6 +162,7 @@ class RunConfig:
         installed = tuple(p.value for p in resolved.plugins if p.plugin.source not in ("file", "directory"))
         kept = {f.name: getattr(resolved, f.name) for f in dataclasses.fields(cls)
                 if f.name not in ("run_id", "plugins", "no_plugins", "overwrite") and hasattr(resolved, f.name)}
+        kept = {name: tuple(value) if isinstance(value, list) else value for name, value in kept.items()}
         return cls(**kept, plugins=tuple(dict.fromkeys(installed + tuple(plugins))))
 
     def to_args(self, always: tuple[str, ...] = ()) -> list[str]:
@@ -209,6 +213,9 @@ class RunConfig:
                                                loss_name if loss_name != base.loss else None,
                                                recipe_name if recipe_name != DEFAULT_RECIPE else None)
         plain_name(run_id, "--run-id")
+        from harness.loggers import resolve_names
+
+        loggers = resolve_names(registry, self.loggers)
         return ResolvedRun(
             dataset=self.dataset,
             data_root=str(Path(self.data_root).expanduser().resolve()) if self.data_root else None,
@@ -230,6 +237,7 @@ class RunConfig:
             run_id=run_id,
             plugins=[_plugin_file(registry, value) for value in self.plugins],
             recipe=recipe_name,
+            loggers=loggers,
         )
 
 
@@ -331,6 +339,7 @@ class ResolvedRun:
     plugins: list[PluginSource] = field(default_factory=list)
     fingerprint: str | None = None
     recipe: str = DEFAULT_RECIPE
+    loggers: list[str] = field(default_factory=list)  # watch the run; never change its results
 
     @property
     def run_dir(self) -> Path:

@@ -32,6 +32,17 @@ class PluginError(UserError):
     """A plugin failed to import, registered a bad component, or a component misbehaved."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C (SIGINT) or by SIGTERM/SIGUSR1 (a cluster ending or preempting
+    its job). It stays a ``KeyboardInterrupt`` (sweeps and notebooks stop, no plugin is
+    blamed); ``str(error)`` says how to continue, and the CLI prints it as one line and
+    exits with ``exit_code``: 128 + the signal's number (130 for Ctrl-C)."""
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def cut(text: str, limit: int = LINE_LIMIT) -> str:
     """``text`` as one line of at most ``limit`` characters (whitespace runs become one space)."""
     line = " ".join(str(text).split())

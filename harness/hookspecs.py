@@ -45,3 +45,8 @@ def register_fusions(register: Callable) -> None:
 @hookspec
 def register_recipes(register: Callable) -> None:
     """Register training recipes: ``register(RecipeSpec(name=..., make_optimizer=...))``."""
+
+
+@hookspec
+def register_loggers(register: Callable) -> None:
+    """Register run loggers: ``register(LoggerSpec(name=..., open=...))``."""

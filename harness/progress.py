@@ -1,9 +1,11 @@
 """What a command shows while it works: progress bars on a terminal, one line per step in a log.
 
 The harness logs to the ``harness`` logger; the CLI sends it to stderr (``--quiet`` silences
-it), and the Python API is silent unless the caller configures logging. Progress bars are
-drawn only when stderr is a terminal and the logger would show the lines, so a redirected
-run writes one line per epoch, never bar redraws.
+it). Progress bars are drawn only when stderr is a terminal and the logger would show the
+lines, so a redirected run writes one line per epoch, never bar redraws. The Python API
+(``harness.run``) shows progress when nobody configured logging: the epoch lines on stderr
+and ``tqdm.auto`` bars (a widget in a notebook); once logging is configured, the lines go
+where it says and the API draws no bars of its own.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Iterable, Iterator, TypeVar
 log = logging.getLogger("harness")
 T = TypeVar("T")
 _bars_hidden = False
+_auto_bars = False  # the API shows bars where stderr is no terminal (a notebook)
 
 
 class _Stderr(logging.Handler):
@@ -36,16 +39,47 @@ def to_stderr(quiet: bool) -> None:
 
 
 def show_bars() -> bool:
-    return not _bars_hidden and log.isEnabledFor(logging.INFO) and sys.stderr.isatty()
+    return not _bars_hidden and log.isEnabledFor(logging.INFO) and (_auto_bars or sys.stderr.isatty())
 
 
 def bar(iterable: Iterable[T], *, desc: str, unit: str, total: int | None = None) -> Iterable[T]:
     """``iterable`` with a progress bar on a terminal, or as it is."""
     if not show_bars():
         return iterable
-    from tqdm import tqdm
+    if _auto_bars:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
 
     return tqdm(iterable, desc=desc, unit=unit, total=total, leave=False)
+
+
+def logging_configured() -> bool:
+    """Whether anyone set up where the harness's lines go: a handler or a level on its logger,
+    or a handler on the root logger."""
+    return bool(log.handlers) or log.level != logging.NOTSET or bool(logging.getLogger().handlers)
+
+
+@contextlib.contextmanager
+def api_progress() -> Iterator[None]:
+    """For the Python API: when logging is not configured, show the run's progress for the
+    block (epoch lines on stderr, ``tqdm.auto`` bars); otherwise change nothing."""
+    global _auto_bars
+    if logging_configured():
+        yield
+        return
+    handler = _Stderr()
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    _auto_bars = True
+    try:
+        yield
+    finally:
+        _auto_bars = False
+        log.removeHandler(handler)
+        log.setLevel(logging.NOTSET)
+        log.propagate = True
 
 
 @contextlib.contextmanager

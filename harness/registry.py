@@ -109,16 +109,17 @@ class Component:
 
     @contextlib.contextmanager
     def guard(self, what: str) -> Iterator[None]:
-        """Run plugin code: anything it raises (``SystemExit`` and ``KeyboardInterrupt``
-        included) becomes one ``PluginError`` line naming this component and its plugin.
+        """Run plugin code: anything it raises (``SystemExit`` included) becomes one
+        ``PluginError`` line naming this component and its plugin.
 
-        A ``UserError`` the plugin raises on purpose passes through unchanged.
+        A ``UserError`` the plugin raises on purpose passes through unchanged, and so does a
+        ``KeyboardInterrupt``: Ctrl-C lands in whatever code runs, most often a plugin's.
         """
         try:
             yield
-        except UserError:
+        except (UserError, KeyboardInterrupt):
             raise
-        except (Exception, SystemExit, KeyboardInterrupt) as error:
+        except (Exception, SystemExit) as error:
             raise PluginError(f"{self.label}: {what} {_failure(error)}; `bench --verbose` shows the traceback") from error
 
     def call(self, what: str, function: Callable, *args, **kwargs):

@@ -172,6 +172,18 @@ class RunRecord:
     recipe: RecipeRecord | None = None  # absent in records written before recipes: sgd-step
     path: Path | None = field(default=None, compare=False, repr=False, metadata={"stored": False})
 
+    def __repr__(self) -> str:
+        """One line: the run id, mAP, what trained, the dataset, the protocol and its deviations, the folder."""
+        from harness.notebook import record_line
+
+        return record_line(self)
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: what trained, under which protocol, and the paper's metric columns."""
+        from harness.notebook import record_html
+
+        return record_html(self)
+
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)
 

@@ -27,8 +27,10 @@ from harness.data import fingerprint, train_hash
 from harness.distributed import World, barrier, finish, init_world
 from harness.errors import PluginError, UserError, cut
 from harness.machine import available_memory, environment
+from harness.interrupts import stop_signals, stopped_run
+from harness.loggers import epoch_metrics, open_loggers
 from harness.metrics import METRICS_VERSION, evaluate
-from harness.progress import log
+from harness.progress import api_progress, log
 from harness.registry import Component, Registry
 from harness.results import (
     DatasetRecord,
@@ -274,7 +276,8 @@ def run(config: RunConfig | None = None, *, resume: Path | str | None = None, da
         registry = Registry(config.plugins, disabled=config.no_plugins, watch_torch=True)
         resolved = config.resolve(registry)
     registry.check_core_unchanged()
-    return train_resolved(resolved, registry, resume=resume is not None, overwrite=bool(config and config.overwrite))
+    with api_progress():  # progress shows even where nobody configured logging (a notebook)
+        return train_resolved(resolved, registry, resume=resume is not None, overwrite=bool(config and config.overwrite))
 
 
 def _components(resolved: ResolvedRun, registry: Registry) -> dict[str, Component]:
@@ -299,6 +302,7 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
     held = contextlib.ExitStack()
     wants_cuda = resolved.device.startswith("cuda") or (resolved.device == "auto" and torch.cuda.is_available())
     world = init_world("cuda" if wants_cuda else "cpu")
+    claimed, trainer = None, None  # the folder holding run.json, and the trainer: what a stop leaves
     try:
         if resolved.batch_size % world.size:
             raise UserError(f"batch size {resolved.batch_size} does not divide over {world.size} processes")
@@ -337,6 +341,8 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
             folder = claim(run_dir, overwrite=overwrite, resume=resume)
             write_json(folder / RUN_FILE, resolved.to_dict())
         barrier(world)
+        claimed = folder
+        stop = held.enter_context(stop_signals())  # from here a signal stops the run at a step's end
 
         steps = recipes.steps_per_epoch(len(train_targets), resolved.batch_size, world.size)
         trainer = Trainer(model, head_prefixes, resolved, components, device=device, precision=precision, world=world,
@@ -352,6 +358,15 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
         checkpoint = folder / CHECKPOINT_FILE
         if resume and checkpoint.is_file():
             trainer.load_checkpoint(checkpoint)
+        loggers = None
+        if world.is_main:  # opened where the run starts or resumes, so that a resumed run's curves continue
+            loggers = open_loggers(resolved, folder, registry, trainer.epoch,
+                                   trainer.epoch * trainer.steps_per_epoch(len(train_targets)))
+        if loggers is not None:
+            trainer.loggers = loggers
+            held.callback(loggers.close, None)  # a run that stops early still closes its loggers
+        trainer.stop = stop
+        stop.check(world)
         while trainer.epoch < resolved.epochs:
             epoch = trainer.train_epoch(arrays["train"], train_targets)
             if world.is_main:
@@ -359,6 +374,8 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
                 trainer.save_checkpoint(folder, elapsed)
                 write_json(folder / LOG_FILE, trainer.log)
                 log.info(epoch_line(epoch, resolved.epochs, elapsed))
+                if loggers is not None:
+                    loggers.epoch(epoch["epoch"], epoch_metrics(epoch))
             barrier(world)
 
         scores, eval_rate = trainer.score(arrays["test"])
@@ -409,9 +426,13 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
         )
         atomic_write(folder / "result.json", lambda stream: stream.write(record.to_json().encode()))
         (folder / CHECKPOINT_FILE).unlink(missing_ok=True)  # only once the result is safely written
+        if loggers is not None:
+            loggers.close(record)
         publish(folder, run_dir)
         record.path = run_dir
         return record
+    except KeyboardInterrupt as error:  # Ctrl-C, SIGTERM, SIGUSR1: one line saying how to continue
+        raise stopped_run(error, resolved.run_dir, claimed, trainer.epoch if trainer else 0, resolved.epochs) from None
     finally:
         held.close()
         finish(world)

@@ -1,4 +1,4 @@
-"""The six component specs a plugin registers, and the data a dataset hands the core.
+"""The component specs a plugin registers, and the data a dataset hands the core.
 
 Specs are frozen dataclasses: a plugin builds one and passes it to the ``register``
 callback its hook receives. Heavy imports (torch, torchvision, timm) belong inside the
@@ -194,6 +194,24 @@ class RecipeSpec:
     make_optimizer: Callable[..., "torch.optim.Optimizer"]
     make_scheduler: Callable[..., Any] | None = None
     ema_decay: float | None = None
+
+
+@dataclass(frozen=True)
+class LoggerSpec:
+    """Where a run's curves go (TensorBoard, W&B, MLflow, …): ``open(run) -> logger``.
+
+    ``run`` is a ``harness.loggers.LoggedRun``: ``run.settings`` (the ``ResolvedRun``, as
+    ``run.json`` stores it), ``run.folder`` (the folder the run writes into; put files
+    under it) and ``run.run_id``. The logger has ``log_step(step, metrics)`` (the global
+    step from 0; ``loss`` and ``lr/<group>`` of every training step), ``log_epoch(epoch,
+    metrics)`` (``loss``, ``images_per_s``, ``seconds``, ``lr/<group>``, epoch from 0) and
+    ``close(record)`` (the finished ``RunRecord``, or ``None`` when the run stopped early).
+    Loggers only watch: a logger that raises is reported in one line and dropped, and the
+    run goes on with the same results.
+    """
+
+    name: str
+    open: Callable[[Any], Any]
     version: str = "0"
     description: str = ""
 
@@ -219,4 +237,5 @@ KINDS: dict[str, ComponentKind] = {kind.name: kind for kind in (
     ComponentKind("loss", LossSpec, "register_losses", "--loss"),
     ComponentKind("fusion", FusionSpec, "register_fusions", "--method"),
     ComponentKind("recipe", RecipeSpec, "register_recipes", "--recipe"),
+    ComponentKind("logger", LoggerSpec, "register_loggers", "--logger"),
 )}

@@ -246,12 +246,21 @@ def cell_config(cell: Cell, grid: Grid, out: Path, data_roots: dict[str | None, 
 
 def run_args(cell: Cell, grid: Grid, out: Path, data_roots: dict[str | None, str]) -> list[str]:
     """The ``bench`` arguments that train ``cell``, or continue it when it was interrupted."""
-    run_dir = out / cell.run_id
-    if (run_dir / RUN_FILE).is_file():
-        root = data_roots.get(cell.dataset, data_roots.get(None))
-        return ["run", "--resume", str(run_dir), *(["--data-root", root] if root else []), "--quiet"]
+    if (out / cell.run_id / RUN_FILE).is_file():
+        return resume_args(cell, out, data_roots)
+    return start_args(cell, grid, out, data_roots)
+
+
+def start_args(cell: Cell, grid: Grid, out: Path, data_roots: dict[str | None, str]) -> list[str]:
+    """The ``bench`` arguments that start ``cell``."""
     identity = ("dataset", "model", "augmentation", "size", "protocol", "seed")
     return ["run", *cell_config(cell, grid, out, data_roots).to_args(always=identity), "--quiet"]
+
+
+def resume_args(cell: Cell, out: Path, data_roots: dict[str | None, str]) -> list[str]:
+    """The ``bench`` arguments that continue ``cell`` from its run folder."""
+    root = data_roots.get(cell.dataset, data_roots.get(None))
+    return ["run", "--resume", str(out / cell.run_id), *(["--data-root", root] if root else []), "--quiet"]
 
 
 def fuse_args(ensemble: Ensemble, grid: Grid, out: Path) -> list[str]:
@@ -403,6 +412,10 @@ class LocalSweep:
         else:
             for cell in pending:
                 self._train(cell)
+        return self.build_ensembles()
+
+    def build_ensembles(self) -> Summary:
+        """Fuse every ensemble whose members are finished (cells trained here or elsewhere)."""
         for ensemble in self.grid.ensembles:
             missing = [m.run_id for m in ensemble.members if not is_finished(self.out / m.run_id)]
             if is_finished(self.out / ensemble.run_id):
@@ -428,12 +441,51 @@ def dry_run_lines(grid: Grid, out: Path, data_roots: dict[str | None, str]) -> l
     return lines
 
 
-def slurm_scripts(grid: Grid, out: Path, data_roots: dict[str | None, str], sbatch_options: tuple[str, ...] = ()) -> dict[str, str]:
+# Seconds before a task's time limit at which Slurm sends SIGUSR1 to the task script, which
+# stops the run at its last checkpoint and requeues the task.
+SLURM_SIGNAL_LEAD_S = 180
+
+# The end of every task script: resume or start the cell chosen by the case above, and requeue
+# the task when Slurm signals that it is ending (time limit) or preempting it.
+_SLURM_TASK = """\
+# a finished run is skipped; an unfinished one (a requeued task) continues from its checkpoint
+if [ -f "$run_dir/result.json" ]; then echo "$run_dir is finished; skipped"; exit 0; fi
+if [ -f "$run_dir/run.json" ]; then echo "resuming $run_dir"; command=("${resume[@]}")
+else echo "starting $run_dir"; command=("${start[@]}"); fi
+# SIGTERM (preemption) or SIGUSR1 (the time limit is near): the run stops at its last checkpoint
+# and the task goes back into the queue, to resume there
+requeue() {
+  echo "$1: stopping $run_dir at its last checkpoint; requeueing job $SLURM_JOB_ID" >&2
+  kill -TERM "$child" 2>/dev/null || true
+  wait "$child" || true
+  scontrol requeue "$SLURM_JOB_ID"
+  exit 0
+}
+trap 'requeue SIGTERM' TERM
+trap 'requeue SIGUSR1' USR1
+"${command[@]}" &
+child=$!
+wait "$child"
+"""
+
+
+def launcher_command(gpus_per_cell: int | None) -> list[str]:
+    """How a task calls ``bench``: directly, or under ``torchrun`` with one process per GPU."""
+    if gpus_per_cell and gpus_per_cell > 1:
+        return ["torchrun", "--standalone", f"--nproc-per-node={gpus_per_cell}", "-m", "harness"]
+    return ["bench"]
+
+
+def slurm_scripts(grid: Grid, out: Path, data_roots: dict[str | None, str], sbatch_options: tuple[str, ...] = (),
+                  gpus_per_cell: int | None = None) -> dict[str, str]:
     """Scripts for a Slurm cluster, by file name: a job array over the unfinished cells, a job
     for the ensembles, and ``submit.sh``, which submits the first and makes the second wait for it.
 
     ``sbatch_options`` become ``#SBATCH`` lines of both jobs (``--partition=gpu``, ``--gres=gpu:1``).
-    The jobs call ``bench`` from PATH; sbatch exports the submitting shell's environment.
+    The jobs call ``bench`` from PATH; sbatch exports the submitting shell's environment. Each
+    task resumes or starts its cell when it runs (a finished one is skipped), and on SIGTERM or
+    SIGUSR1 stops the run at its last checkpoint and requeues itself; with ``gpus_per_cell`` it
+    trains under ``torchrun`` with that many processes.
     """
     logs = out / SWEEP_FOLDER / "logs"
     header = [f"#SBATCH {option}" for option in sbatch_options]
@@ -448,14 +500,19 @@ def slurm_scripts(grid: Grid, out: Path, data_roots: dict[str | None, str], sbat
             f"#SBATCH --job-name=bench-{grid.name}",
             f"#SBATCH --array=0-{len(cells) - 1}",
             f"#SBATCH --output={logs}/%x-%A_%a.log",
+            "#SBATCH --requeue",
+            f"#SBATCH --signal=B:USR1@{SLURM_SIGNAL_LEAD_S}",
             *header,
             "set -euo pipefail",
             'case "$SLURM_ARRAY_TASK_ID" in',
         ]
+        launch = launcher_command(gpus_per_cell)
         for index, cell in enumerate(cells):
-            body.append(f"  {index}) {shlex.join(['bench', *run_args(cell, grid, out, data_roots)])} ;;")
+            body.append(f"  {index}) run_dir={shlex.quote(str(out / cell.run_id))}; "
+                        f"start=({shlex.join([*launch, *start_args(cell, grid, out, data_roots)])}); "
+                        f"resume=({shlex.join([*launch, *resume_args(cell, out, data_roots)])}) ;;")
         body += ['  *) echo "no cell for array task $SLURM_ARRAY_TASK_ID" >&2; exit 1 ;;', "esac"]
-        scripts[name] = "\n".join(body) + "\n"
+        scripts[name] = "\n".join(body) + "\n" + _SLURM_TASK
         submit.append(f'cells=$(sbatch --parsable "$here/{name}")')
         submit.append('echo "cells: job $cells"')
     if ensembles:

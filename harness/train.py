@@ -144,6 +144,8 @@ class Trainer:
         self.epoch = 0
         self.log: list[dict] = []
         self.earlier_wall_time_s = 0.0  # wall time of the segments before a resume
+        self.loggers = None  # a harness.loggers.RunLoggers that watches every step, on the main process
+        self.stop = None  # a harness.interrupts.StopSignals, checked with the loss (every step on a CPU)
 
     @property
     def bare_model(self):
@@ -225,6 +227,12 @@ class Trainer:
 
     # -- training ------------------------------------------------------------------------
 
+    def steps_per_epoch(self, n_train: int) -> int:
+        """How many steps ``train_epoch`` takes over ``n_train`` images (its batching, counted)."""
+        steps = -(-n_train // self.run.batch_size)
+        last = n_train - (steps - 1) * self.run.batch_size
+        return steps - 1 if self.world.size > 1 and last < self.world.size else steps
+
     def train_epoch(self, train_images, train_targets: np.ndarray) -> dict:
         """One epoch over the training split in the epoch's seeded order."""
         import torch
@@ -247,6 +255,8 @@ class Trainer:
         batches = pipeline.Batches(source, train_targets, global_batches, pin_memory=device.type == "cuda",
                                    device=device, crop_generator=epoch_generator(run.seed, self.epoch, 2))
         steps = bar(batches, desc=f"epoch {self.epoch + 1}/{run.epochs}", unit="batch")
+        learning_rates = {f"lr/{group['name']}": group["lr"] for group in self.optimizer.param_groups}
+        unlogged: list = []  # step losses not yet read back for the loggers
         for step, (images_uint8, targets) in enumerate(steps):
             images = pipeline.to_model_input(images_uint8, device, self.channels_last)
             targets = targets.to(device, non_blocking=True)
@@ -280,10 +290,19 @@ class Trainer:
             loss_value = loss.detach()
             first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss_value),
                                          torch.tensor(step, device=device), first_bad_step)
+            if self.loggers is not None:
+                unlogged.append(loss_value)
             if (step + 1) % check_every == 0 or step + 1 == len(batches):
                 self._stop_if_not_finite(first_bad_step)
+                if unlogged:
+                    first = self.epoch * len(batches) + step + 1 - len(unlogged)
+                    for offset, value in enumerate(torch.stack(unlogged).tolist()):
+                        self.loggers.step(first + offset, {"loss": value, **learning_rates})
+                    unlogged.clear()
             loss_sum += loss_value * images.shape[0]
             seen += images.shape[0]
+            if self.stop is not None and ((step + 1) % check_every == 0 or step + 1 == len(batches)):
+                self.stop.check(world)  # a signal stops the run here, where no library is mid-call
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start

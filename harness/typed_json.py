@@ -74,7 +74,7 @@ def _type_name(expected: Any) -> str:
     if expected is type(None):
         return "null"
     if origin is not None:
-        return {list: "list", dict: "object"}.get(origin, str(origin))
+        return {list: "list", tuple: "list", dict: "object"}.get(origin, str(origin))
     return {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object"}.get(
         expected, getattr(expected, "__name__", str(expected))
     )
@@ -115,6 +115,11 @@ def _parse(expected: Any, value: Any, where: str, key: str = "") -> Any:
             raise _mismatch(value, expected, where, key)
         (item,) = typing.get_args(expected) or (Any,)
         return [_parse(item, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:  # tuple[X, ...], as a JSON or TOML list
+        if not isinstance(value, (list, tuple)):
+            raise _mismatch(value, expected, where, key)
+        (item, *_) = typing.get_args(expected) or (Any,)
+        return tuple(_parse(item, v, where, f"{key}[{i}]") for i, v in enumerate(value))
     if origin is dict or expected is dict:
         if not isinstance(value, dict):
             raise _mismatch(value, expected, where, key)

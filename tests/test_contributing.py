@@ -47,8 +47,8 @@ def undocumented(text: str) -> list[str]:
 
 
 def test_the_api_is_what_the_guide_is_checked_against():
-    assert hook_names() == ["register_augmentations", "register_datasets", "register_fusions", "register_losses",
-                            "register_models", "register_recipes"]
+    assert hook_names() == ["register_augmentations", "register_datasets", "register_fusions", "register_loggers",
+                            "register_losses", "register_models", "register_recipes"]
     names = {c.__name__ for c in spec_classes()}
     assert names >= {"DatasetSpec", "Dataset", "DatasetInfo", "Split", "ModelSpec", "AugmentationSpec", "LossSpec",
                      "FusionSpec"}

@@ -14,7 +14,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-IMPORT_NAMES = {"pillow": "PIL", "scikit-learn": "sklearn"}  # distributions whose module is named otherwise
+IMPORT_NAMES = {"pillow": "PIL", "scikit-learn": "sklearn", "mlflow-skinny": "mlflow"}  # distributions whose module is named otherwise
 OWN = {"harness", "plugins"}
 
 
@@ -48,9 +48,16 @@ def test_every_runtime_dependency_is_imported_by_the_package():
     assert unused == []
 
 
+def optional_groups() -> list[str]:
+    """The extras that add features (loggers, launchers); ``test`` is for the test suite only."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return sorted(set(project["optional-dependencies"]) - {"test"})
+
+
 def test_the_package_imports_only_what_it_declares():
     modules = imported_modules(("harness", "plugins")) - OWN - set(sys.stdlib_module_names) - {"tomli"}
-    allowed = {IMPORT_NAMES.get(name, name).replace("-", "_") for name in declared()}
+    names = declared().union(*(declared(group) for group in optional_groups()))
+    allowed = {IMPORT_NAMES.get(name, name).replace("-", "_") for name in names}
     assert sorted(modules - allowed) == []
 
 

@@ -81,7 +81,9 @@ def test_slurm_writes_a_job_array_and_a_dependent_ensembles_job(tmp_path):
     assert (out / "_sweep" / "logs").is_dir()
     cells = (folder / "wang2019-table3-cells.sbatch").read_text()
     assert "#SBATCH --array=0-23" in cells and "#SBATCH --gres=gpu:1" in cells
-    assert cells.count("bench run ") == 24 and "  23) bench run" in cells
+    assert cells.count("start=(bench run --dataset ") == 24 and cells.count("resume=(bench run --resume ") == 24
+    assert "  23) run_dir=" in cells and "#SBATCH --requeue" in cells and "#SBATCH --signal=B:USR1@180" in cells
+    assert "trap 'requeue SIGTERM' TERM" in cells and 'scontrol requeue "$SLURM_JOB_ID"' in cells
     assert "--data-root /data/voc" in cells and "voc2007-resnet101-flip-384-wang2019-seed0 " not in cells
     ensembles = (folder / "wang2019-table3-ensembles.sbatch").read_text()
     assert ensembles.count("bench fuse ") == 12 and ensembles.count("|| status=1") == 12
@@ -89,6 +91,15 @@ def test_slurm_writes_a_job_array_and_a_dependent_ensembles_job(tmp_path):
     submit = (folder / "submit.sh").read_text()
     assert 'cells=$(sbatch --parsable "$here/wang2019-table3-cells.sbatch")' in submit
     assert '--dependency="afterany:${cells%%;*}" "$here/wang2019-table3-ensembles.sbatch"' in submit
+
+
+def test_gpus_per_cell_trains_each_slurm_task_under_torchrun(tmp_path):
+    result = invoke(GRIDS / "wang2019" / "table2.toml", "--launcher", "slurm", "--gpus-per-cell", "4", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("start=(torchrun --standalone --nproc-per-node=4 -m harness run --dataset ") == 54
+    assert result.output.count("resume=(torchrun --standalone --nproc-per-node=4 -m harness run --resume ") == 54
+    local = invoke(GRIDS / "wang2019" / "table2.toml", "--gpus-per-cell", "4", "--dry-run")
+    assert local.exit_code == 1 and "--gpus-per-cell applies to --launcher slurm or submitit" in local.output
 
 
 def write_grid(tmp_path: Path, models: str) -> Path:

@@ -15,7 +15,7 @@ import traceback
 import click
 
 from harness import __version__
-from harness.errors import UserError, cut, one_line
+from harness.errors import Interrupted, UserError, cut, one_line
 
 
 class BenchGroup(click.Group):
@@ -32,6 +32,9 @@ class BenchGroup(click.Group):
             sys.exit(error.exit_code)
         except (click.exceptions.Exit, click.ClickException):
             raise
+        except Interrupted as error:
+            click.echo(f"Error: {cut(error)}", err=True)
+            sys.exit(error.exit_code)
         except KeyboardInterrupt:
             click.echo("Error: interrupted; an unfinished run continues with `bench run --resume RUN_DIR`", err=True)
             sys.exit(130)

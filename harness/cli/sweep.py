@@ -27,8 +27,12 @@ def _seeds(value: str | None) -> list[int] | None:
               help="Dataset folder for every cell, or DATASET=PATH for one dataset. Repeatable.")
 @click.option("--dry-run", is_flag=True, help="Print the commands (or the Slurm scripts) without running anything.")
 @click.option("--per-gpu", type=click.IntRange(min=1), help="Run this many cells at once on each visible GPU.")
-@click.option("--launcher", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
-              help="local: run here; slurm: write a job array (one task per cell) and a dependent ensembles job.")
+@click.option("--launcher", type=click.Choice(["local", "slurm", "submitit"]), default="local", show_default=True,
+              help="local: run here; slurm: write a job array (one task per cell) and a dependent ensembles job; "
+                   "submitit: submit each cell as a requeueable submitit job (Slurm, or local processes), wait, "
+                   "then fuse the ensembles here.")
+@click.option("--gpus-per-cell", type=click.IntRange(min=1),
+              help="Train each cell on this many GPUs under torchrun, inside one Slurm task or submitit job.")
 @click.option("--seeds", help="Comma-separated seeds replacing the grid's, e.g. 0,1,2.")
 @click.option("--sbatch-option", "sbatch_options", multiple=True, metavar="OPTION",
               help="An #SBATCH line for the Slurm jobs, e.g. --sbatch-option=--gres=gpu:1. Repeatable.")
@@ -41,6 +45,7 @@ def sweep(
     data_roots: tuple[str, ...],
     dry_run: bool,
     per_gpu: int | None,
+    gpus_per_cell: int | None,
     launcher: str,
     seeds: str | None,
     sbatch_options: tuple[str, ...],
@@ -64,10 +69,12 @@ def sweep(
     grid.plugins = tuple(str(Path(p).resolve()) if Path(p).exists() else p for p in plugins)
     out = out.expanduser().resolve()
     roots = sweeps.parse_data_roots(data_roots, {c.dataset for c in grid.cells})
+    if gpus_per_cell and launcher == "local":
+        raise UserError("--gpus-per-cell applies to --launcher slurm or submitit; a local sweep shares GPUs with --per-gpu")
     if launcher == "slurm":
         if per_gpu:
             raise UserError("--per-gpu applies to --launcher local; give Slurm its resources with --sbatch-option")
-        scripts = sweeps.slurm_scripts(grid, out, roots, sbatch_options)
+        scripts = sweeps.slurm_scripts(grid, out, roots, sbatch_options, gpus_per_cell)
         if dry_run:
             for name, text in scripts.items():
                 click.echo(f"# --- {name}\n{text}")
@@ -88,7 +95,18 @@ def sweep(
         click.echo(f"{len(grid.cells)} cells and {len(grid.ensembles)} ensembles: {len(lines) - skipped} to run, {skipped} finished")
         return
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
-    local = sweeps.LocalSweep(grid, out, roots, per_gpu=per_gpu, echo=echo)
+    if launcher == "submitit":
+        import importlib.util
+
+        if per_gpu:
+            raise UserError("--per-gpu applies to --launcher local; give submitit GPUs with --gpus-per-cell")
+        if importlib.util.find_spec("submitit") is None:
+            raise UserError("--launcher submitit: the submitit package is not installed; pip install 'multilabel-bench[submitit]'")
+        from harness.submitit_sweep import SubmititSweep
+
+        local = SubmititSweep(grid, out, roots, gpus_per_cell=gpus_per_cell, sbatch_options=sbatch_options, echo=echo)
+    else:
+        local = sweeps.LocalSweep(grid, out, roots, per_gpu=per_gpu, echo=echo)
     summary = local.run()
     echo(summary.line())
     if as_json:

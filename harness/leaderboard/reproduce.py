@@ -319,6 +319,7 @@ def reproduce(submission: str, root: Path, data_root: str | None = None) -> Outc
         plugins = _scratch_plugins(bundle, root, scratch)
         resolved = dataclasses.replace(
             bundle.resolved, out=str(scratch / "runs"), plugins=plugins, device=device, precision=record.precision,
+            loggers=[],  # a reproduction sends the submitter's curves nowhere
             data_root=str(Path(data_root).expanduser().resolve()) if data_root else bundle.resolved.data_root,
         )
         resolved.check_plugin_files()
