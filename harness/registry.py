@@ -223,7 +223,11 @@ class Registry:
                 return
             if self._claim_loaded(init):
                 return
-            plugin.sha256 = code_sha256(path)
+            try:
+                plugin.sha256 = code_sha256(path)
+            except UserError as error:  # a link or an odd file name in the package
+                self._fail(plugin, str(error))
+                return
             self._register(plugin, lambda: _import_file(init, path.name, [str(path)]))
             return
         entry_point_names = sorted({entry_point.name for entry_point in entry_points})
