@@ -5,7 +5,8 @@ Plugins come from three places, all loaded the same way: the entry-point group
 distribution, exactly as a third-party package would), and ``--plugin VALUE`` where VALUE
 is a ``.py`` file, a package directory, an importable module or an entry-point name.
 
-A plugin that fails to import is recorded as failed, not raised: commands that do not need
+Plugin code is imported offline (``harness.weights.no_network``). A plugin that fails to
+import is recorded as failed, not raised: commands that do not need
 it keep working, and a command that asks for a component it might have provided reports it.
 """
 
@@ -13,13 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import hashlib
 import importlib
 import importlib.metadata as metadata
 import importlib.util
 import inspect
 import re
+import site
 import sys
+import sysconfig
 import traceback
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -31,9 +35,10 @@ import pluggy
 
 from harness import hookspecs
 from harness.errors import PluginError, UserError, one_line
-from harness.naming import code_sha256
+from harness.naming import code_sha256, sha256_of
 from harness.results import ComponentRecord, PluginRecord
 from harness.specs import COMPONENT_KINDS, INPUT_CROPS
+from harness.weights import no_network
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 THIS_DISTRIBUTION = "multilabel-bench"
@@ -182,6 +187,7 @@ class Registry:
         self._manager.add_hookspecs(hookspecs)
         for module_name in _CORE_MODULES:
             importlib.import_module(module_name)
+        self._modules_before = set(sys.modules)
         entry_points = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
         for entry_point in entry_points:
             self._load_entry_point(entry_point)
@@ -270,7 +276,8 @@ class Registry:
         module = None
         before = _core_snapshot()
         try:
-            module = load()
+            with no_network():
+                module = load()
             owner = next((p for p in self.plugins if p.module is module), None)
             if owner is not None:  # the same module named a second way: one plugin, not a duplicate
                 owner.requested = owner.requested or plugin.requested
@@ -296,7 +303,8 @@ class Registry:
         """Call one ``@hookimpl``; if it raises, none of what it registered stays usable."""
         registered: list[Component] = []
         try:
-            function(register=self._register_callback(plugin, kind, registered))
+            with no_network():
+                function(register=self._register_callback(plugin, kind, registered))
         except (Exception, SystemExit, KeyboardInterrupt) as error:
             for component in registered:
                 plugin.components.remove(component)
@@ -355,8 +363,30 @@ class Registry:
                 )
 
     def provenance(self) -> list[PluginRecord]:
-        """Every plugin loaded, with its source and code hash: what a result records."""
-        return [plugin.provenance() for plugin in self.plugins if not plugin.error]
+        """Every plugin loaded, with its source and code hash, then every module plugin code
+        imported from beside itself (``imported_modules``): what a result records."""
+        return [plugin.provenance() for plugin in self.plugins if not plugin.error] + self.imported_modules()
+
+    def imported_modules(self) -> list[PluginRecord]:
+        """Modules imported since this registry began (plugin import, ``build``, training)
+        from neither the standard library, an installed distribution nor a file or package
+        plugin: code a result depends on that no plugin record covers, such as a module a
+        file plugin imports from its own folder. Each is recorded with source ``imported``,
+        its file and its sha256, so that ``submit`` can refuse what a bundle cannot carry."""
+        plugin_paths = [Path(p.path) for p in self.plugins if p.source in ("file", "directory") and p.path]
+        found = []
+        for name, module in sorted(sys.modules.items()):
+            file = getattr(module, "__file__", None)
+            if name in self._modules_before or not isinstance(file, str) or not Path(file).is_file():
+                continue
+            path = Path(file).resolve()
+            if any(path == p or p in path.parents for p in plugin_paths + _installed_roots()):
+                continue
+            found.append((name, path))
+        if found:
+            installed = metadata.packages_distributions()
+            found = [(name, path) for name, path in found if name.split(".")[0] not in installed]
+        return [PluginRecord(name=name, source="imported", path=str(path), sha256=sha256_of(path)) for name, path in found]
 
     def check_requested(self) -> None:
         """Fail when a plugin named with ``--plugin`` did not load: the command needs it."""
@@ -392,6 +422,17 @@ class Registry:
             message += " (failed plugins: " + "; ".join(f"{p.name}: {p.error}" for p in failed) + ")"
         message += " — `bench plugins` lists every component"
         raise UserError(message)
+
+
+@functools.cache
+def _installed_roots() -> list[Path]:
+    """The folders of the standard library, of installed distributions and of this harness."""
+    paths = sysconfig.get_paths()
+    roots = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots.update(site.getsitepackages() + [site.getusersitepackages()])
+    harness_folder = Path(hookspecs.__file__).parent
+    roots.update((str(harness_folder), str(harness_folder.parent / "plugins")))
+    return [Path(root).resolve() for root in sorted(roots)]
 
 
 def _import_file(path: Path, stem: str, search_locations: list[str] | None) -> ModuleType:

@@ -34,8 +34,9 @@ KINDS = ("train", "fusion")
 
 @dataclass(kw_only=True)
 class PluginRecord:
-    """Where a plugin came from: ``source`` is built-in, distribution, file, directory or module;
-    ``sha256`` hashes its code (the file, or every ``.py`` file of its package)."""
+    """Where a plugin came from: ``source`` is built-in, distribution, file, directory or module,
+    or ``imported`` for a module plugin code imported from beside itself (``Registry.imported_modules``);
+    ``sha256`` hashes its code (the file, or the ``.py`` and license files of its package)."""
 
     name: str
     source: str

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,7 @@ def test_a_vendored_package_trains_submits_and_reproduces_from_the_bundle(tmp_pa
     assert record["model"]["plugin"]["source"] == "directory"
     assert record["model"]["plugin"]["sha256"] == code_sha256(package)
     assert record["model"]["plugin"]["path"] == str(package.resolve())
+    assert [p["source"] for p in record["plugins"] if p["source"] == "imported"] == []  # its own modules are its code
 
     result = bench("leaderboard", "submit", run, "--leaderboards", root, "--plugin", TINY_PLUGIN)
     assert result.exit_code == 0, result.output
@@ -162,3 +164,64 @@ def test_a_vendored_package_trains_submits_and_reproduces_from_the_bundle(tmp_pa
                    "--data-root", tiny_root, "--quiet")
     assert result.exit_code == 0, result.output
     assert "verified (exact)" in result.output
+
+
+SIBLING_PLUGIN = '''
+import os
+import sys
+
+from harness import ModelSpec, hookimpl
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # glue that imports from beside itself
+
+
+def build(num_classes, pretrained):
+    import sibling_net_for_test  # imported during build, not at import
+
+    return sibling_net_for_test.build(num_classes)
+
+
+@hookimpl
+def register_models(register):
+    register(ModelSpec(name="sibling-net", build=build, version="1", head_prefixes=("head",)))
+'''
+SIBLING = '''
+import torch.nn as nn
+
+
+def build(num_classes):
+    model = nn.Sequential()
+    model.add_module("features", nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.AdaptiveAvgPool2d(1), nn.Flatten()))
+    model.add_module("head", nn.Linear(4, num_classes))
+    return model
+'''
+
+
+@pytest.mark.slow
+def test_a_module_imported_from_beside_a_file_plugin_is_recorded_and_submit_refuses_it(tmp_path, tiny_root,
+                                                                                       monkeypatch):
+    folder = tmp_path / "glue"
+    folder.mkdir()
+    (folder / "sibling_plugin.py").write_text(SIBLING_PLUGIN)
+    sibling = folder / "sibling_net_for_test.py"
+    sibling.write_text(SIBLING)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        result = bench("run", "--plugin", TINY_PLUGIN, "--plugin", folder / "sibling_plugin.py", "--dataset", "tiny",
+                       "--data-root", tiny_root, "--model", "sibling-net", "--protocol", "smoke", "--size", "32",
+                       "--epochs", 1, "--device", "cpu", "--out", tmp_path / "runs", "--quiet")
+    finally:
+        sys.modules.pop("sibling_net_for_test", None)
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "tiny-sibling-net-flip-32-smoke-seed0"
+    plugins = json.loads((run / "result.json").read_text())["plugins"]
+    imported = [p for p in plugins if p["source"] == "imported"]
+    assert imported == [{"name": "sibling_net_for_test", "source": "imported", "distribution": None,
+                         "distribution_version": None, "path": str(sibling.resolve()),
+                         "sha256": hashlib.sha256(SIBLING.encode()).hexdigest()}]
+    message = (f"{run / 'result.json'}: plugin code imported module 'sibling_net_for_test' ({sibling.resolve()}), "
+               "which is in no plugin file, package folder or installed distribution, so a submission cannot carry "
+               "it: move it into a package-folder plugin (CONTRIBUTING.md) and train again")
+    result = bench("leaderboard", "submit", run, "--leaderboards", tmp_path / "lb", "--plugin", TINY_PLUGIN)
+    assert result.exit_code == 1 and result.output == f"Error: {cut(message)}\n"
+    assert not (tmp_path / "lb" / "submissions" / "tiny").exists()
