@@ -352,7 +352,7 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
         head_prefixes = tuple(getattr(model, "head_prefixes", model_component.spec.head_prefixes))
         deviations = resolved.deviations(weights.init_used(pretrained), loss_component.provenance())
         check_outputs(model_component, model, _sample(dataset, resolved.size), num_classes, device)
-        honesty.check_gradients(model_component, model, loss_component, num_classes, min(resolved.size, honesty.CHECK_SIZE))
+        honesty.check_gradients(model_component, model, loss_component, num_classes, resolved.size)
         arrays = _image_arrays(dataset, resolved, world, components["augmentation"].spec.input_crop)
         train_targets = (dataset.splits["train"].labels != 0).astype(np.float32)  # ignored (difficult) → positive
 
