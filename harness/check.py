@@ -22,6 +22,7 @@ from harness.errors import PluginError, UserError, one_line
 from harness.registry import Component, Registry
 from harness.specs import COMPONENT_KINDS, Dataset, DatasetInfo
 from harness.train import in_head, seed_everything
+from harness.weights import no_network
 
 MODEL_CLASSES = (7, 13)  # class counts no real dataset has (VOC 20, COCO 80, NUS 81)
 MODEL_SIZES = (64, 96)
@@ -189,10 +190,12 @@ def check_model(checklist: _Checklist, name: str, registry: Registry, loss_name:
         return
     extra = {"variant": variant} if variant else {}
     takes_dataset = component.accepts(spec.build, "dataset")
+    if component.accepts(spec.build, "size"):
+        extra["size"] = MODEL_SIZES[0]
 
     def build(num_classes: int):
         context = {"dataset": synthetic_info(num_classes)} if takes_dataset else {}
-        with seeded(0):
+        with seeded(0), no_network():
             model = spec.build(num_classes, False, **extra, **context)
         if not isinstance(model, torch.nn.Module):
             raise Problem(f"build returned {type(model).__name__}, not a torch.nn.Module")

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.declared import declared_facts
 from harness.errors import BadInput, UserError
 from harness.metrics import paired_bootstrap, validate
 from harness.results import RESULT_FILE, RunRecord
@@ -121,6 +122,7 @@ def training_facts(record: RunRecord) -> dict[str, Any]:
         "precision": record.precision,
         "dataset fingerprint": record.dataset.fingerprint,
         "deviations": ", ".join(sorted(deviations)) or "none",
+        **declared_facts(record),
     }
 
 

@@ -20,6 +20,7 @@ import importlib
 import importlib.metadata as metadata
 import importlib.util
 import inspect
+import json
 import re
 import site
 import sys
@@ -34,6 +35,7 @@ from typing import Any, Callable, Iterable, Iterator
 import pluggy
 
 from harness import hookspecs
+from harness.declared import check_spec
 from harness.errors import PluginError, UserError, one_line
 from harness.naming import code_sha256, sha256_of
 from harness.results import ComponentRecord, PluginRecord
@@ -111,7 +113,9 @@ class Component:
         return f"{self.kind} {self.name!r} (plugin {self.plugin.name!r})"
 
     def provenance(self, name: str | None = None) -> ComponentRecord:
-        return ComponentRecord(name=name or self.spec.name, version=self.spec.version, plugin=self.plugin.provenance())
+        return ComponentRecord(name=name or self.spec.name, version=self.spec.version, plugin=self.plugin.provenance(),
+                               params=json.loads(json.dumps(getattr(self.spec, "params", {}))),
+                               upstream=getattr(self.spec, "upstream", None))
 
     @contextlib.contextmanager
     def guard(self, what: str) -> Iterator[None]:
@@ -333,6 +337,8 @@ class Registry:
                     f"plugin {plugin.name!r}: augmentation {spec.name!r} has input_crop {spec.input_crop!r}; "
                     f"use one of {', '.join(map(repr, INPUT_CROPS))}"
                 )
+            if kind in ("model", "loss"):
+                check_spec(spec, kind, plugin.name)
             component = Component(kind, spec, plugin)
             registered.append(component)
             plugin.components.append(component)

@@ -86,7 +86,8 @@ def build_timm(num_classes: int, pretrained: bool, variant: str):
     """Any timm model with a C-way classifier; pretrained weights from a local file.
 
     The returned module carries ``head_prefixes`` naming timm's classifier module, which
-    differs between families (``fc``, ``head.fc``, ``classifier``).
+    differs between families (``fc``, ``head.fc``, ``classifier``), and ``normalization``,
+    the mean and std of its ``pretrained_cfg``, which the core applies to its inputs.
     """
     import timm
 
@@ -100,6 +101,8 @@ def build_timm(num_classes: int, pretrained: bool, variant: str):
     )
     classifier = model.pretrained_cfg.get("classifier", "head")
     model.head_prefixes = tuple(classifier) if isinstance(classifier, (tuple, list)) else (classifier,)
+    if "mean" in model.pretrained_cfg and "std" in model.pretrained_cfg:  # what its weights were trained with
+        model.normalization = (tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"]))
     return model
 
 
