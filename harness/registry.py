@@ -21,6 +21,7 @@ import importlib.metadata as metadata
 import importlib.util
 import inspect
 import json
+import os
 import re
 import site
 import sys
@@ -380,13 +381,14 @@ class Registry:
         file plugin imports from its own folder. Each is recorded with source ``imported``,
         its file and its sha256, so that ``submit`` can refuse what a bundle cannot carry."""
         plugin_paths = [Path(p.path) for p in self.plugins if p.source in ("file", "directory") and p.path]
+        skipped = tuple(f"{root}{os.sep}" for root in plugin_paths + _installed_roots())
         found = []
         for name, module in sorted(sys.modules.items()):
             file = getattr(module, "__file__", None)
-            if name in self._modules_before or not isinstance(file, str) or not Path(file).is_file():
+            if name in self._modules_before or not isinstance(file, str) or file.startswith(skipped):
                 continue
             path = Path(file).resolve()
-            if any(path == p or p in path.parents for p in plugin_paths + _installed_roots()):
+            if not path.is_file() or path in plugin_paths or str(path).startswith(skipped):
                 continue
             found.append((name, path))
         if found:
@@ -438,7 +440,7 @@ def _installed_roots() -> list[Path]:
     roots.update(site.getsitepackages() + [site.getusersitepackages()])
     harness_folder = Path(hookspecs.__file__).parent
     roots.update((str(harness_folder), str(harness_folder.parent / "plugins")))
-    return [Path(root).resolve() for root in sorted(roots)]
+    return sorted({Path(root).resolve() for root in roots} | {Path(root).absolute() for root in roots})
 
 
 def _import_file(path: Path, stem: str, search_locations: list[str] | None) -> ModuleType:

@@ -138,3 +138,30 @@ def register_models(register):
     assert found.error.startswith(f"register_models raised PluginError: plugin {str(plugin)!r}: ")
     assert "\n" not in found.error and found.error.rstrip("…") in f"{found.error[:36]}plugin {str(plugin)!r}: {message}"
     assert message in found.error_traceback
+
+
+def test_default_models_are_normalised_bit_for_bit_as_before_and_stored_records_read_as_imagenet_s():
+    """The stored smoke submissions were trained with the protocol's ImageNet tensors: a default
+    model gets the very same tensors, and their records (written before normalization was
+    recorded) compare equal to a re-trained one's."""
+    from pathlib import Path
+
+    import torch
+
+    from harness import pipeline
+    from harness.declared import model_normalization
+    from harness.leaderboard.bundle import stored_bundles
+    from harness.leaderboard.reproduce import comparable
+    from harness.protocol import WANG2019
+
+    component = Registry().get("model", "smallcnn")
+    model = component.spec.build(5, False)
+    before = pipeline.normalization(WANG2019.normalize_mean, WANG2019.normalize_std, "cpu")
+    now = pipeline.normalization(*model_normalization(model, component.spec, component.label), "cpu")
+    assert all(torch.equal(a, b) for a, b in zip(before, now))
+    bundles = [b for b in stored_bundles(Path(__file__).resolve().parents[1] / "leaderboards") if b.record.kind == "train"]
+    assert bundles and all("normalization" not in b.result["model"] for b in bundles)
+    for bundle in bundles:
+        model_part = comparable(bundle.record)["model"]
+        assert model_part["normalization"] == {"mean": list(WANG2019.normalize_mean), "std": list(WANG2019.normalize_std)}
+        assert (model_part["params"], model_part["upstream"], model_part["paper"], model_part["code"]) == ({}, None, None, None)
