@@ -86,3 +86,14 @@ def test_cuda_graph_step_matches_the_eager_step(tmp_path):
     graphed = [r for r in rows if r["mode"] == "default+cuda-graphs"]
     assert graphed and all(r["status"] == "ok" and r["graph_check_ok"] for r in graphed), graphed
     assert all(r["host_syncs_per_step"] == 0 for r in graphed if r["input"] == "synthetic")
+
+
+def test_plugin_checks_times_the_old_and_new_checks_in_one_process(tmp_path):
+    output = tmp_path / "checks.json"
+    result = run_script("plugin_checks.py", "--models", "smallcnn", "--rounds", "1", "--json", str(output))
+    record = json.loads(output.read_text())
+    assert record["benchmark"] == "plugin_checks" and record["settings"] == {"models": "smallcnn", "size": 32, "rounds": 1}
+    timing = record["models"]["smallcnn"]
+    assert timing["old_s"] > 0 and timing["new_over_old"] == pytest.approx(timing["new_s"] / timing["old_s"], rel=0.02)
+    assert record["no_network_ms"] > 0 and record["imported_modules_ms"] > 0
+    assert "new/old" in result.stdout and "no_network block" in result.stdout
