@@ -376,11 +376,12 @@ class Registry:
 
     def imported_modules(self) -> list[PluginRecord]:
         """Modules imported since this registry began (plugin import, ``build``, training)
-        from neither the standard library, an installed distribution nor a file or package
-        plugin: code a result depends on that no plugin record covers, such as a module a
+        from neither the standard library, an installed distribution nor a plugin's own file
+        or package: code a result depends on that no plugin record covers, such as a module a
         file plugin imports from its own folder. Each is recorded with source ``imported``,
         its file and its sha256, so that ``submit`` can refuse what a bundle cannot carry."""
-        plugin_paths = [Path(p.path) for p in self.plugins if p.source in ("file", "directory") and p.path]
+        plugin_paths = [Path(p.path).parent if Path(p.path).name == "__init__.py" else Path(p.path)
+                        for p in self.plugins if p.source in ("file", "directory", "module") and p.path]
         skipped = tuple(f"{root}{os.sep}" for root in plugin_paths + _installed_roots())
         found = []
         for name, module in sorted(sys.modules.items()):

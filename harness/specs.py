@@ -107,7 +107,8 @@ class ModelSpec:
     ``takes_variant`` models are named ``NAME:VARIANT`` (``timm:convnext_tiny``) and get
     ``variant=`` as a keyword argument. A ``build`` that declares a keyword parameter
     ``dataset`` gets ``dataset=DatasetInfo(...)`` (the training labels, for a label graph
-    or class statistics); one that declares ``size`` gets the run's input size. ``backbone`` names the baseline architecture the method builds on
+    or class statistics); one that declares ``size`` gets the run's input size.
+    ``backbone`` names the baseline architecture the method builds on
     (``resnet101``), so that leaderboards compare it with the baseline of that backbone.
     """
 

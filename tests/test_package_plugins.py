@@ -225,3 +225,22 @@ def test_a_module_imported_from_beside_a_file_plugin_is_recorded_and_submit_refu
     result = bench("leaderboard", "submit", run, "--leaderboards", tmp_path / "lb", "--plugin", TINY_PLUGIN)
     assert result.exit_code == 1 and result.output == f"Error: {cut(message)}\n"
     assert not (tmp_path / "lb" / "submissions" / "tiny").exists()
+
+
+def test_a_module_plugin_s_own_package_is_not_an_imported_module(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    (site / "bench_module_pkg_for_test").mkdir(parents=True)
+    (site / "bench_module_pkg_for_test" / "__init__.py").write_text("from . import helpers\n")
+    (site / "bench_module_pkg_for_test" / "helpers.py").write_text("")
+    (site / "beside_for_test.py").write_text("")
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        registry = Registry(("bench_module_pkg_for_test",))
+        assert [p for p in registry.imported_modules()] == []
+        import beside_for_test  # noqa: F401  (imported after the registry began, from no plugin)
+
+        assert [(p.name, p.source, p.sha256) for p in registry.imported_modules()] == [
+            ("beside_for_test", "imported", hashlib.sha256(b"").hexdigest())]
+    finally:
+        for name in ("bench_module_pkg_for_test", "bench_module_pkg_for_test.helpers", "beside_for_test"):
+            sys.modules.pop(name, None)
