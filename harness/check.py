@@ -22,6 +22,7 @@ from harness.errors import PluginError, UserError, one_line
 from harness.registry import Component, Registry
 from harness.specs import KINDS, Dataset, DatasetInfo
 from harness.train import in_head, seed_everything
+from harness.weights import no_network
 
 MODEL_CLASSES = (7, 13)  # class counts no real dataset has (VOC 20, COCO 80, NUS 81)
 MODEL_SIZES = (64, 96)
@@ -124,14 +125,15 @@ def select(registry: Registry, plugins: Iterable[str], names: Iterable[str]) -> 
 
 
 def run_checks(
-    registry: Registry, selected: list[tuple[Component, str]], data_root: Path | None = None
+    registry: Registry, selected: list[tuple[Component, str]], data_root: Path | None = None, loss: str = "bce"
 ) -> Iterator[list[CheckResult]]:
-    """Check each selected component in turn, yielding its results as soon as it is done."""
+    """Check each selected component in turn, yielding its results as soon as it is done;
+    models' gradients are checked against loss ``loss``."""
     for component, name in selected:
         checklist = _Checklist(component, name)
         checklist.run("unique name", lambda: _unique_name(registry, component))
         if component.kind == "model":
-            check_model(checklist, name, registry)
+            check_model(checklist, name, registry, loss)
         elif component.kind == "dataset":
             check_dataset(checklist, data_root)
         elif component.kind == "augmentation":
@@ -176,7 +178,7 @@ def synthetic_info(num_classes: int) -> DatasetInfo:
                        fingerprint="0" * 32, train_labels=labels)
 
 
-def check_model(checklist: _Checklist, name: str, registry: Registry) -> None:
+def check_model(checklist: _Checklist, name: str, registry: Registry, loss_name: str = "bce") -> None:
     """Build with ``pretrained=False``; check shapes, modes, head, gradients, the gradient's
     honesty, logits rather than probabilities, and seeding."""
     import torch
@@ -192,10 +194,12 @@ def check_model(checklist: _Checklist, name: str, registry: Registry) -> None:
         return
     extra = {"variant": variant} if variant else {}
     takes_dataset = component.accepts(spec.build, "dataset")
+    if component.accepts(spec.build, "size"):
+        extra["size"] = MODEL_SIZES[0]
 
     def build(num_classes: int):
         context = {"dataset": synthetic_info(num_classes)} if takes_dataset else {}
-        with seeded(0):
+        with seeded(0), no_network():
             model = spec.build(num_classes, False, **extra, **context)
         if not isinstance(model, torch.nn.Module):
             raise Problem(f"build returned {type(model).__name__}, not a torch.nn.Module")
@@ -283,7 +287,7 @@ def check_model(checklist: _Checklist, name: str, registry: Registry) -> None:
     def honest_gradients() -> str:
         if tuple(_forward(model, small, train=True).shape) != (MODEL_BATCH, MODEL_CLASSES[0]):
             raise Skip("needs (B, C) outputs; see the output shape check")
-        loss = registry.get("loss", "bce")
+        loss = registry.get("loss", loss_name)
         return honesty.check_gradients(component, model, loss, MODEL_CLASSES[0], MODEL_SIZES[0])
 
     checklist.run("same seed, same model (eval output)", same_seed_same_model)
@@ -528,8 +532,25 @@ def check_loss(checklist: _Checklist) -> None:
         if not torch.equal(scalar_value(loss(logits.clone(), targets.clone())), loss(logits.clone(), targets.clone())):
             raise Problem("two calls on the same inputs differ; a loss draws no random numbers")
 
+    def own_gradient() -> str:
+        scalar_value(loss(logits.clone(), targets.clone()))
+        return honesty.check_loss_gradient(checklist.component, LOSS_SHAPE[1])
+
+    def a_mean() -> str:
+        """The value on the logits repeated to twice the images and twice the classes: a mean
+        stays the same, a sum grows 4×."""
+        small = float(scalar_value(loss(logits.clone(), targets.clone())))
+        large = float(scalar_value(loss(logits.repeat(2, 2), targets.repeat(2, 2))))
+        ratio = large / small if small else 1.0
+        if ratio > 2:
+            raise Warn(f"warning: the value grows with B·C (×{ratio:.1f} on 4× the logits), as a sum does; the "
+                       "protocol's learning rates assume a mean over images and classes: divide by logits.numel()")
+        return f"×{ratio:.2f} on 4× the logits"
+
     checklist.run("returns a finite scalar", scalar)
     checklist.run("gradient reaches the logits", gradient)
+    checklist.run("gradient is the derivative of the value (finite-difference check)", own_gradient)
+    checklist.run("a mean, not a sum, over images and classes", a_mean)
     checklist.run("finite for saturated logits", extremes)
     checklist.run("same inputs, same value", deterministic)
 

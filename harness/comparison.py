@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.declared import declared_facts
 from harness.errors import BadInput, UserError
 from harness.metrics import two_level_bootstrap, validate
 from harness.results import RESULT_FILE, RunRecord
@@ -147,6 +148,7 @@ def training_facts(record: RunRecord) -> dict[str, Any]:
         "dataset fingerprint": record.dataset.fingerprint,
         "deviations": ", ".join(sorted(deviations)) or "none",
         "seed": record.seed,
+        **declared_facts(record),
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -77,14 +78,54 @@ def sha256_of_files(paths: Iterable[Path], root: Path) -> str:
     return digest.hexdigest()
 
 
+# Besides its ``.py`` files, what of a package folder a plugin's code (hash and bundle) holds.
+LICENSE_FILES = ("LICENSE", "NOTICE", "COPYING")
+_PACKAGE_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+=@,-]{0,199}")
+
+
+def package_part(value: str, what: str) -> str:
+    """``value`` if it may be one segment of a path inside a package folder: a plain name that
+    may also start with ``_`` (``__init__.py``, ``_private.py``); never ``..``, a separator or
+    a leading dot. Else a one-line ``UserError`` naming ``what``."""
+    if not _PACKAGE_PART.fullmatch(value):
+        raise UserError(f"{what} {value!r} is not a plain file or folder name: use letters, digits and _ . + = @ , - "
+                        "(no / or \\, not starting with a dot); rename it")
+    return value
+
+
+def package_files(folder: Path | str) -> list[Path]:
+    """The files that make a package folder's code, sorted: every ``.py`` file and every
+    ``LICENSE*``, ``NOTICE*`` and ``COPYING*`` file, at any depth, skipping ``__pycache__`` and
+    dot-folders. A link anywhere in the folder, or an odd name on the way to a file it
+    holds, is refused in one line: the folder is copied and hashed as written by a stranger."""
+    folder = Path(folder)
+    found, pending = [], [folder]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                path = Path(entry.path)
+                if entry.is_symlink():
+                    raise UserError(f"{path}: a symbolic link in a plugin package, which holds regular files and "
+                                    "folders only: replace the link with what it points to")
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name != "__pycache__" and not entry.name.startswith("."):
+                        pending.append(path)
+                elif entry.is_file(follow_symlinks=False) and (
+                        entry.name.endswith(".py") or entry.name.startswith(LICENSE_FILES)):
+                    for part in path.relative_to(folder).parts:
+                        package_part(part, f"plugin package {folder}: file")
+                    found.append(path)
+    return sorted(found)
+
+
 def code_sha256(path: Path | str) -> str | None:
-    """The sha256 of a plugin's code: a ``.py`` file's bytes, or every ``.py`` file of a package
-    folder (``sha256_of_files``); ``None`` when there is no such file or folder."""
+    """The sha256 of a plugin's code: a ``.py`` file's bytes, or the ``package_files`` of a
+    package folder (``sha256_of_files``); ``None`` when there is no such file or folder."""
     path = Path(path)
     if path.is_file():
         return sha256_of(path)
     if path.is_dir():
-        return sha256_of_files(path.rglob("*.py"), path)
+        return sha256_of_files(package_files(path), path)
     return None
 
 

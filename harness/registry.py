@@ -5,7 +5,8 @@ Plugins come from three places, all loaded the same way: the entry-point group
 distribution, exactly as a third-party package would), and ``--plugin VALUE`` where VALUE
 is a ``.py`` file, a package directory, an importable module or an entry-point name.
 
-A plugin that fails to import is recorded as failed, not raised: commands that do not need
+Plugin code is imported offline (``harness.weights.no_network``). A plugin that fails to
+import is recorded as failed, not raised: commands that do not need
 it keep working, and a command that asks for a component it might have provided reports it.
 """
 
@@ -13,14 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import hashlib
 import importlib
 import importlib.metadata as metadata
 import importlib.util
 import inspect
+import json
 import os
 import re
+import site
 import sys
+import sysconfig
 import traceback
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -31,10 +36,12 @@ from typing import Any, Callable, Iterable, Iterator
 import pluggy
 
 from harness import hookspecs
+from harness.declared import check_spec
 from harness.errors import PluginError, UserError, one_line
-from harness.naming import code_sha256
+from harness.naming import code_sha256, sha256_of
 from harness.results import ComponentRecord, PluginRecord
 from harness.specs import INPUT_CROPS, KINDS
+from harness.weights import no_network
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 THIS_DISTRIBUTION = "multilabel-bench"
@@ -105,7 +112,9 @@ class Component:
         return f"{self.kind} {self.name!r} (plugin {self.plugin.name!r})"
 
     def provenance(self, name: str | None = None) -> ComponentRecord:
-        return ComponentRecord(name=name or self.spec.name, version=self.spec.version, plugin=self.plugin.provenance())
+        return ComponentRecord(name=name or self.spec.name, version=self.spec.version, plugin=self.plugin.provenance(),
+                               params=json.loads(json.dumps(getattr(self.spec, "params", {}))),
+                               upstream=getattr(self.spec, "upstream", None))
 
     @contextlib.contextmanager
     def guard(self, what: str) -> Iterator[None]:
@@ -221,6 +230,7 @@ class Registry:
         for module_name in _CORE_MODULES + (("torch.optim.lr_scheduler", "torch.nn.functional") if watch_torch else ()):
             importlib.import_module(module_name)
         self._core = _core_snapshot()  # before any plugin: what ``check_core_intact`` compares with
+        self._modules_before = set(sys.modules)
         entry_points = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
         extra_plugins = list(extra_plugins)
         off = {name.lower() for name in disabled}
@@ -272,7 +282,11 @@ class Registry:
                 return
             if self._claim_loaded(init):
                 return
-            plugin.sha256 = code_sha256(path)
+            try:
+                plugin.sha256 = code_sha256(path)
+            except UserError as error:  # a link or an odd file name in the package
+                self._fail(plugin, str(error))
+                return
             self._register(plugin, lambda: _import_file(init, path.name, [str(path)]))
             return
         entry_point_names = sorted({entry_point.name for entry_point in entry_points})
@@ -315,7 +329,8 @@ class Registry:
         module = None
         before = _core_snapshot()
         try:
-            module = load()
+            with no_network():
+                module = load()
             owner = next((p for p in self.plugins if p.module is module), None)
             if owner is not None:  # the same module named a second way: one plugin, not a duplicate
                 owner.requested = owner.requested or plugin.requested
@@ -341,7 +356,8 @@ class Registry:
         """Call one ``@hookimpl``; if it raises, none of what it registered stays usable."""
         registered: list[Component] = []
         try:
-            function(register=self._register_callback(plugin, kind, registered))
+            with no_network():
+                function(register=self._register_callback(plugin, kind, registered))
         except (Exception, SystemExit, KeyboardInterrupt) as error:
             for component in registered:
                 plugin.components.remove(component)
@@ -372,6 +388,8 @@ class Registry:
                 )
             if kind == "recipe":
                 _check_recipe_spec(plugin, spec)
+            if kind in ("model", "loss"):
+                check_spec(spec, kind, plugin.name)
             component = Component(kind, spec, plugin)
             registered.append(component)
             plugin.components.append(component)
@@ -417,8 +435,32 @@ class Registry:
             )
 
     def provenance(self) -> list[PluginRecord]:
-        """Every plugin loaded, with its source and code hash: what a result records."""
-        return [plugin.provenance() for plugin in self.plugins if not plugin.error]
+        """Every plugin loaded, with its source and code hash, then every module plugin code
+        imported from beside itself (``imported_modules``): what a result records."""
+        return [plugin.provenance() for plugin in self.plugins if not plugin.error] + self.imported_modules()
+
+    def imported_modules(self) -> list[PluginRecord]:
+        """Modules imported since this registry began (plugin import, ``build``, training)
+        from neither the standard library, an installed distribution nor a plugin's own file
+        or package: code a result depends on that no plugin record covers, such as a module a
+        file plugin imports from its own folder. Each is recorded with source ``imported``,
+        its file and its sha256, so that ``submit`` can refuse what a bundle cannot carry."""
+        plugin_paths = [Path(p.path).parent if Path(p.path).name == "__init__.py" else Path(p.path)
+                        for p in self.plugins if p.source in ("file", "directory", "module") and p.path]
+        skipped = tuple(f"{root}{os.sep}" for root in plugin_paths + _installed_roots())
+        found = []
+        for name, module in sorted(sys.modules.items()):
+            file = getattr(module, "__file__", None)
+            if name in self._modules_before or not isinstance(file, str) or file.startswith(skipped):
+                continue
+            path = Path(file).resolve()
+            if not path.is_file() or path in plugin_paths or str(path).startswith(skipped):
+                continue
+            found.append((name, path))
+        if found:
+            installed = metadata.packages_distributions()
+            found = [(name, path) for name, path in found if name.split(".")[0] not in installed]
+        return [PluginRecord(name=name, source="imported", path=str(path), sha256=sha256_of(path)) for name, path in found]
 
     def check_requested(self) -> None:
         """Fail when a plugin named with ``--plugin`` did not load: the command needs it."""
@@ -457,6 +499,17 @@ class Registry:
             message += f" (switched off: {', '.join(disabled)})"
         message += " — `bench plugins` lists every component"
         raise UserError(message)
+
+
+@functools.cache
+def _installed_roots() -> list[Path]:
+    """The folders of the standard library, of installed distributions and of this harness."""
+    paths = sysconfig.get_paths()
+    roots = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots.update(site.getsitepackages() + [site.getusersitepackages()])
+    harness_folder = Path(hookspecs.__file__).parent
+    roots.update((str(harness_folder), str(harness_folder.parent / "plugins")))
+    return sorted({Path(root).resolve() for root in roots} | {Path(root).absolute() for root in roots})
 
 
 def _import_file(path: Path, stem: str, search_locations: list[str] | None) -> ModuleType:

@@ -29,8 +29,9 @@ KINDS = ("train", "fusion")
 
 @dataclass(kw_only=True)
 class PluginRecord:
-    """Where a plugin came from: ``source`` is built-in, distribution, file, directory or module;
-    ``sha256`` hashes its code (the file, or every ``.py`` file of its package)."""
+    """Where a plugin came from: ``source`` is built-in, distribution, file, directory or module,
+    or ``imported`` for a module plugin code imported from beside itself (``Registry.imported_modules``);
+    ``sha256`` hashes its code (the file, or the ``.py`` and license files of its package)."""
 
     name: str
     source: str
@@ -42,11 +43,14 @@ class PluginRecord:
 
 @dataclass(kw_only=True)
 class ComponentRecord:
-    """A component used by a run: its name, version and the plugin that provided it."""
+    """A component used by a run: its name, version and the plugin that provided it, and what
+    its spec declares (harness/declared.py): ``params`` (JSON values) and ``upstream``."""
 
     name: str
     version: str
     plugin: PluginRecord
+    params: dict[str, Any] = field(default_factory=dict)
+    upstream: str | None = None
 
 
 @dataclass(kw_only=True)
@@ -88,6 +92,12 @@ class ModelRecord(ComponentRecord):
     head_prefixes: list[str]
     backbone: str | None = None
     context: dict[str, Any] = field(default_factory=dict)
+    # The input normalisation the core applied, (x − mean) / std; records written before it
+    # was recorded used ImageNet's, as every model then did.
+    normalization: dict[str, list[float]] = field(
+        default_factory=lambda: {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]})
+    paper: str | None = None
+    code: str | None = None
 
 
 @dataclass(kw_only=True)

@@ -163,9 +163,11 @@ def dataset_info(dataset, dataset_fingerprint: str) -> DatasetInfo:
 
 
 def build_model(component: Component, model_name: str, num_classes: int, pretrained: str,
-                info: DatasetInfo | None, train_split_hash: str | None = None) -> tuple[Any, Pretrained, dict]:
+                info: DatasetInfo | None, train_split_hash: str | None = None,
+                size: int | None = None) -> tuple[Any, Pretrained, dict]:
     """``build`` through the plugin, with the weights it loads recorded; returns the model,
-    the weights record and the context it was given (for ``result.json``: which labels)."""
+    the weights record and the context it was given (for ``result.json``: which labels, the
+    input size when ``build`` declares ``size``)."""
     spec = component.spec
     kwargs: dict[str, Any] = {"variant": model_name.split(":", 1)[1]} if spec.takes_variant else {}
     context: dict[str, Any] = {}
@@ -173,6 +175,8 @@ def build_model(component: Component, model_name: str, num_classes: int, pretrai
         kwargs["dataset"] = info
         context = {"dataset": info.name, "classes": len(info.classes), "fingerprint": info.fingerprint,
                    "train_labels": {"shape": list(info.train_labels.shape), "split_hash": train_split_hash}}
+    if size is not None and component.accepts(spec.build, "size"):
+        kwargs["size"] = context["size"] = size
     override = None if pretrained in ("imagenet", "none") else Path(pretrained)
     with weights.recording(override, model=model_name) as record:
         try:
@@ -327,11 +331,11 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
         seed_everything(resolved.seed)
         model_component, loss_component = components["model"], components["loss"]
         model, pretrained, context = build_model(model_component, resolved.model, num_classes, resolved.pretrained,
-                                                 dataset_info(dataset, found), train_split_hash)
+                                                 dataset_info(dataset, found), train_split_hash, resolved.size)
         registry.check_core_intact(model_component.label, "during build")
         head_prefixes = tuple(getattr(model, "head_prefixes", model_component.spec.head_prefixes))
         check_outputs(model_component, model, _sample(dataset, resolved.size), num_classes, device)
-        honesty.check_gradients(model_component, model, loss_component, num_classes, min(resolved.size, honesty.CHECK_SIZE))
+        honesty.check_gradients(model_component, model, loss_component, num_classes, resolved.size)
         arrays = _image_arrays(dataset, resolved, world, components["augmentation"].spec.input_crop)
         train_targets = (dataset.splits["train"].labels != 0).astype(np.float32)  # ignored (difficult) → positive
 
@@ -388,6 +392,7 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
         state = io.BytesIO()
         torch.save(trainer.bare_model.state_dict(), state)
         atomic_write(folder / MODEL_FILE, lambda stream: stream.write(state.getvalue()))
+        model_record = model_component.provenance()
         record = RunRecord(
             run_id=resolved.run_id,
             kind="train",
@@ -405,7 +410,9 @@ def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = 
             model=ModelRecord(
                 name=resolved.model, version=model_component.spec.version, plugin=model_component.plugin.provenance(),
                 pretrained=pretrained, head_prefixes=list(head_prefixes), backbone=model_component.spec.backbone,
-                context=context,
+                context=context, params=model_record.params, upstream=model_record.upstream,
+                normalization=dict(zip(("mean", "std"), map(list, trainer.normalization))),
+                paper=model_component.spec.paper, code=model_component.spec.code,
             ),
             augmentation=components["augmentation"].provenance(),
             loss=loss_component.provenance(),

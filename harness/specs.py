@@ -107,7 +107,8 @@ class ModelSpec:
     ``takes_variant`` models are named ``NAME:VARIANT`` (``timm:convnext_tiny``) and get
     ``variant=`` as a keyword argument. A ``build`` that declares a keyword parameter
     ``dataset`` gets ``dataset=DatasetInfo(...)`` (the training labels, for a label graph
-    or class statistics). ``backbone`` names the baseline architecture the method builds on
+    or class statistics); one that declares ``size`` gets the run's input size.
+    ``backbone`` names the baseline architecture the method builds on
     (``resnet101``), so that leaderboards compare it with the baseline of that backbone.
     """
 
@@ -118,6 +119,15 @@ class ModelSpec:
     description: str = ""
     takes_variant: bool = False
     backbone: str | None = None
+    # What the method declares (harness/declared.py): its input normalisation, applied by the
+    # core (ImageNet's by default; a built model's own ``normalization`` attribute wins), its
+    # hyperparameters as JSON values, the code it vendors (owner/repo@commit), paper and code URLs.
+    normalization: tuple[tuple[float, float, float], tuple[float, float, float]] = (
+        (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    params: dict[str, Any] = field(default_factory=dict)
+    upstream: str | None = None
+    paper: str | None = None
+    code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +182,8 @@ class LossSpec:
     loss: Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
     version: str = "0"
     description: str = ""
+    params: dict[str, Any] = field(default_factory=dict)  # its hyperparameters (γ, margin…), as JSON values
+    upstream: str | None = None  # the code it vendors: owner/repo@commit
 
 
 @dataclass(frozen=True)

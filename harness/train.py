@@ -23,6 +23,7 @@ import numpy as np
 
 from harness import pipeline, recipes
 from harness.config import ResolvedRun
+from harness.declared import model_normalization
 from harness.distributed import World, gather_rows, shard_of_batch, sum_over_processes
 from harness.errors import PluginError, UserError
 from harness.progress import bar
@@ -140,7 +141,8 @@ class Trainer:
             device_ids = [device.index] if device.type == "cuda" else None
             model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         self.model = model
-        self.mean, self.std = pipeline.normalization(self.rules.normalize_mean, self.rules.normalize_std, device)
+        self.normalization = model_normalization(self.bare_model, components["model"].spec, components["model"].label)
+        self.mean, self.std = pipeline.normalization(*self.normalization, device)
         self.epoch = 0
         self.log: list[dict] = []
         self.earlier_wall_time_s = 0.0  # wall time of the segments before a resume

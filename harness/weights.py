@@ -17,6 +17,9 @@ import contextvars
 import functools
 import os
 import re
+import socket
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -72,10 +75,86 @@ _listed: contextvars.ContextVar[list[PublishedFile] | None] = contextvars.Contex
 
 
 def hub_checkpoint_dir() -> Path:
-    """``$TORCH_HOME/hub/checkpoints`` (torch's default: ``~/.cache/torch``)."""
-    import torch.hub
+    """``$TORCH_HOME/hub/checkpoints`` (torch's default: ``~/.cache/torch``), the real one
+    also while ``no_network`` points torch's own hub folder elsewhere."""
+    if _offline:
+        return Path(_offline[0]) / "checkpoints"
+    return Path(_hub_dir()) / "checkpoints"
 
-    return Path(torch.hub.get_dir()) / "checkpoints"
+
+def _hub_dir() -> str:
+    """torch's hub folder, as ``torch.hub.get_dir`` gives it, without importing torch."""
+    if "torch.hub" in sys.modules:
+        return sys.modules["torch.hub"].get_dir()
+    cache = os.getenv("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    return os.path.join(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch"))), "hub")
+
+
+# The real hub folder of each active ``no_network`` block (outermost first); empty when none is.
+_offline: list[str] = []
+
+
+def _refuse(what: str):
+    def refused(*args, **kwargs):
+        raise UserError(f"plugin code tried the network ({what(*args, **kwargs)}) during plugin import or build; "
+                        f"harness.weights loads weights from local files only: put the file in {hub_checkpoint_dir()} "
+                        "and load it with harness.weights.load_state_dict, or pass --pretrained PATH")
+
+    return refused
+
+
+@contextlib.contextmanager
+def no_network() -> Iterator[None]:
+    """Run plugin code (its import, ``build``) offline: torch's hub folder is an empty
+    temporary one (so nothing cached there is loaded unrecorded), and
+    ``torch.hub.load_state_dict_from_url``, ``download_url_to_file``, name look-ups and
+    Internet socket connections raise one ``UserError`` line naming ``harness.weights``.
+    Weights come from ``load_state_dict``, recorded with their sha256; a download would
+    give a run weights nobody recorded. Nested blocks patch once."""
+    if _offline:
+        yield
+        return
+    patches = [(socket, "getaddrinfo", _refuse(lambda host, *a, **k: f"name look-up of {host}")),
+               (socket.socket, "connect", _internet_only(socket.socket.connect)),
+               (socket.socket, "connect_ex", _internet_only(socket.socket.connect_ex))]
+    hub = sys.modules.get("torch.hub")
+    if hub is not None:
+        patches += [(hub, "load_state_dict_from_url", _refuse(lambda url, *a, **k: f"load_state_dict_from_url {url}")),
+                    (hub, "download_url_to_file", _refuse(lambda url, *a, **k: f"download_url_to_file {url}"))]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+    previous_home = os.environ.get("TORCH_HOME")
+    previous_hub = getattr(hub, "_hub_dir", None)
+    _offline.append(_hub_dir())
+    with tempfile.TemporaryDirectory(prefix="bench-offline-hub-") as empty:
+        os.environ["TORCH_HOME"] = empty
+        if hub is not None:
+            hub._hub_dir = None  # torch.hub.set_dir's setting; get_dir then follows $TORCH_HOME
+        for owner, name, replacement in patches:
+            setattr(owner, name, replacement)
+        try:
+            yield
+        finally:
+            for owner, name, original in saved:
+                setattr(owner, name, original)
+            if hub is not None:
+                hub._hub_dir = previous_hub
+            if previous_home is None:
+                os.environ.pop("TORCH_HOME", None)
+            else:
+                os.environ["TORCH_HOME"] = previous_home
+            _offline.pop()
+
+
+def _internet_only(connect):
+    """``socket.connect`` refusing Internet (IPv4, IPv6) addresses; local sockets still connect."""
+    refuse = _refuse(lambda self, address: f"connection to {address}")
+
+    def guarded(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            refuse(self, address)
+        return connect(self, address)
+
+    return guarded
 
 
 def hf_cache_dir() -> Path:
@@ -94,12 +173,14 @@ def hf_endpoint() -> str:
 
 @contextlib.contextmanager
 def recording(override: Path | None = None, model: str | None = None) -> Iterator[WeightsRecord]:
-    """Collect the weights files resolved inside the block; ``override`` replaces the default
-    file; ``model`` is named in the fetch command a missing file's error gives."""
+    """Collect the weights files resolved inside the block (a model's ``build``, run offline:
+    ``no_network``); ``override`` replaces the default file; ``model`` is named in the fetch
+    command a missing file's error gives."""
     record = WeightsRecord(override=Path(override) if override else None, model=model)
     token = _active.set(record)
     try:
-        yield record
+        with no_network():
+            yield record
     finally:
         _active.reset(token)
 

@@ -77,6 +77,7 @@ def build_timm(num_classes: int, pretrained: bool, variant: str):
     for the few without a hub id, at its URL; or ``hf-hub:OWNER/NAME``, a hub repository
     whose ``config.json`` names the architecture. The returned module carries
     ``head_prefixes`` naming timm's classifier module, which differs between families.
+    ``normalization`` (the mean and std of its ``pretrained_cfg``) is applied to its inputs by the core.
     """
     import json
 
@@ -117,6 +118,8 @@ def build_timm(num_classes: int, pretrained: bool, variant: str):
                               pretrained_cfg_overlay=overlay or None, **model_args)
     classifier = model.pretrained_cfg.get("classifier", "head")
     model.head_prefixes = tuple(classifier) if isinstance(classifier, (tuple, list)) else (classifier,)
+    if "mean" in model.pretrained_cfg and "std" in model.pretrained_cfg:  # what its weights were trained with
+        model.normalization = (tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"]))
     return model
 
 

@@ -98,3 +98,14 @@ def test_leaderboard_build_times_full_and_incremental_builds_of_the_same_bundles
     assert row["full_s"] > 0 and row["incremental_one_new_s"] > 0
     assert row["ratio_full_to_incremental"] == row["full_s"] / row["incremental_one_new_s"]
     assert "full / incremental" in result.stdout
+
+
+def test_plugin_checks_times_the_old_and_new_checks_in_one_process(tmp_path):
+    output = tmp_path / "checks.json"
+    result = run_script("plugin_checks.py", "--models", "smallcnn", "--rounds", "1", "--json", str(output))
+    record = json.loads(output.read_text())
+    assert record["benchmark"] == "plugin_checks" and record["settings"] == {"models": "smallcnn", "size": 32, "rounds": 1}
+    timing = record["models"]["smallcnn"]
+    assert timing["old_s"] > 0 and timing["new_over_old"] == pytest.approx(timing["new_s"] / timing["old_s"], rel=0.02)
+    assert record["no_network_ms"] > 0 and record["imported_modules_ms"] > 0
+    assert "new/old" in result.stdout and "no_network block" in result.stdout

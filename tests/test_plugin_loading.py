@@ -92,6 +92,8 @@ def test_file_plugin_records_its_path_and_sha256(tmp_path):
             "path": str(path.resolve()),
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         },
+        "params": {},
+        "upstream": None,
     }
 
 

@@ -28,24 +28,30 @@ MARKS = {"pass": "✓", "fail": "✗", "warn": "!", "skip": "-"}
     help="Data folder passed to every dataset checked (pick one with --component); "
     "without it, datasets that need one are skipped.",
 )
+@click.option("--loss", "loss", metavar="NAME",
+              help="Check loss NAME too, and check the models' gradients against it (default: bce).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON list.")
-def check_command(plugins: tuple[str, ...], names: tuple[str, ...], data_root: Path | None, as_json: bool) -> None:
+def check_command(plugins: tuple[str, ...], names: tuple[str, ...], data_root: Path | None, loss: str | None,
+                  as_json: bool) -> None:
     """Check that every component the --plugin plugins register keeps its contract.
 
     Runs on the CPU in seconds with tiny inputs: models (shapes for 7 and 13 classes at two
     sizes, batch of 1, train and eval mode, finite logits not probabilities, head_prefixes
     and the parameters at the head rate, gradients that agree with the loss, seeding),
     datasets (label encoding, ids, splits, stable fingerprint), augmentations (shapes, target
-    range, determinism), losses (finite scalar, gradient) and fusions (shape, order
-    invariance, rankings). Without --plugin, every loaded plugin is checked. Exits 1 when any
-    check fails; warnings do not fail.
+    range, determinism), losses (finite scalar, a gradient that is the derivative of the value,
+    a mean not a sum) and fusions (shape, order invariance, rankings). Without --plugin, every
+    loaded plugin is checked, and the --loss loss too. Exits 1 when any check fails;
+    warnings do not fail.
     """
     from harness.check import run_checks, select
 
     registry = load_registry(plugins)
     selected = select(registry, plugins, names)
+    if loss is not None and not any(c.kind == "loss" and c.name == loss for c, _ in selected):
+        selected.append((registry.get("loss", loss), loss))
     results = []
-    for component_results in run_checks(registry, selected, data_root):
+    for component_results in run_checks(registry, selected, data_root, loss or "bce"):
         results += component_results
         if not as_json:
             first = component_results[0]

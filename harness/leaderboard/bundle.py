@@ -5,7 +5,8 @@ Under ``leaderboards/submissions/`` (leaderboards/README.md describes the layout
     <dataset>/<protocol>/<run-id>--<id>.json           the bundle: result, run.json, log, sources
     <dataset>/<protocol>/<run-id>--<id>.scores.npz     test scores, labels and ids (packed_scores)
     <dataset>/<protocol>/<run-id>--<id>.verified.json  written by ``bench leaderboard reproduce``
-    plugins/<sha256>.py, plugins/<sha256>/             code of file and directory plugins
+    plugins/<sha256>.py, plugins/<sha256>/             code of file and package-folder plugins
+                                                       (.py and LICENSE*/NOTICE*/COPYING* files)
 
 ``<id>`` is the first ``ID_LENGTH`` hex digits of the content hash: the sha256 of the
 canonical JSON of the result, the resolved run, the per-epoch log, the scores, the sha256
@@ -36,7 +37,7 @@ import numpy as np
 from harness.config import ResolvedRun
 from harness.errors import BadInput, UserError
 from harness.leaderboard.packed_scores import LAYOUT, read_packed
-from harness.naming import code_sha256, plain_name, sha256_json
+from harness.naming import code_sha256, package_files, plain_name, sha256_json
 from harness.results import RunRecord
 from harness.typed_json import load_json, parse_record
 from harness.files import atomic_folder, atomic_write, human_bytes, write_json
@@ -356,16 +357,15 @@ def source_sha256(path: Path, kind: str) -> str | None:
 
 
 def copy_code(original: Path, target: Path, kind: str) -> None:
-    """Copy a plugin's code to ``target``: the file, or only the ``.py`` files of a folder
-    (what its sha256 covers, so nothing unhashed comes along)."""
+    """Copy a plugin's code to ``target``: the file, or the ``package_files`` of a folder (its
+    ``.py`` and license files: what its sha256 covers, so nothing unhashed comes along; each
+    path segment checked, links refused)."""
     if kind == "file":
         data = Path(original).read_bytes()
         atomic_write(target, lambda stream: stream.write(data))
         return
-    for file in sorted(Path(original).rglob("*.py")):
+    for file in package_files(original):
         relative = file.relative_to(original)
-        for part in relative.parts:
-            plain_name(part, f"plugin {original}: file")
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(file, target / relative)
 

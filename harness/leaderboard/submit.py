@@ -5,7 +5,8 @@ ranges, the protocol's hash, metrics re-scored from its scores, the dataset fing
 proven from the test ids and labels (equal to the dataset's canonical one where it declares
 one), the result consistent with ``run.json``, deviations recomputed from ``run.json``, the
 log and the weights recorded, and every plugin either a file or folder whose code still has
-the recorded sha256 (it is stored) or a module or entry-point name, never a path. A fusion
+the recorded sha256 (it is stored) or a module or entry-point name, never a path; a module
+imported from beside a plugin (``imported`` in ``plugins``) is refused, as no bundle holds it. A fusion
 is accepted when its members are different stored trained submissions, described as they
 are stored, and fusing their stored scores gives its scores exactly (``members``). Then,
 under a lock, the stored submissions are checked as ``build`` checks them (only those new or
@@ -80,6 +81,17 @@ def _plugin_sources(run: ResolvedRun, where: Where) -> list[tuple[StoredSource, 
     return sources
 
 
+def _refuse_imported(record: RunRecord, where: Where) -> None:
+    """Refuse a run whose plugin code imported a module from beside itself (``source``
+    ``imported``): a bundle stores plugin files and package folders only, so that module's
+    code would be neither stored nor reproducible."""
+    for plugin in record.plugins:
+        if plugin.source == "imported":
+            raise UserError(f"{where.result}: plugin code imported module {plugin.name!r} ({plugin.path}), which is in no "
+                            "plugin file, package folder or installed distribution, so a submission cannot carry it: "
+                            "move it into a package-folder plugin (CONTRIBUTING.md) and train again")
+
+
 def _refuse_stored(bundle: Bundle, record: RunRecord, stored: list[Checked], where: Where) -> None:
     """Refuse content already stored, scores already stored (one run relabelled), and a second
     run of a stored configuration and seed."""
@@ -114,6 +126,7 @@ def submit(run_dir: Path, root: Path, registry) -> Bundle:
         raise UserError(f"{run_dir}: no {RESULT_FILE}; submit a finished run folder")
     record = RunRecord.from_json(Path(where.result).read_bytes(), where.result)
     checks.check_names(record, where)
+    _refuse_imported(record, where)
     run, log, sources, members = None, None, [], None
     if record.kind == "train":
         run = ResolvedRun.from_dict(read_json(Path(where.run), "run file"), where.run)
