@@ -321,6 +321,9 @@ class Registry:
                     f"plugin {plugin.name!r}: augmentation {spec.name!r} has input_crop {spec.input_crop!r}; "
                     f"use one of {', '.join(map(repr, INPUT_CROPS))}"
                 )
+            if kind == "augmentation" and not isinstance(spec.input_flip, bool):
+                raise PluginError(f"plugin {plugin.name!r}: augmentation {spec.name!r} has input_flip "
+                                  f"{spec.input_flip!r}; use True or False")
             component = Component(kind, spec, plugin)
             registered.append(component)
             plugin.components.append(component)
