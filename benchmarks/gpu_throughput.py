@@ -16,8 +16,8 @@ Training modes (batch 16; SGD with the wang2019 head/backbone learning rates and
 
 Inputs: ``synthetic`` is one batch already on the device (the step alone); ``pipeline`` is the
 harness's input from JPEG files this script writes to local disk: ``image_cache`` built first,
-then every step ``Batches`` → ``to_model_input`` → ``augment_flip`` → ``normalize``, as in
-``Trainer.train_epoch``. A pipeline row's cost is how much slower it is than synthetic.
+then every step ``Batches`` → ``random_flips`` → ``to_model_input`` (flip, float conversion and
+normalisation in one pass), as in ``Trainer.train_epoch``. A pipeline row's cost is how much slower it is than synthetic.
 Evaluation rows: eval mode under ``inference_mode``, batch 256 on a GPU, for ``paper`` (fp32)
 and ``default`` (bf16).
 
@@ -54,7 +54,6 @@ from harness.registry import Registry
 from harness.runner import _configure_precision
 from harness.train import autocast, epoch_generator, parameter_groups
 from input_pipeline import random_labels, write_jpegs
-from plugins.augmentations import augment_flip
 
 MODES = ("paper", "default", "default+cuda-graphs", "default+compile")
 EVAL_MODES = ("paper", "default")
@@ -202,11 +201,9 @@ def input_stream(images: np.ndarray, labels: np.ndarray, batch: int, setup: Setu
         batches = pipeline.Batches(pipeline.ResizedImages(images), labels, chunks, pin_memory=setup.pinned)
         with contextlib.closing(iter(batches)) as stream:
             for images_uint8, targets in stream:
-                model_input = pipeline.to_model_input(images_uint8, setup.device, setup.channels_last)
-                targets = targets.to(setup.device, non_blocking=True)
-                if train:
-                    model_input, targets = augment_flip(model_input, targets, epoch, flips)
-                yield pipeline.normalize(model_input, mean, std), targets
+                flip = pipeline.random_flips(len(images_uint8), flips, setup.device) if train else None
+                yield (pipeline.to_model_input(images_uint8, setup.device, setup.channels_last, flip=flip, mean=mean,
+                                               std=std), targets.to(setup.device, non_blocking=True))
 
 
 def synchronize(device: torch.device) -> None:

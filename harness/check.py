@@ -438,6 +438,9 @@ def check_augmentation(checklist: _Checklist) -> None:
     import torch
 
     augment = checklist.component.spec.augment
+    if augment is None:
+        checklist.add("augment", "skip", "skipped: no augment function; the core does the input pipeline's crop and flip")
+        return
 
     def batch(size: int, count: int):
         generator = torch.Generator().manual_seed(size * 10 + count)

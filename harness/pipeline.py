@@ -17,8 +17,10 @@ images that are not cropped:
   PIL image. On a GPU, the JPEG files of cropped batches are decoded with nvJPEG and cropped
   and resized there (antialiased bilinear), which is close to PIL but not bit-identical.
 
-``Batches`` reads batches ahead of the training step in a thread. Flips, mixup and
-normalisation then run on the training device.
+``Batches`` reads batches ahead of the training step in a thread. On the training device,
+``to_model_input`` then flips (an augmentation's ``input_flip``), converts to float and
+normalises in one pass; an augmentation's ``augment`` (mixup), where there is one, runs
+between the conversion and the normalisation.
 """
 
 from __future__ import annotations
@@ -436,12 +438,39 @@ class Batches:
                     worker.join(0.01)
 
 
-def to_model_input(images_uint8, device, channels_last: bool):
-    """uint8 (B, S, S, 3) on the host (or already on ``device``) → float (B, 3, S, S) in [0, 1] on ``device``."""
+def to_model_input(images_uint8, device, channels_last: bool, *, flip=None, mean=None, std=None):
+    """uint8 (B, S, S, 3) on the host (or already on ``device``) → float (B, 3, S, S) on ``device``,
+    in one tensor of the model's memory format and no intermediate ones.
+
+    ``flip`` (B bools on ``device``, from ``random_flips``) mirrors those images left to right while they are
+    still uint8 (a quarter of the bytes); the permute and the conversion to float are one copy
+    into the output, which is then divided by 255 and, with ``mean`` and ``std`` (from
+    ``normalization``), normalised in place. Every element goes through the same float32
+    operations in the same order as ``x.float() / 255``, ``flip`` and ``(x - mean) / std``
+    one after the other, so the values are bit-identical to those separate steps.
+    """
     import torch
 
-    images = images_uint8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
-    return images.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    images = images_uint8.to(device, non_blocking=True)
+    if flip is not None:
+        images = torch.where(flip[:, None, None, None], images.flip(2), images)
+    batch, size, width, channels = images.shape
+    out = torch.empty((batch, channels, size, width), dtype=torch.float32, device=images.device,
+                      memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    out.copy_(images.permute(0, 3, 1, 2)).div_(255)
+    if mean is not None:
+        out.sub_(mean).div_(std)
+    return out
+
+
+def random_flips(count: int, generator, device):
+    """Which of ``count`` images ``RandomHorizontalFlip(p=0.5)`` flips, on ``device``: one uniform
+    draw per image from ``generator``, the draws ``plugins.augmentations.random_flip`` makes.
+    On a GPU they are copied from pinned memory, so that the copy does not wait for its queue."""
+    import torch
+
+    flips = torch.rand(count, generator=generator) < 0.5
+    return flips.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else flips
 
 
 def normalization(mean, std, device):
@@ -453,5 +482,6 @@ def normalization(mean, std, device):
 
 
 def normalize(images, mean, std):
-    """ImageNet mean/std normalisation with tensors from ``normalization``, as ``transforms.Normalize`` does."""
-    return (images - mean) / std
+    """ImageNet mean/std normalisation with tensors from ``normalization``, as ``transforms.Normalize`` does:
+    ``(images - mean) / std``, the division in place on the new tensor."""
+    return (images - mean).div_(std)

@@ -390,6 +390,9 @@ class Registry:
                 _check_recipe_spec(plugin, spec)
             if kind in ("model", "loss"):
                 check_spec(spec, kind, plugin.name)
+            if kind == "augmentation" and not isinstance(spec.input_flip, bool):
+                raise PluginError(f"plugin {plugin.name!r}: augmentation {spec.name!r} has input_flip "
+                                  f"{spec.input_flip!r}; use True or False")
             component = Component(kind, spec, plugin)
             registered.append(component)
             plugin.components.append(component)

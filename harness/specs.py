@@ -144,13 +144,20 @@ class AugmentationSpec:
     image ``augment`` receives: ``None`` resizes the whole image (``Resize((s, s))``);
     ``"random-resized"`` crops torchvision's ``RandomResizedCrop`` box (scale 0.08–1, aspect
     3/4–4/3), sampled in the original image's pixels, and resizes it to (S, S).
+
+    ``input_flip=True`` has the input pipeline apply ``RandomHorizontalFlip(p=0.5)`` to each
+    image, with one uniform draw per image from ``generator`` before ``augment`` is called, in
+    the same pass as the float conversion; ``augment`` receives the flipped images.
+    ``augment=None`` means nothing follows the input crop and flip: the normalisation then
+    happens in that pass too.
     """
 
     name: str
-    augment: Callable[..., tuple["torch.Tensor", "torch.Tensor"]]
+    augment: Callable[..., tuple["torch.Tensor", "torch.Tensor"]] | None
     version: str = "0"
     description: str = ""
     input_crop: str | None = None
+    input_flip: bool = False
 
 
 @dataclass(frozen=True)

@@ -257,17 +257,22 @@ class Trainer:
         batches = pipeline.Batches(source, train_targets, global_batches, pin_memory=device.type == "cuda",
                                    device=device, crop_generator=epoch_generator(run.seed, self.epoch, 2))
         steps = bar(batches, desc=f"epoch {self.epoch + 1}/{run.epochs}", unit="batch")
-        learning_rates = {f"lr/{group['name']}": group["lr"] for group in self.optimizer.param_groups}
-        unlogged: list = []  # step losses not yet read back for the loggers
+        unlogged: list = []  # (step loss, learning rates) not yet read back for the loggers
+        spec = augmentation.spec
+        fused = spec.augment is None  # nothing between the input flip and the normalisation: one pass
         for step, (images_uint8, targets) in enumerate(steps):
-            images = pipeline.to_model_input(images_uint8, device, self.channels_last)
+            flips = pipeline.random_flips(len(images_uint8), augment_generator, device) if spec.input_flip else None
+            images = pipeline.to_model_input(images_uint8, device, self.channels_last, flip=flips,
+                                             mean=self.mean if fused else None, std=self.std if fused else None)
             targets = targets.to(device, non_blocking=True)
-            with augmentation.guard("augment"):
-                images, targets = augmentation.spec.augment(images, targets, self.epoch, augment_generator)
+            if not fused:
+                with augmentation.guard("augment"):
+                    images, targets = spec.augment(images, targets, self.epoch, augment_generator)
             if world.size > 1:  # every process augmented the global batch alike; train on this one's share
                 mine = shard_of_batch(np.arange(images.shape[0]), world)
                 images, targets = images[mine[0]:mine[-1] + 1], targets[mine[0]:mine[-1] + 1]
-            images = pipeline.normalize(images, self.mean, self.std)
+            if not fused:
+                images = pipeline.normalize(images, self.mean, self.std)
             with model_component.guard("forward"), autocast(device, self.precision):
                 logits = self.model(images)
             if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (images.shape[0], num_classes):
@@ -284,6 +289,8 @@ class Trainer:
                 loss.backward()
             if step == 0:
                 held = recipes.held(self.optimizer)  # what the epoch's first step uses
+            if self.loggers is not None:
+                rates = {f"lr/{group['name']}": group["lr"] for group in self.optimizer.param_groups}
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
@@ -293,13 +300,14 @@ class Trainer:
             first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss_value),
                                          torch.tensor(step, device=device), first_bad_step)
             if self.loggers is not None:
-                unlogged.append(loss_value)
+                unlogged.append((loss_value, rates))
             if (step + 1) % check_every == 0 or step + 1 == len(batches):
                 self._stop_if_not_finite(first_bad_step)
                 if unlogged:
                     first = self.epoch * len(batches) + step + 1 - len(unlogged)
-                    for offset, value in enumerate(torch.stack(unlogged).tolist()):
-                        self.loggers.step(first + offset, {"loss": value, **learning_rates})
+                    values = torch.stack([value for value, _ in unlogged]).tolist()
+                    for offset, (value, (_, rates_then)) in enumerate(zip(values, unlogged)):
+                        self.loggers.step(first + offset, {"loss": value, **rates_then})
                     unlogged.clear()
             loss_sum += loss_value * images.shape[0]
             seen += images.shape[0]
@@ -349,7 +357,7 @@ class Trainer:
                                    pin_memory=device.type == "cuda", device=device)
         with torch.inference_mode():
             for batch, _ in bar(batches, desc="scoring test images", unit="batch"):
-                images = pipeline.normalize(pipeline.to_model_input(batch, device, self.channels_last), self.mean, self.std)
+                images = pipeline.to_model_input(batch, device, self.channels_last, mean=self.mean, std=self.std)
                 with model_component.guard("forward"), autocast(device, self.precision):
                     outputs.append(model(images).float())
         scores = torch.cat(outputs).cpu().numpy() if outputs else np.zeros((0, 0), np.float32)
