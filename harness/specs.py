@@ -213,6 +213,8 @@ class RecipeSpec:
     make_optimizer: Callable[..., "torch.optim.Optimizer"]
     make_scheduler: Callable[..., Any] | None = None
     ema_decay: float | None = None
+    version: str = "0"
+    description: str = ""
 
 
 @dataclass(frozen=True)
