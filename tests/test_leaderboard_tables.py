@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import subprocess
 from html import escape
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from harness.errors import cut
 from harness.fusion import fuse_runs
 from harness.leaderboard import render, submit
 from harness.leaderboard.bundle import Bundle, read_bundle, stored_bundles
+from harness.leaderboard.signing import allowed_signers, sign_verification
 from harness.naming import sha256_json, sha256_of
 from harness.registry import Registry
 from runs import make_run
@@ -216,13 +218,26 @@ def test_check_finds_stale_tables_and_build_is_deterministic(tmp_path, registry)
     assert {p: p.read_bytes() for p in (root / "tables").iterdir()} == first
 
 
+def maintainer_key(root: Path) -> Path:
+    """A throwaway ed25519 key beside leaderboards folder ``root``, listed in its allowed_signers."""
+    key = root.parent / "maintainer_key"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(key)], check=True)
+        public = key.with_name("maintainer_key.pub").read_text().split()[:2]
+        (root / "allowed_signers").write_text(f"maintainer@test {' '.join(public)}\n")
+    return key
+
+
 def verify_by_hand(bundle: Bundle, **change) -> Path:
     """A verification file as reproduce writes it, with its hashes of the bundle's content, result
-    and scores (build checks them; this test does not train), with ``change`` applied."""
+    and scores (build checks them; this test does not train), with ``change`` applied, signed by a
+    maintainer's key listed in the leaderboards' allowed_signers."""
+    root = bundle.path.parents[3]
     record = {"submission": bundle.id, "content_sha256": bundle.content_sha256, "result_sha256": sha256_json(bundle.result),
               "scores_sha256": bundle.scores_sha256, "verified": "2026-12-01T00:00:00+00:00", "outcome": "exact",
               "largest_difference": 0.0, "at": None, "tolerance": None, "harness_version": "0.2.0", "git_commit": None,
               "hardware": {"device": "cpu"}, "versions": {}, "seconds": 1.0, "code_changed": [], **change}
+    record = sign_verification(record, maintainer_key(root), allowed_signers(root), "test")
     bundle.verification_path.write_text(json.dumps(record))
     return bundle.verification_path
 

@@ -10,7 +10,8 @@ canonical one (which must be the one this harness declares, for a dataset it kno
 their names, its deviations must be those its run file and log show, and no configuration
 and seed, and no scores, may be stored twice; a fusion's members must be different trained
 submissions, described as they are stored, and it is fused again from them. A verification
-beside a bundle must name its content, result and scores by their hashes. A row is
+beside a bundle must name its content, result and scores by their hashes and be signed by a
+key in ``allowed_signers`` (``signing``). A row is
 ``verified`` when every submission in it has such a verification (a fusion: when it was
 fused again here and all its members are verified).
 
@@ -30,7 +31,6 @@ from harness.leaderboard.bundle import (
     Bundle,
     StoredSource,
     arrays_sha256,
-    read_verification,
     source_path,
     source_sha256,
     stored_bundles,
@@ -53,6 +53,7 @@ from harness.leaderboard.rows import (
     seed_label,
     submission_frame,
 )
+from harness.leaderboard.signing import read_signed
 
 TABLES = "tables"
 FORMATS = ("md", "csv", "tex", "html")
@@ -149,7 +150,7 @@ def verification_status(bundle: Bundle, by_id: dict[str, Bundle], unfused: set[s
         verified = bundle.id not in unfused and all(
             verification_status(by_id[m], by_id, unfused) == VERIFIED for m in bundle.members)
         return VERIFIED if verified else SELF_REPORTED
-    return VERIFIED if read_verification(bundle) is not None else SELF_REPORTED
+    return VERIFIED if read_signed(bundle) is not None else SELF_REPORTED
 
 
 def checked_bundles(root: Path, registry) -> tuple[list[Bundle], set[str]]:
@@ -162,7 +163,7 @@ def checked_bundles(root: Path, registry) -> tuple[list[Bundle], set[str]]:
     for bundle in bundles:
         if not check_stored(bundle, by_id, root, registry):
             unfused.add(bundle.id)
-        read_verification(bundle)
+        read_signed(bundle)
         key = repr((configuration(bundle.record), seed_label(bundle.record)))
         for kind, value in (("configuration and seed", key), ("scores, labels and ids", bundle.scores_sha256)):
             if value in seen:
