@@ -1,11 +1,11 @@
 """What ``bench leaderboard build`` wrote: its manifest of generated files, and the checks
 that keep it from following a link or deleting what it did not write.
 
-``tables/generated-files.txt`` lists, one per line, every file the last build wrote and
-did not remove (paths relative to the leaderboards folder). A later build removes a file
+``tables/generated-files.txt`` lists, one per line, every file of ``tables/`` that the last
+build wrote and did not remove (by name). A later build removes a file
 only when this manifest lists it and it is no longer generated; a file someone else put in
 ``tables/`` is never touched. The manifest comes with the repository, so it is read as a
-stranger's file: every entry must be ``tables/<plain name>.<format>``, or the build stops
+stranger's file: every entry must be ``<plain name>.<format>``, or the build stops
 with one line naming the entry. An output folder or file that is a symbolic link (or not a
 regular file) is refused before anything is read or written, so no build writes or deletes
 through a link.
@@ -25,7 +25,8 @@ MANIFEST = "tables/generated-files.txt"
 MAX_MANIFEST_BYTES = 10**6
 _HEADER = ("# Written by `bench leaderboard build`: the files it generated, which a later build may replace or "
            "remove. Do not edit.")
-_ENTRY = re.compile(r"tables/[A-Za-z0-9][A-Za-z0-9._+=@,-]{0,199}\.(?P<format>md|csv|tex|html)")
+FOLDER = "tables"
+_ENTRY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@,-]{0,199}\.(md|csv|tex|html)")
 
 
 def check_folder(root: Path, folder: str) -> None:
@@ -56,7 +57,8 @@ def check_file(path: Path) -> bool:
 
 
 def read_manifest(root: Path) -> list[str]:
-    """The files the last build generated (none when there is no manifest), each entry checked."""
+    """The files the last build generated, relative to ``root`` (none when there is no
+    manifest), each entry checked."""
     path = Path(root) / MANIFEST
     if not check_file(path):
         return []
@@ -67,14 +69,15 @@ def read_manifest(root: Path) -> list[str]:
         if not line or line.startswith("#"):
             continue
         if not _ENTRY.fullmatch(line):
-            raise BadInput(f"{path}: line {number} {line[:80]!r} is not tables/<plain name>.<md|csv|tex|html>; build "
+            raise BadInput(f"{path}: line {number} {line[:80]!r} is not <plain name>.<md|csv|tex|html>; build "
                            "removes only files it generated: restore the manifest from version control")
-        entries.append(line)
+        entries.append(f"{FOLDER}/{line}")
     return entries
 
 
 def manifest_text(names: Iterable[str]) -> str:
-    return "\n".join([_HEADER, *sorted(set(names))]) + "\n"
+    """The manifest listing ``names`` (relative to the leaderboards folder, all in ``tables/``)."""
+    return "\n".join([_HEADER, *sorted({name.split("/", 1)[1] for name in names})]) + "\n"
 
 
 def entry_format(name: str) -> str:
