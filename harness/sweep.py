@@ -28,6 +28,11 @@ Every ensemble member is a cell too, so a grid of ensembles alone trains what it
 Cells and ensembles keep deterministic run ids, so a sweep resumes: finished run folders are
 skipped, unfinished ones are continued with ``bench run --resume``.
 
+A grid file is a stranger's file: ``name`` and ensemble names must be plain names, and no
+value holds a newline or other control character, ``$``, a backtick or a ``..`` folder (one
+line naming the key); values in generated scripts are ``shlex``-quoted, and the scripts are
+written only into ``--out``'s ``_sweep/slurm``, never through a link.
+
 A cell is a ``RunConfig``: the ``[run]`` keys are ``bench run``'s own option names, checked
 against that command's definitions. A local sweep trains its cells one after the other in
 this process; with ``--per-gpu`` (and on Slurm) each cell is a ``bench run`` process given
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import queue
 import shlex
 import shutil
@@ -56,11 +62,11 @@ from harness import runner
 from harness.config import RunConfig
 from harness.errors import UserError, cut, one_line
 from harness.fusion import fuse
-from harness.naming import default_run_id, fusion_run_id
+from harness.naming import default_run_id, fusion_run_id, plain_name
 from harness.progress import log_to
 from harness.protocol import get_protocol
 from harness.results import parse_value
-from harness.rundir import RUN_FILE, is_finished
+from harness.rundir import RUN_FILE, atomic_write, is_finished
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -153,6 +159,8 @@ def load_grid(path: Path, seeds: list[int] | None = None) -> Grid:
         raise UserError(f"{path}: invalid TOML ({error})") from None
     where = str(path)
     _check_keys(data, _GRID_KEYS, where)
+    check_grid_values(data, where)
+    plain_name(data.get("name", path.stem), f"{where}: name")
     protocol = data.get("protocol")
     if not isinstance(protocol, str):
         raise UserError(f"{where}: missing key 'protocol'; e.g. protocol = \"wang2019\"")
@@ -182,6 +190,7 @@ def load_grid(path: Path, seeds: list[int] | None = None) -> Grid:
         name = entry.get("name")
         if not isinstance(name, str) or not name:
             raise UserError(f"{at}: missing key 'name' (the leaderboard's method name, e.g. \"ScaleEn\")")
+        plain_name(name, f"{at}: name")
         augmentations = _list(entry, "augmentations", str, at)
         sizes = _list(entry, "sizes", int, at)
         if len(augmentations) * len(sizes) < 2:
@@ -202,6 +211,53 @@ def load_grid(path: Path, seeds: list[int] | None = None) -> Grid:
     if not cells:
         raise UserError(f"{where}: the grid has no cells; give augmentations and sizes, or [[ensembles]]")
     return Grid(data.get("name", path.stem), path, list(cells), ensembles, run_options)
+
+
+# What no grid value may hold: it would end a line of a generated script, expand in a shell,
+# or climb out of a folder. Values are shlex-quoted in scripts as well; this says which key is wrong.
+_UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f$`]|(^|/)\.\.(/|$)")
+
+
+def check_grid_values(value: Any, where: str, key: str = "") -> None:
+    """Every string in a grid file, at any depth, is free of control characters (newlines),
+    ``$``, backticks and ``..`` path components: else one line naming the key."""
+    if isinstance(value, str):
+        if _UNSAFE_VALUE.search(value):
+            raise UserError(f"{where}: {key} is {value!r}; grid values hold no newline or other control character, "
+                            "no $ or backtick and no '..' folder: use plain names and paths below the grid")
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            check_grid_values(item, where, f"{key}.{name}" if key else name)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_grid_values(item, where, f"{key}[{index}]")
+
+
+def _check_script_text(value: str, what: str) -> str:
+    """A value written into a generated script line as it is (an #SBATCH option, the logs
+    folder): one line, no control characters."""
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise UserError(f"{what} {value!r} holds a newline or another control character; it would end a line of the "
+                        "generated script: give it on one line")
+    return value
+
+
+def write_scripts(scripts: dict[str, str], out: Path) -> Path:
+    """Write ``scripts`` (by file name) into ``out/_sweep/slurm``, executable and atomically,
+    never through a link and never outside ``out``; returns that folder."""
+    out = Path(out).resolve()
+    folder = out / SWEEP_FOLDER / "slurm"
+    for part in (out / SWEEP_FOLDER, folder, out / SWEEP_FOLDER / "logs"):
+        if part.is_symlink():
+            raise UserError(f"{part}: a symbolic link; bench sweep writes its scripts only inside --out {out}: "
+                            "replace the link with a folder")
+        part.mkdir(parents=True, exist_ok=True)  # Slurm does not create --output folders
+    for name, text in scripts.items():
+        target = folder / plain_name(name, "a generated script name")
+        data = text.encode("utf-8")
+        atomic_write(target, lambda stream: stream.write(data))
+        os.chmod(target, 0o755)
+    return folder
 
 
 def _check_run_options(options: dict[str, Any], where: str) -> None:
@@ -435,7 +491,9 @@ def slurm_scripts(grid: Grid, out: Path, data_roots: dict[str | None, str], sbat
     The jobs call ``bench`` from PATH; sbatch exports the submitting shell's environment.
     """
     logs = out / SWEEP_FOLDER / "logs"
-    header = [f"#SBATCH {option}" for option in sbatch_options]
+    _check_script_text(str(logs), "--out")
+    _check_script_text(str(grid.path), "the grid file")
+    header = [f"#SBATCH {_check_script_text(option, '--sbatch-option')}" for option in sbatch_options]
     cells = [c for c in grid.cells if not is_finished(out / c.run_id)]
     ensembles = [e for e in grid.ensembles if not is_finished(out / e.run_id)]
     scripts: dict[str, str] = {}
