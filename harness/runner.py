@@ -247,9 +247,13 @@ def read_run_file(run_dir: Path) -> ResolvedRun:
     return ResolvedRun.from_dict(read_json(path, "run file"), str(path))
 
 
-def resolve_resume(run_dir: Path, data_root: str | None = None) -> tuple[ResolvedRun, Registry]:
+def resolve_resume(run_dir: Path, data_root: str | None = None,
+                   plugins: tuple[str, ...] = ()) -> tuple[ResolvedRun, Registry]:
     """The stored run of an unfinished run folder, its plugin files re-hashed, and its registry;
-    ``data_root`` moves the data (the fingerprint must still match)."""
+    ``data_root`` moves the data (the fingerprint must still match). File, folder and module
+    plugins are imported only when named again in ``plugins`` (``resume_plugins``)."""
+    from harness.resume_plugins import plugins_named_again
+
     run_dir = Path(run_dir).expanduser().resolve()
     if is_finished(run_dir):
         raise UserError(f"{run_dir} is finished; nothing to resume")
@@ -258,6 +262,7 @@ def resolve_resume(run_dir: Path, data_root: str | None = None) -> tuple[Resolve
         resolved = dataclasses.replace(resolved, out=str(run_dir.parent), run_id=run_dir.name)
     if data_root is not None:
         resolved = dataclasses.replace(resolved, data_root=str(Path(data_root).expanduser().resolve()))
+    resolved = plugins_named_again(resolved, run_dir, plugins)
     resolved.check_plugin_files()
     registry = Registry(tuple(source.value for source in resolved.plugins))
     check_distribution_versions([source.plugin for source in resolved.plugins], registry, "resume the run")
@@ -287,12 +292,13 @@ def run(config: RunConfig | None = None, *, resume: Path | str | None = None, da
 
     ``run(dataset="shapes")`` is ``run(RunConfig(dataset="shapes"))``. ``resume=RUN_DIR``
     continues an unfinished run from its ``run.json`` and checkpoint (``data_root`` moves its
-    data). On a non-zero torchrun rank it returns ``None``.
+    data; ``plugins`` names its file, folder and module plugins again). On a non-zero torchrun
+    rank it returns ``None``.
     """
     if resume is not None:
-        if config is not None or options:
-            raise UserError("resume continues a run with its stored settings; give no other settings")
-        resolved, registry = resolve_resume(Path(resume), data_root)
+        if config is not None or set(options) - {"plugins"}:
+            raise UserError("resume continues a run with its stored settings; give no other settings than plugins")
+        resolved, registry = resolve_resume(Path(resume), data_root, tuple(options.get("plugins", ())))
     else:
         config = config or RunConfig(**options)
         if data_root is not None:

@@ -304,7 +304,8 @@ def run_args(cell: Cell, grid: Grid, out: Path, data_roots: dict[str | None, str
     run_dir = out / cell.run_id
     if (run_dir / RUN_FILE).is_file():
         root = data_roots.get(cell.dataset, data_roots.get(None))
-        return ["run", "--resume", str(run_dir), *(["--data-root", root] if root else []), "--quiet"]
+        return ["run", "--resume", str(run_dir), *(["--data-root", root] if root else []),
+                *(arg for plugin in grid.plugins for arg in ("--plugin", plugin)), "--quiet"]
     identity = ("dataset", "model", "augmentation", "size", "protocol", "seed")
     return ["run", *config_args(cell_config(cell, grid, out, data_roots), always=identity), "--quiet"]
 
@@ -417,7 +418,8 @@ class LocalSweep:
         run_dir = self.out / cell.run_id
         if (run_dir / RUN_FILE).is_file():
             root = self.data_roots.get(cell.dataset, self.data_roots.get(None))
-            self._in_process("cells", cell.run_id, lambda: runner.run(resume=run_dir, data_root=root))
+            self._in_process("cells", cell.run_id,
+                             lambda: runner.run(resume=run_dir, data_root=root, plugins=self.grid.plugins))
         else:
             config = cell_config(cell, self.grid, self.out, self.data_roots)
             self._in_process("cells", cell.run_id, lambda: runner.run(config))

@@ -45,7 +45,8 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
               help="Keep decoded images on disk between runs, or decode into memory for this run only.")
 @plugin_option
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Continue the unfinished run in this folder from its last checkpoint, with its stored settings.")
+              help="Continue the unfinished run in this folder from its last checkpoint, with its stored settings; "
+                   "name its file, folder and module plugins again with --plugin (sha256 checked).")
 @click.option("--quiet", is_flag=True, help="No progress bars and no per-epoch lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result record (result.json) instead of a table.")
 def run(resume: Path | None, quiet: bool, as_json: bool, **options) -> None:
@@ -62,11 +63,11 @@ def run(resume: Path | None, quiet: bool, as_json: bool, **options) -> None:
     to_stderr(quiet or as_json)
     if resume is not None:
         context = click.get_current_context()
-        given = [p.opts[0] for p in context.command.params if p.name in options and p.name != "data_root"
+        given = [p.opts[0] for p in context.command.params if p.name in options and p.name not in ("data_root", "plugins")
                  and context.get_parameter_source(p.name) is not ParameterSource.DEFAULT]
         if given:
-            raise UserError(f"--resume continues a run with its stored settings (plugins included); drop {', '.join(given)}")
-        record = run_training(resume=resume, data_root=options["data_root"])
+            raise UserError(f"--resume continues a run with its stored settings; drop {', '.join(given)}")
+        record = run_training(resume=resume, data_root=options["data_root"], plugins=options["plugins"])
     else:
         record = run_training(RunConfig(**options))
     if record is None:
