@@ -57,6 +57,7 @@ from harness.rundir import (
     write_scores,
 )
 from harness.specs import DatasetInfo
+from harness.splits import check_disjoint
 
 PIPELINE_VERSION = "3"
 
@@ -131,6 +132,7 @@ def load_dataset(component: Component, data_root: str | None, skip_missing: bool
         raise PluginError(f"dataset {spec.name!r} has no {' or '.join(missing)} split; a benchmark needs both")
     if len(dataset.classes) < 3:
         raise PluginError(f"dataset {spec.name!r} has {len(dataset.classes)} classes; the top-3 metrics need at least 3")
+    check_disjoint(dataset, spec.name, data_root)
     for split_name, split in dataset.splits.items():
         bad = ~np.isin(split.labels, (1, 0, -1))
         if split.labels.shape[1:] != (len(dataset.classes),) or bad.any():
