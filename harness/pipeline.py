@@ -41,6 +41,7 @@ import numpy as np
 
 from harness import cache
 from harness.errors import UserError
+from harness.image_files import UnsafeImageFile, check_pixels, open_image_file
 from harness.progress import bar, log
 
 CROP_SCALE = (0.08, 1.0)  # RandomResizedCrop's defaults, which the paper uses
@@ -62,7 +63,8 @@ def _decode(path: Path, size: int | None = None, box: Sequence[int] | None = Non
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with open_image_file(path) as stream, Image.open(stream) as image:
+            check_pixels(image)
             image = image.convert("RGB")
             if box is not None:
                 top, left, height, width = (int(v) for v in box)
@@ -70,7 +72,7 @@ def _decode(path: Path, size: int | None = None, box: Sequence[int] | None = Non
             if size is not None:
                 image = image.resize((size, size), Image.BILINEAR)
             return np.asarray(image)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, UnsafeImageFile) as error:
         raise UserError(f"cannot decode image {path} ({' '.join(str(error).split())[:120]}); "
                         "`bench data verify` lists every broken image") from None
 
@@ -201,9 +203,10 @@ def read_sizes(paths: Sequence[Path], workers: int | None = None) -> np.ndarray:
 
     def size_of(path: Path) -> tuple[int, int]:
         try:
-            with Image.open(path) as image:
+            with open_image_file(path) as stream, Image.open(stream) as image:
+                check_pixels(image)
                 return image.height, image.width
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, UnsafeImageFile) as error:
             raise UserError(f"cannot read the size of image {path} ({' '.join(str(error).split())[:120]}); "
                             "`bench data verify` lists every broken image") from None
 
