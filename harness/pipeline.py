@@ -65,7 +65,7 @@ def _decode(path: Path, size: int | None = None, box: Sequence[int] | None = Non
     try:
         with open_image_file(path) as stream, Image.open(stream) as image:
             check_pixels(image)
-            image = image.convert("RGB")
+            image = to_rgb(image)
             if box is not None:
                 top, left, height, width = (int(v) for v in box)
                 image = image.crop((left, top, left + width, top + height))
@@ -75,6 +75,19 @@ def _decode(path: Path, size: int | None = None, box: Sequence[int] | None = Non
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, UnsafeImageFile) as error:
         raise UserError(f"cannot decode image {path} ({' '.join(str(error).split())[:120]}); "
                         "`bench data verify` lists every broken image") from None
+
+
+def to_rgb(image):
+    """An opened PIL image as 8-bit RGB, as torchvision's decoders give it: 16-bit samples keep
+    their high byte (``v >> 8``; Pillow's own ``convert`` clips 16-bit grayscale to 255), a
+    palette becomes its colours and alpha is dropped; CMYK is converted; EXIF orientation is
+    ignored (torchvision's ``decode_image`` default and its PIL loader): pixels stay as stored."""
+    from PIL import Image
+
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        high = np.clip(np.asarray(image, dtype=np.int64) >> 8, 0, 255).astype(np.uint8)
+        image = Image.fromarray(high, "L")
+    return image.convert("RGB")
 
 
 def decode_resized(path: Path, size: int) -> np.ndarray:
