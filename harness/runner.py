@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from harness import honesty, pipeline, weights
+from harness.api_checks import run_config
 from harness.config import ResolvedRun, RunConfig
 from harness.data import fingerprint, train_hash
 from harness.distributed import World, barrier, finish, init_world
@@ -302,7 +303,7 @@ def run(config: RunConfig | None = None, *, resume: Path | str | None = None, da
             raise UserError("resume continues a run with its stored settings; give no other settings than plugins")
         resolved, registry = resolve_resume(Path(resume), data_root, tuple(options.get("plugins", ())))
     else:
-        config = config or RunConfig(**options)
+        config = run_config(config, options)
         if data_root is not None:
             config = dataclasses.replace(config, data_root=data_root)
         registry = Registry(config.plugins)
