@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -63,6 +62,7 @@ from harness.leaderboard.bundle import (
     stored_bundles,
 )
 from harness.leaderboard.rows import METRICS, configuration
+from harness.leaderboard.scratch import remove_abandoned, scratch_folder
 from harness.leaderboard.signing import allowed_signers, check_key_listed, read_signed, sign_verification
 from harness.metrics import evaluate
 from harness.naming import canonical_json, sha256_json
@@ -293,6 +293,7 @@ def reproduce(submission: str, root: Path, data_root: str | None = None, sign: P
     from harness.runner import check_distribution_versions, train_resolved
 
     started = time.perf_counter()
+    remove_abandoned()
     root = Path(root)
     bundle = find_bundle(root, submission)
     bundles = stored_bundles(root)
@@ -312,8 +313,7 @@ def reproduce(submission: str, root: Path, data_root: str | None = None, sign: P
         check_key_listed(sign, allowed_signers(root))
     tolerance = gpu_tolerance(bundle, bundles) if device == "cuda" else None
     previous_threads = torch.get_num_threads()
-    with tempfile.TemporaryDirectory(prefix="bench-reproduce-") as scratch:
-        scratch = Path(scratch)
+    with scratch_folder() as scratch:
         plugins = _scratch_plugins(bundle, root, scratch)
         resolved = dataclasses.replace(
             bundle.resolved, out=str(scratch / "runs"), plugins=plugins, device=device, precision=record.precision,
