@@ -184,9 +184,11 @@ def load_grid(path: Path, seeds: list[int] | None = None) -> Grid:
             cells[Cell(dataset, model, augmentation, size, seed, protocol, loss)] = None
 
     ensembles = []
+    _check_tables(data.get("ensembles", []), f"{where}: ensembles", "[[ensembles]] tables")
     for index, entry in enumerate(data.get("ensembles", [])):
         at = f"{where} ensembles[{index}]"
         _check_keys(entry, _ENSEMBLE_KEYS, at)
+        _check_tables(entry.get("exclude", []), f"{at}: exclude", 'tables like {dataset = "voc2007", model = "vgg16"}')
         name = entry.get("name")
         if not isinstance(name, str) or not name:
             raise UserError(f"{at}: missing key 'name' (the leaderboard's method name, e.g. \"ScaleEn\")")
@@ -216,6 +218,12 @@ def load_grid(path: Path, seeds: list[int] | None = None) -> Grid:
 # What no grid value may hold: it would end a line of a generated script, expand in a shell,
 # or climb out of a folder. Values are shlex-quoted in scripts as well; this says which key is wrong.
 _UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f$`]|(^|/)\.\.(/|$)")
+
+
+def _check_tables(value: Any, where: str, what: str) -> None:
+    """``value`` must be a list of TOML tables (``[[ensembles]]``, ``exclude``)."""
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise UserError(f"{where} is {value!r}; give a list of {what}")
 
 
 def check_grid_values(value: Any, where: str, key: str = "") -> None:

@@ -116,3 +116,16 @@ def test_scripts_are_written_only_inside_out_and_never_through_a_link(tmp_path):
     assert written == ["elsewhere/victim.sh", "grid.toml", "out/_sweep/slurm/grid-cells.sbatch",
                        "out/_sweep/slurm/submit.sh"]
     assert not (out / "_sweep" / "slurm" / "submit.sh").is_symlink()
+
+
+@pytest.mark.parametrize("line, message", [
+    ("ensembles = 3", "ensembles is 3; give a list of [[ensembles]] tables"),
+    ("ensembles = [3]", "ensembles is [3]; give a list of [[ensembles]] tables"),
+    ('ensembles = [{name = "E", augmentations = ["flip", "crop"], sizes = [64], exclude = [3]}]',
+     'ensembles[0]: exclude is [3]; give a list of tables like {dataset = "voc2007", model = "vgg16"}'),
+])
+def test_odd_grid_structures_are_one_line_not_unexpected_errors(tmp_path, line, message):
+    path = grid(tmp_path, BASE + line + "\n")
+    result = sweep(path, "--dry-run")
+    assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
+    assert "unexpected" not in result.output
