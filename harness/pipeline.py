@@ -29,6 +29,7 @@ import functools
 import hashlib
 import io
 import itertools
+import json
 import math
 import os
 import queue
@@ -227,21 +228,39 @@ def read_sizes(paths: Sequence[Path], workers: int | None = None) -> np.ndarray:
         return np.array(list(pool.map(size_of, paths)), dtype=np.int32).reshape(len(paths), 2)
 
 
+def _checked_sizes(entry: Path, count: int) -> np.ndarray | None:
+    """The stored size index when its bytes have the sha256 its ``meta.json`` records and it
+    holds ``count`` (height, width) pairs; None for a missing, planted or corrupt one."""
+    try:
+        raw = (entry / "sizes.npy").read_bytes()
+        recorded = json.loads((entry / cache.META).read_text()).get("sha256")
+        if recorded != hashlib.sha256(raw).hexdigest():
+            return None
+        sizes = np.load(io.BytesIO(raw), allow_pickle=False)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return sizes if sizes.dtype == np.int32 and sizes.shape == (count, 2) else None
+
+
 def image_sizes(paths: Sequence[Path], name: str, key: str) -> np.ndarray:
-    """``read_sizes`` kept in ``cache_root()/sizes/<name>-<key>/sizes.npy`` (8 bytes per image)."""
+    """``read_sizes`` kept in ``cache_root()/sizes/<name>-<key>/sizes.npy`` (8 bytes per image),
+    with its sha256 in ``meta.json``: an index that does not match it is rebuilt, never trusted."""
     entry = cache.kind_folder("sizes") / f"{name}-{key}"
     data = entry / "sizes.npy"
     what = f"original sizes of {len(paths)} {name} images"
     if not data.is_file():
         cache.require_space(entry, 128 + 8 * len(paths), what)
     with cache.building(entry):
-        if not data.is_file():
+        sizes = _checked_sizes(entry, len(paths))
+        if sizes is None:
+            sizes = read_sizes(paths)
             buffer = io.BytesIO()
-            np.save(buffer, read_sizes(paths))
+            np.save(buffer, sizes)
             cache.write_file(data, [buffer.getvalue()], buffer.tell())
-            cache.write_meta(entry, what, images=len(paths), format=FORMAT)
+            cache.write_meta(entry, what, images=len(paths), format=FORMAT,
+                             sha256=hashlib.sha256(buffer.getvalue()).hexdigest())
     cache.mark_used(entry)
-    return np.load(data)
+    return sizes
 
 
 # -- sources of batches ----------------------------------------------------------------------
