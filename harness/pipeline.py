@@ -31,6 +31,7 @@ import functools
 import hashlib
 import io
 import itertools
+import json
 import math
 import os
 import queue
@@ -44,6 +45,7 @@ import numpy as np
 from harness import cache
 from harness.machine import usable_cores
 from harness.errors import UserError
+from harness.image_files import UnsafeImageFile, check_pixels, open_image_file
 from harness.progress import bar, log
 
 CROP_SCALE = (0.08, 1.0)  # RandomResizedCrop's defaults, which the paper uses
@@ -65,17 +67,31 @@ def _decode(path: Path, size: int | None = None, box: Sequence[int] | None = Non
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
+        with open_image_file(path) as stream, Image.open(stream) as image:
+            check_pixels(image)
+            image = to_rgb(image)
             if box is not None:
                 top, left, height, width = (int(v) for v in box)
                 image = image.crop((left, top, left + width, top + height))
             if size is not None:
                 image = image.resize((size, size), Image.BILINEAR)
             return np.asarray(image)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, UnsafeImageFile) as error:
         raise UserError(f"cannot decode image {path} ({' '.join(str(error).split())[:120]}); "
                         "`bench data verify` lists every broken image") from None
+
+
+def to_rgb(image):
+    """An opened PIL image as 8-bit RGB, as torchvision's decoders give it: 16-bit samples keep
+    their high byte (``v >> 8``; Pillow's own ``convert`` clips 16-bit grayscale to 255), a
+    palette becomes its colours and alpha is dropped; CMYK is converted; EXIF orientation is
+    ignored (torchvision's ``decode_image`` default and its PIL loader): pixels stay as stored."""
+    from PIL import Image
+
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        high = np.clip(np.asarray(image, dtype=np.int64) >> 8, 0, 255).astype(np.uint8)
+        image = Image.fromarray(high, "L")
+    return image.convert("RGB")
 
 
 def decode_resized(path: Path, size: int) -> np.ndarray:
@@ -204,9 +220,10 @@ def read_sizes(paths: Sequence[Path], workers: int | None = None) -> np.ndarray:
 
     def size_of(path: Path) -> tuple[int, int]:
         try:
-            with Image.open(path) as image:
+            with open_image_file(path) as stream, Image.open(stream) as image:
+                check_pixels(image)
                 return image.height, image.width
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, UnsafeImageFile) as error:
             raise UserError(f"cannot read the size of image {path} ({' '.join(str(error).split())[:120]}); "
                             "`bench data verify` lists every broken image") from None
 
@@ -214,21 +231,39 @@ def read_sizes(paths: Sequence[Path], workers: int | None = None) -> np.ndarray:
         return np.array(list(pool.map(size_of, paths)), dtype=np.int32).reshape(len(paths), 2)
 
 
+def _checked_sizes(entry: Path, count: int) -> np.ndarray | None:
+    """The stored size index when its bytes have the sha256 its ``meta.json`` records and it
+    holds ``count`` (height, width) pairs; None for a missing, planted or corrupt one."""
+    try:
+        raw = (entry / "sizes.npy").read_bytes()
+        recorded = json.loads((entry / cache.META).read_text()).get("sha256")
+        if recorded != hashlib.sha256(raw).hexdigest():
+            return None
+        sizes = np.load(io.BytesIO(raw), allow_pickle=False)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return sizes if sizes.dtype == np.int32 and sizes.shape == (count, 2) else None
+
+
 def image_sizes(paths: Sequence[Path], name: str, key: str) -> np.ndarray:
-    """``read_sizes`` kept in ``cache_root()/sizes/<name>-<key>/sizes.npy`` (8 bytes per image)."""
+    """``read_sizes`` kept in ``cache_root()/sizes/<name>-<key>/sizes.npy`` (8 bytes per image),
+    with its sha256 in ``meta.json``: an index that does not match it is rebuilt, never trusted."""
     entry = cache.kind_folder("sizes") / f"{name}-{key}"
     data = entry / "sizes.npy"
     what = f"original sizes of {len(paths)} {name} images"
     if not data.is_file():
         cache.require_space(entry, 128 + 8 * len(paths), what)
     with cache.building(entry):
-        if not data.is_file():
+        sizes = _checked_sizes(entry, len(paths))
+        if sizes is None:
+            sizes = read_sizes(paths)
             buffer = io.BytesIO()
-            np.save(buffer, read_sizes(paths))
+            np.save(buffer, sizes)
             cache.write_file(data, [buffer.getvalue()], buffer.tell())
-            cache.write_meta(entry, what, images=len(paths), format=FORMAT)
+            cache.write_meta(entry, what, images=len(paths), format=FORMAT,
+                             sha256=hashlib.sha256(buffer.getvalue()).hexdigest())
     cache.mark_used(entry)
-    return np.load(data)
+    return sizes
 
 
 # -- sources of batches ----------------------------------------------------------------------

@@ -170,8 +170,8 @@ def refuse_if_taken(run_dir: Path, *, overwrite: bool, resume: bool) -> None:
     if is_finished(run_dir):
         raise UserError(f"{run_dir} holds a finished run; pass --overwrite to replace it or --run-id to name another")
     raise UserError(
-        f"{run_dir} holds an unfinished run; continue it with `bench run --resume {run_dir}` "
-        "or pass --overwrite to start again"
+        f"{run_dir} holds an unfinished run; continue it with `bench run --resume {run_dir}` (and its --plugin "
+        "options) or pass --overwrite to start again"
     )
 
 

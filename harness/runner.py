@@ -56,6 +56,7 @@ from harness.rundir import (
     write_scores,
 )
 from harness.specs import DatasetInfo
+from harness.splits import check_disjoint
 
 PIPELINE_VERSION = "3"
 
@@ -115,6 +116,7 @@ def load_dataset(component: Component, data_root: str | None, skip_missing: bool
         raise PluginError(f"dataset {spec.name!r} has no {' or '.join(missing)} split; a benchmark needs both")
     if len(dataset.classes) < 3:
         raise PluginError(f"dataset {spec.name!r} has {len(dataset.classes)} classes; the top-3 metrics need at least 3")
+    check_disjoint(dataset, spec.name, data_root)
     for split_name, split in dataset.splits.items():
         bad = ~np.isin(split.labels, (1, 0, -1))
         if split.labels.shape[1:] != (len(dataset.classes),) or bad.any():
@@ -227,9 +229,13 @@ def _sample(dataset, size: int):
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
 
 
-def resolve_resume(run_dir: Path, data_root: str | None = None) -> tuple[ResolvedRun, Registry]:
+def resolve_resume(run_dir: Path, data_root: str | None = None,
+                   plugins: tuple[str, ...] = ()) -> tuple[ResolvedRun, Registry]:
     """The stored run of an unfinished run folder, its plugin files re-hashed, and its registry;
-    ``data_root`` moves the data (the fingerprint must still match)."""
+    ``data_root`` moves the data (the fingerprint must still match). File, folder and module
+    plugins are imported only when named again in ``plugins`` (``resume_plugins``)."""
+    from harness.resume_plugins import plugins_named_again
+
     run_dir = Path(run_dir).expanduser().resolve()
     if is_finished(run_dir):
         raise UserError(f"{run_dir} is finished; nothing to resume")
@@ -238,6 +244,7 @@ def resolve_resume(run_dir: Path, data_root: str | None = None) -> tuple[Resolve
         resolved = dataclasses.replace(resolved, out=str(run_dir.parent), run_id=run_dir.name)
     if data_root is not None:
         resolved = dataclasses.replace(resolved, data_root=str(Path(data_root).expanduser().resolve()))
+    resolved = plugins_named_again(resolved, run_dir, plugins)
     resolved.check_plugin_files()
     registry = Registry(tuple(source.value for source in resolved.plugins), watch_torch=True)
     check_distribution_versions([source.plugin for source in resolved.plugins], registry, "resume the run")
@@ -267,14 +274,15 @@ def run(config: RunConfig | None = None, *, resume: Path | str | None = None, da
 
     ``run(dataset="shapes")`` is ``run(RunConfig(dataset="shapes"))``. ``resume=RUN_DIR``
     continues an unfinished run from its ``run.json`` and checkpoint (``data_root`` moves its
-    data). On a non-zero torchrun rank it returns ``None``.
+    data; ``plugins`` names its file, folder and module plugins again). On a non-zero torchrun
+    rank it returns ``None``.
     """
     if resume is not None:
-        if config is not None or options:
-            raise UserError("resume continues a run with its stored settings; give no other settings")
-        resolved, registry = resolve_resume(Path(resume), data_root)
+        if config is not None or set(options) - {"plugins"}:
+            raise UserError("resume continues a run with its stored settings; give no other settings than plugins")
+        resolved, registry = resolve_resume(Path(resume), data_root, tuple(options.get("plugins", ())))
     else:
-        config = config or RunConfig.from_options(options)
+        config = RunConfig.from_options(dataclasses.asdict(config) if config is not None else options)
         if data_root is not None:
             config = dataclasses.replace(config, data_root=data_root)
         registry = Registry(config.plugins, disabled=config.no_plugins, watch_torch=True)

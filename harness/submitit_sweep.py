@@ -97,7 +97,7 @@ class SubmititSweep(LocalSweep):
             with self.executor.batch():
                 jobs = [(cell, self.executor.submit(CellJob(
                     str(self.out / cell.run_id), [*self.launch, *start_args(cell, self.grid, self.out, self.data_roots)],
-                    [*self.launch, *resume_args(cell, self.out, self.data_roots)]))) for cell in pending]
+                    [*self.launch, *resume_args(cell, self.grid, self.out, self.data_roots)]))) for cell in pending]
         for cell, job in jobs:
             try:
                 how = job.result()

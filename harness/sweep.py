@@ -29,6 +29,11 @@ Every ensemble member is a cell too, so a grid of ensembles alone trains what it
 Cells and ensembles keep deterministic run ids, so a sweep resumes: finished run folders are
 skipped, unfinished ones are continued with ``bench run --resume``.
 
+A grid file is a stranger's file: ``name`` and ensemble names must be plain names, and no
+value holds a newline or other control character, ``$``, a backtick or a ``..`` folder (one
+line naming the key); values in generated scripts are ``shlex``-quoted, and the scripts are
+written only into ``--out``'s ``_sweep/slurm``, never through a link.
+
 A cell is a ``RunConfig``: the ``[run]`` keys are ``bench run``'s own option names, checked
 against that command's definitions. A local sweep trains its cells one after the other in
 this process; with ``--per-gpu`` (and on Slurm) each cell is a ``bench run`` process given
@@ -40,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import re
 import queue
 import shlex
 import shutil
@@ -57,9 +63,10 @@ from harness import runner
 from harness.config import RunConfig
 from harness.errors import UserError, cut, one_line
 from harness.fusion import fuse
-from harness.naming import default_run_id, fusion_run_id
+from harness.naming import default_run_id, fusion_run_id, plain_name
 from harness.progress import log_to
 from harness.protocol import get_protocol
+from harness.files import atomic_write
 from harness.recipes import DEFAULT_RECIPE
 from harness.rundir import RUN_FILE, is_finished
 
@@ -159,6 +166,8 @@ def load_grid(path: Path, seeds: list[int] | None = None) -> Grid:
         raise UserError(f"{path}: invalid TOML ({error})") from None
     where = str(path)
     _check_keys(data, _GRID_KEYS, where)
+    check_grid_values(data, where)
+    plain_name(data.get("name", path.stem), f"{where}: name")
     protocol = data.get("protocol")
     if not isinstance(protocol, str):
         raise UserError(f"{where}: missing key 'protocol'; e.g. protocol = \"wang2019\"")
@@ -183,12 +192,15 @@ def load_grid(path: Path, seeds: list[int] | None = None) -> Grid:
             cells[Cell(dataset, model, augmentation, size, seed, protocol, loss, recipe)] = None
 
     ensembles = []
+    _check_tables(data.get("ensembles", []), f"{where}: ensembles", "[[ensembles]] tables")
     for index, entry in enumerate(data.get("ensembles", [])):
         at = f"{where} ensembles[{index}]"
         _check_keys(entry, _ENSEMBLE_KEYS, at)
+        _check_tables(entry.get("exclude", []), f"{at}: exclude", 'tables like {dataset = "voc2007", model = "vgg16"}')
         name = entry.get("name")
         if not isinstance(name, str) or not name:
             raise UserError(f"{at}: missing key 'name' (the leaderboard's method name, e.g. \"ScaleEn\")")
+        plain_name(name, f"{at}: name")
         augmentations = _list(entry, "augmentations", str, at)
         sizes = _list(entry, "sizes", int, at)
         if len(augmentations) * len(sizes) < 2:
@@ -209,6 +221,59 @@ def load_grid(path: Path, seeds: list[int] | None = None) -> Grid:
     if not cells:
         raise UserError(f"{where}: the grid has no cells; give augmentations and sizes, or [[ensembles]]")
     return Grid(data.get("name", path.stem), path, list(cells), ensembles, run_options)
+
+
+# What no grid value may hold: it would end a line of a generated script, expand in a shell,
+# or climb out of a folder. Values are shlex-quoted in scripts as well; this says which key is wrong.
+_UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f$`]|(^|/)\.\.(/|$)")
+
+
+def _check_tables(value: Any, where: str, what: str) -> None:
+    """``value`` must be a list of TOML tables (``[[ensembles]]``, ``exclude``)."""
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise UserError(f"{where} is {value!r}; give a list of {what}")
+
+
+def check_grid_values(value: Any, where: str, key: str = "") -> None:
+    """Every string in a grid file, at any depth, is free of control characters (newlines),
+    ``$``, backticks and ``..`` path components: else one line naming the key."""
+    if isinstance(value, str):
+        if _UNSAFE_VALUE.search(value):
+            raise UserError(f"{where}: {key} is {value!r}; grid values hold no newline or other control character, "
+                            "no $ or backtick and no '..' folder: use plain names and paths below the grid")
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            check_grid_values(item, where, f"{key}.{name}" if key else name)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_grid_values(item, where, f"{key}[{index}]")
+
+
+def _check_script_text(value: str, what: str) -> str:
+    """A value written into a generated script line as it is (an #SBATCH option, the logs
+    folder): one line, no control characters."""
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise UserError(f"{what} {value!r} holds a newline or another control character; it would end a line of the "
+                        "generated script: give it on one line")
+    return value
+
+
+def write_scripts(scripts: dict[str, str], out: Path) -> Path:
+    """Write ``scripts`` (by file name) into ``out/_sweep/slurm``, executable and atomically,
+    never through a link and never outside ``out``; returns that folder."""
+    out = Path(out).resolve()
+    folder = out / SWEEP_FOLDER / "slurm"
+    for part in (out / SWEEP_FOLDER, folder, out / SWEEP_FOLDER / "logs"):
+        if part.is_symlink():
+            raise UserError(f"{part}: a symbolic link; bench sweep writes its scripts only inside --out {out}: "
+                            "replace the link with a folder")
+        part.mkdir(parents=True, exist_ok=True)  # Slurm does not create --output folders
+    for name, text in scripts.items():
+        target = folder / plain_name(name, "a generated script name")
+        data = text.encode("utf-8")
+        atomic_write(target, lambda stream: stream.write(data))
+        os.chmod(target, 0o755)
+    return folder
 
 
 def _check_run_options(options: dict[str, Any], where: str) -> None:
@@ -247,7 +312,7 @@ def cell_config(cell: Cell, grid: Grid, out: Path, data_roots: dict[str | None, 
 def run_args(cell: Cell, grid: Grid, out: Path, data_roots: dict[str | None, str]) -> list[str]:
     """The ``bench`` arguments that train ``cell``, or continue it when it was interrupted."""
     if (out / cell.run_id / RUN_FILE).is_file():
-        return resume_args(cell, out, data_roots)
+        return resume_args(cell, grid, out, data_roots)
     return start_args(cell, grid, out, data_roots)
 
 
@@ -257,10 +322,12 @@ def start_args(cell: Cell, grid: Grid, out: Path, data_roots: dict[str | None, s
     return ["run", *cell_config(cell, grid, out, data_roots).to_args(always=identity), "--quiet"]
 
 
-def resume_args(cell: Cell, out: Path, data_roots: dict[str | None, str]) -> list[str]:
-    """The ``bench`` arguments that continue ``cell`` from its run folder."""
+def resume_args(cell: Cell, grid: Grid, out: Path, data_roots: dict[str | None, str]) -> list[str]:
+    """The ``bench`` arguments that continue ``cell`` from its run folder, naming the grid's
+    plugins again (``--resume`` imports no code its run folder names)."""
     root = data_roots.get(cell.dataset, data_roots.get(None))
-    return ["run", "--resume", str(out / cell.run_id), *(["--data-root", root] if root else []), "--quiet"]
+    return ["run", "--resume", str(out / cell.run_id), *(["--data-root", root] if root else []),
+            *(arg for plugin in grid.plugins for arg in ("--plugin", plugin)), "--quiet"]
 
 
 def fuse_args(ensemble: Ensemble, grid: Grid, out: Path) -> list[str]:
@@ -371,7 +438,8 @@ class LocalSweep:
         run_dir = self.out / cell.run_id
         if (run_dir / RUN_FILE).is_file():
             root = self.data_roots.get(cell.dataset, self.data_roots.get(None))
-            self._in_process("cells", cell.run_id, lambda: runner.run(resume=run_dir, data_root=root))
+            self._in_process("cells", cell.run_id,
+                             lambda: runner.run(resume=run_dir, data_root=root, plugins=self.grid.plugins))
         else:
             config = cell_config(cell, self.grid, self.out, self.data_roots)
             self._in_process("cells", cell.run_id, lambda: runner.run(config))
@@ -488,7 +556,9 @@ def slurm_scripts(grid: Grid, out: Path, data_roots: dict[str | None, str], sbat
     trains under ``torchrun`` with that many processes.
     """
     logs = out / SWEEP_FOLDER / "logs"
-    header = [f"#SBATCH {option}" for option in sbatch_options]
+    _check_script_text(str(logs), "--out")
+    _check_script_text(str(grid.path), "the grid file")
+    header = [f"#SBATCH {_check_script_text(option, '--sbatch-option')}" for option in sbatch_options]
     cells = [c for c in grid.cells if not is_finished(out / c.run_id)]
     ensembles = [e for e in grid.ensembles if not is_finished(out / e.run_id)]
     scripts: dict[str, str] = {}
@@ -510,7 +580,7 @@ def slurm_scripts(grid: Grid, out: Path, data_roots: dict[str | None, str], sbat
         for index, cell in enumerate(cells):
             body.append(f"  {index}) run_dir={shlex.quote(str(out / cell.run_id))}; "
                         f"start=({shlex.join([*launch, *start_args(cell, grid, out, data_roots)])}); "
-                        f"resume=({shlex.join([*launch, *resume_args(cell, out, data_roots)])}) ;;")
+                        f"resume=({shlex.join([*launch, *resume_args(cell, grid, out, data_roots)])}) ;;")
         body += ['  *) echo "no cell for array task $SLURM_ARRAY_TASK_ID" >&2; exit 1 ;;', "esac"]
         scripts[name] = "\n".join(body) + "\n" + _SLURM_TASK
         submit.append(f'cells=$(sbatch --parsable "$here/{name}")')

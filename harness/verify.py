@@ -22,6 +22,7 @@ same whatever the number of threads.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import itertools
@@ -36,25 +37,33 @@ from tqdm import tqdm
 
 from harness.data import fingerprint
 from harness.machine import usable_cores
+from harness.image_files import MAX_IMAGE_BYTES, UnsafeImageFile, check_pixels, open_image_file
 from harness.specs import Dataset, DatasetSpec
 
 CHUNK = 32  # images a thread checks per task
 
 
-def check_image(path: Path | str) -> tuple[bytes | None, str | None]:
-    """(content digest, problem) of one image file: it must be readable and decode fully."""
+def check_image(path: Path | str, max_bytes: int = MAX_IMAGE_BYTES) -> tuple[bytes | None, str | None]:
+    """(content digest, problem) of one image file: it must be a regular file of at most
+    ``max_bytes`` bytes and ``MAX_IMAGE_PIXELS`` pixels, readable, and decode fully."""
     try:
-        data = Path(path).read_bytes()
+        with open_image_file(path, max_bytes) as stream:
+            data = stream.read(max_bytes + 1)
     except FileNotFoundError:
         return None, "image file not found"
+    except UnsafeImageFile as error:
+        return None, str(error)
     except OSError as error:
         return None, f"cannot read: {error.strerror or error}"
     digest = hashlib.sha256(data).digest()[:16]
     try:
         with Image.open(io.BytesIO(data)) as image:
+            check_pixels(image)
             image.load()
             if image.mode != "RGB":
                 image.convert("RGB")
+    except UnsafeImageFile as error:
+        return digest, str(error)
     except UnidentifiedImageError:
         return digest, "cannot decode: not an image format Pillow reads"
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
@@ -64,16 +73,17 @@ def check_image(path: Path | str) -> tuple[bytes | None, str | None]:
     return digest, None
 
 
-def check_images(paths: Sequence[str]) -> list[tuple[bytes | None, str | None]]:
+def check_images(paths: Sequence[str], max_bytes: int = MAX_IMAGE_BYTES) -> list[tuple[bytes | None, str | None]]:
     """:func:`check_image` of each path, in order."""
-    return [check_image(path) for path in paths]
+    return [check_image(path, max_bytes) for path in paths]
 
 
 def _problem(split: str | None, image_id: Any, file: Any, problem: str) -> dict:
     return {"split": split, "id": image_id, "file": None if file is None else str(file), "problem": problem}
 
 
-def _decode_all(dataset: Dataset, progress: bool, workers: int) -> tuple[dict[str, list], list[dict]]:
+def _decode_all(dataset: Dataset, progress: bool, workers: int,
+                max_bytes: int = MAX_IMAGE_BYTES) -> tuple[dict[str, list], list[dict]]:
     """Digest per image (per split, in order) and the decoding problems, on ``workers`` threads."""
     jobs = [(name, i) for name, split in dataset.splits.items() for i in range(len(split))]
     paths = [os.fspath(path) for split in dataset.splits.values() for path in split.image_paths]
@@ -81,7 +91,7 @@ def _decode_all(dataset: Dataset, progress: bool, workers: int) -> tuple[dict[st
     problems = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         chunks = (paths[start:start + CHUNK] for start in range(0, len(paths), CHUNK))
-        results = itertools.chain.from_iterable(pool.map(check_images, chunks))
+        results = itertools.chain.from_iterable(pool.map(functools.partial(check_images, max_bytes=max_bytes), chunks))
         bar = tqdm(results, total=len(jobs), desc=f"decoding {dataset.name}", unit="img",
                    disable=None if progress else True)
         for (name, i), path, (digest, problem) in zip(jobs, paths, bar):
@@ -161,7 +171,8 @@ def _canonical_problems(dataset: Dataset, spec: DatasetSpec, summary: dict) -> l
     return problems
 
 
-def verify(dataset: Dataset, spec: DatasetSpec, *, progress: bool = True, workers: int | None = None) -> dict:
+def verify(dataset: Dataset, spec: DatasetSpec, *, progress: bool = True, workers: int | None = None,
+           max_image_bytes: int = MAX_IMAGE_BYTES) -> dict:
     """Decode every image and check the dataset; returns the summary ``bench data verify`` prints.
 
     Keys: dataset, version, classes, splits (per split: n, positives, ignored and their
@@ -193,7 +204,7 @@ def verify(dataset: Dataset, spec: DatasetSpec, *, progress: bool = True, worker
             "per_class_positives": {c: int(v) for c, v in zip(dataset.classes, positives)},
             "per_class_ignored": {c: int(v) for c, v in zip(dataset.classes, ignored)},
         }
-    digests, decode_problems = _decode_all(dataset, progress, workers or usable_cores())
+    digests, decode_problems = _decode_all(dataset, progress, workers or usable_cores(), max_image_bytes)
     problems = [dict(p) for p in dataset.problems]
     known = {(p.get("split"), p.get("id"), p.get("file"), p.get("problem")) for p in problems}
     problems += [p for p in decode_problems if (p["split"], p["id"], p["file"], p["problem"]) not in known]

@@ -211,7 +211,7 @@ def _fake_bench(argv: list[str]) -> int:
     return 0
 
 
-def fake_training(config=None, *, resume=None, data_root=None):
+def fake_training(config=None, *, resume=None, data_root=None, plugins=()):
     """Stands in for ``harness.runner.run`` in sweep tests: a synthetic run folder per config."""
     from harness.errors import UserError
     from harness.results import RunRecord

@@ -147,7 +147,7 @@ def test_an_m3_run_killed_and_resumed_equals_an_uninterrupted_one(tiny_root, tmp
     assert killed.returncode == -9, killed.stderr
     assert (tmp_path / "killed" / run_id / "checkpoint.pt").is_file()
     resumed = subprocess.run([sys.executable, "-m", "harness", "run", "--resume", str(tmp_path / "killed" / run_id),
-                              "--quiet"], env={**os.environ, "BENCH_CACHE_DIR": str(tmp_path / "cache")},
+                              "--plugin", TINY_PLUGIN, "--plugin", str(plugin), "--quiet"], env={**os.environ, "BENCH_CACHE_DIR": str(tmp_path / "cache")},
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     scores = [np.load(tmp_path / out / run_id / "scores.npz")["scores"] for out in ("first", "second", "killed")]

@@ -21,6 +21,7 @@ from harness.leaderboard import reproduce, submit
 from harness.leaderboard.bundle import stored_bundles
 from harness.leaderboard.reproduce import TOLERANCE_CAP, compare_scores, gpu_tolerance, record_difference
 from harness.leaderboard.rows import METRICS
+from harness.leaderboard.signing import check_signed
 from harness.metrics import evaluate
 from harness.naming import sha256_json, sha256_of
 from harness.registry import Registry
@@ -28,7 +29,7 @@ from harness.machine import cpu_model
 from harness.results import RunRecord
 from runs import make_run
 from test_leaderboard_submit import TOY_PLUGIN, copy_run, edit_json, forge_bundle, plugin_entry, refused, rescore
-from test_leaderboard_tables import verify_by_hand
+from test_leaderboard_tables import maintainer_key, verify_by_hand
 
 
 def bench(*args):
@@ -117,8 +118,14 @@ def test_reproduce_verifies_genuine_scores_and_catches_forged_ones(tiny_runs, ti
     genuine = submit(tiny_runs[0], root, Registry((TINY_PLUGIN,)))
     result = bench("leaderboard", "reproduce", genuine.id, "--leaderboards", root, "--data-root", tiny_root, "--quiet")
     assert result.exit_code == 0, result.output
+    assert result.output.startswith("matches (exact) in ") and "nothing written" in result.output
+    assert not genuine.verification_path.exists()  # an unsigned verification would only be refused by build
+    result = bench("leaderboard", "reproduce", genuine.id, "--leaderboards", root, "--data-root", tiny_root, "--quiet",
+                   "--sign", maintainer_key(root))
+    assert result.exit_code == 0, result.output
     assert "verified (exact)" in result.output and str(genuine.verification_path) in result.output
     verification = json.loads(genuine.verification_path.read_text())
+    assert check_signed(verification, root / "allowed_signers", "test") == "maintainer@test"
     assert verification["outcome"] == "exact" and verification["largest_difference"] == 0.0
     assert verification["content_sha256"] == genuine.content_sha256 and verification["hardware"]["cpu"] == cpu_model()
     assert verification["result_sha256"] == sha256_json(genuine.result)

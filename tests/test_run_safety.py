@@ -74,7 +74,7 @@ def test_a_planted_checkpoint_is_not_executed_on_resume(tiny_root, tmp_path):
             return (os.system, (f"touch {marker}",))
 
     torch.save({"epoch": Payload(), "model": {}}, run_dir / "checkpoint.pt")
-    refused = bench("run", "--resume", run_dir)
+    refused = bench("run", "--resume", run_dir, "--plugin", TINY_PLUGIN)
     assert refused.returncode == 1
     line = one_error_line(refused)
     assert "checkpoint.pt" in line and "not loaded" in line and "--overwrite" in line
@@ -85,13 +85,13 @@ def test_a_planted_checkpoint_is_not_executed_on_resume(tiny_root, tmp_path):
 def test_a_corrupt_checkpoint_or_run_file_is_one_line_naming_it(tiny_root, tmp_path):
     run_dir = killed_run(tiny_root, tmp_path / "runs")
     (run_dir / "checkpoint.pt").write_bytes(b"\x00garbage" * 100)
-    line = one_error_line(bench("run", "--resume", run_dir))
+    line = one_error_line(bench("run", "--resume", run_dir, "--plugin", TINY_PLUGIN))
     assert str(run_dir / "checkpoint.pt") in line
     (run_dir / "run.json").write_text('{"dataset": ')
-    line = one_error_line(bench("run", "--resume", run_dir))
+    line = one_error_line(bench("run", "--resume", run_dir, "--plugin", TINY_PLUGIN))
     assert str(run_dir / "run.json") in line and "not valid JSON" in line
     (run_dir / "run.json").write_text(json.dumps({"dataset": "tiny"}))
-    line = one_error_line(bench("run", "--resume", run_dir))
+    line = one_error_line(bench("run", "--resume", run_dir, "--plugin", TINY_PLUGIN))
     assert str(run_dir / "run.json") in line and "required key" in line
 
 
@@ -115,10 +115,10 @@ def test_resume_from_another_directory_uses_the_runs_own_data_or_refuses(tiny_ro
     assert stored["data_root"] == str((first / "data").resolve()) and stored["fingerprint"]
     original = (first / "data" / "labels.csv").read_text()
     relabel_first_test_image(first / "data" / "labels.csv")  # the run's own data changed under it
-    line = one_error_line(bench("run", "--resume", run_dir, cwd=second))
+    line = one_error_line(bench("run", "--resume", run_dir, "--plugin", TINY_PLUGIN, cwd=second))
     assert stored["fingerprint"] in line and "has fingerprint" in line and "--data-root" in line
     (first / "data" / "labels.csv").write_text(original)
-    resumed = bench("run", "--resume", run_dir, "--quiet", cwd=second)
+    resumed = bench("run", "--resume", run_dir, "--plugin", TINY_PLUGIN, "--quiet", cwd=second)
     assert resumed.returncode == 0, resumed.stderr
     assert np.array_equal(np.load(run_dir / "scores.npz")["scores"], reference)
 
@@ -128,7 +128,7 @@ def test_a_changed_plugin_file_is_refused_on_resume(tiny_root, tmp_path):
     shutil.copy(TINY_PLUGIN, plugin)
     run_dir = killed_run(tiny_root, tmp_path / "runs", plugin=plugin)
     plugin.write_text(plugin.read_text() + "\nimport os  # edited after the run started\n")
-    line = one_error_line(bench("run", "--resume", run_dir))
+    line = one_error_line(bench("run", "--resume", run_dir, "--plugin", plugin))
     assert str(plugin) in line and "sha256" in line and "restore that file" in line
     assert not (run_dir / "result.json").exists()
 

@@ -10,6 +10,7 @@ from tabulate import tabulate
 
 from harness.cli.options import load_registry, plugin_option
 from harness.errors import UserError
+from harness.image_files import MAX_IMAGE_BYTES
 
 SHOWN_PROBLEMS = 20
 
@@ -75,6 +76,8 @@ def _print_entries(entries: list[dict]) -> None:
 @click.option("--skip-missing", is_flag=True, help="Leave out images not found, as `bench run --skip-missing` does.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as one JSON object.")
 @click.option("--workers", type=click.IntRange(min=1), help="Threads decoding images (default: one per core).")
+@click.option("--max-image-bytes", type=click.IntRange(min=1), default=MAX_IMAGE_BYTES, show_default=True,
+              help="The largest image file read; a larger one is a problem (so are FIFOs and devices).")
 @plugin_option
 @click.pass_context
 def verify_command(
@@ -84,11 +87,14 @@ def verify_command(
     skip_missing: bool,
     as_json: bool,
     workers: int | None,
+    max_image_bytes: int,
     plugins: tuple[str, ...],
 ) -> None:
     """Load a dataset, decode every image, and report counts, fingerprint, problems and warnings.
 
-    Exits with status 1 when there is any problem: missing or undecodable images, file names
+    Exits with status 1 when there is any problem: missing or undecodable images, files that
+    are not regular files (FIFOs, devices) or exceed --max-image-bytes, images of more than
+    100 megapixels, file names
     that lead outside the data, ids or files shared between splits, or sizes and counts that
     differ from the official data. Warnings (a manifest's images outside its folder) are
     listed but do not change the exit status.
@@ -102,7 +108,7 @@ def verify_command(
         raise UserError(f"dataset {dataset_name!r} takes no --data-root (it is generated); drop --data-root")
     dataset = component.call("load", component.spec.load, data_root.expanduser() if data_root else None,
                              {"skip_missing": skip_missing})
-    report = verify(dataset, component.spec, workers=workers)
+    report = verify(dataset, component.spec, workers=workers, max_image_bytes=max_image_bytes)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

@@ -103,28 +103,33 @@ def build(root: Path, formats: str, check: bool, as_json: bool) -> None:
 @_ROOT
 @click.option("--data-root", type=click.Path(path_type=str), help="Where this machine holds the run's dataset "
                                                                  "(default: the folder the run recorded).")
+@click.option("--sign", "key", type=click.Path(path_type=Path), metavar="KEY",
+              help="A maintainer's SSH private key, listed in allowed_signers: sign the verification and write it.")
 @click.option("--quiet", is_flag=True, help="No per-epoch lines.")
 @_JSON
-def reproduce(submission: str, root: Path, data_root: str | None, quiet: bool, as_json: bool) -> None:
+def reproduce(submission: str, root: Path, data_root: str | None, key: Path | None, quiet: bool, as_json: bool) -> None:
     """Train SUBMISSION (a stored submission file or its id) again, running the submitter's
     plugin code stored with it (review it, and run this in a sandbox), and compare: every field
     of the result but timings and the machine, and the scores (bit-identical on a CPU, within
-    the seed-derived tolerance on a GPU). A match writes the verification beside the
-    submission; a mismatch exits 1."""
+    the seed-derived tolerance on a GPU). A match with --sign writes the signed verification
+    beside the submission (without --sign nothing is written); a mismatch exits 1."""
     from harness.leaderboard import reproduce as reproduce_run
     from harness.progress import to_stderr
 
     to_stderr(quiet or as_json)
-    outcome = reproduce_run(submission, root, data_root)
+    outcome = reproduce_run(submission, root, data_root, key)
     if as_json:
         click.echo(json.dumps({"matches": outcome.matches, "submission": outcome.bundle.id,
                                "difference": outcome.difference, "comparison": dataclasses.asdict(outcome.comparison), "tolerance": outcome.tolerance,
                                "code_changed": outcome.code_changed, "seconds": round(outcome.seconds, 1),
                                "verification": dataclasses.asdict(outcome.verification) if outcome.verification else None},
                               indent=2))
-    elif outcome.matches:
-        click.echo(f"verified ({outcome.verification.outcome}) in {outcome.seconds:.0f} s: "
+    elif outcome.matches and key is not None:
+        click.echo(f"verified ({outcome.verification.outcome}) in {outcome.seconds:.0f} s, signed: "
                    f"{outcome.bundle.verification_path}")
+    elif outcome.matches:
+        click.echo(f"matches ({outcome.verification.outcome}) in {outcome.seconds:.0f} s; nothing written: a maintainer "
+                   "signs the verification with --sign KEY")
     if not outcome.matches:
         if not as_json:
             from harness.errors import cut

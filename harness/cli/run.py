@@ -51,7 +51,8 @@ def run_options(command):
               help="Run again with the settings a run folder resolved to (its run.json); options given here "
                    "change them, and the run id is derived anew.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Continue the unfinished run in this folder from its last checkpoint, with its stored settings.")
+              help="Continue the unfinished run in this folder from its last checkpoint, with its stored settings; "
+                   "name its file, folder and module plugins again with --plugin (sha256 checked).")
 @click.option("--quiet", is_flag=True, help="No progress bars and no per-epoch lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result record (result.json) instead of a table.")
 def run(config_file: Path | None, from_run: Path | None, resume: Path | None, quiet: bool, as_json: bool,
@@ -71,11 +72,11 @@ def run(config_file: Path | None, from_run: Path | None, resume: Path | None, qu
     given = {p.name: p for p in context.command.params if p.name in options
              and context.get_parameter_source(p.name) is not ParameterSource.DEFAULT}
     if resume is not None:
-        extra = [p.opts[0] for name, p in given.items() if name != "data_root"]
+        extra = [p.opts[0] for name, p in given.items() if name not in ("data_root", "plugins")]
         extra += [flag for flag, value in (("--config", config_file), ("--from", from_run)) if value]
         if extra:
-            raise UserError(f"--resume continues a run with its stored settings (plugins included); drop {', '.join(extra)}")
-        record = run_training(resume=resume, data_root=options["data_root"])
+            raise UserError(f"--resume continues a run with its stored settings; drop {', '.join(extra)}")
+        record = run_training(resume=resume, data_root=options["data_root"], plugins=options["plugins"])
     else:
         record = run_training(settings(options, given, config_file, from_run))
     if record is None:

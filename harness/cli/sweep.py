@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -79,12 +78,7 @@ def sweep(
             for name, text in scripts.items():
                 click.echo(f"# --- {name}\n{text}")
             return
-        folder = out / sweeps.SWEEP_FOLDER / "slurm"
-        folder.mkdir(parents=True, exist_ok=True)
-        (out / sweeps.SWEEP_FOLDER / "logs").mkdir(exist_ok=True)  # Slurm does not create --output folders
-        for name, text in scripts.items():
-            (folder / name).write_text(text)
-            os.chmod(folder / name, 0o755)
+        folder = sweeps.write_scripts(scripts, out)
         click.echo(f"wrote {len(scripts)} scripts to {folder}; submit with: bash {folder / 'submit.sh'}")
         return
     if dry_run:

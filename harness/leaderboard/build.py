@@ -10,7 +10,8 @@ canonical one (which must be the one this harness declares, for a dataset it kno
 their names, its deviations must be those its run file and log show, and no configuration
 and seed, and no scores, may be stored twice; a fusion's members must be different trained
 submissions, described as they are stored, and it is fused again from them. A verification
-beside a bundle must name its content, result and scores by their hashes. A row is
+beside a bundle must name its content, result and scores by their hashes and be signed by a
+key in ``allowed_signers`` (``signing``). A row is
 ``verified`` when every submission in it has such a verification (a fusion: when it was
 fused again here and all its members are verified).
 
@@ -20,7 +21,9 @@ cannot make trusted); ``build --check`` checks every one.
 
 The outputs are one table per dataset and protocol in md, csv, tex and html, and an index
 (``leaderboards/tables/index.md`` and ``index.html``); they depend on the stored files only, never
-on the date, so ``--check`` can tell whether the committed tables are stale.
+on the date, so ``--check`` can tell whether the committed tables are stale. The build writes
+no file through a link and removes only files its manifest of generated files lists
+(``generated``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import Iterable
 
 from harness.errors import UserError
-from harness.leaderboard import checks, page, render
+from harness.leaderboard import checks, generated, page, render
 from harness.leaderboard.baseline_delta import add_baseline_deltas
 from harness.leaderboard.bundle import (
     MAX_SCORES_BYTES,
@@ -214,32 +217,55 @@ def build_outputs(root: Path, formats: Iterable[str] = FORMATS, baselines: Path 
     return outputs
 
 
+def _manifest(root: Path, outputs: dict[str, str], formats: Iterable[str], previous: list[str]) -> str:
+    """The manifest after writing ``outputs``: those, and files of other formats that an earlier
+    build generated and that are still there."""
+    kept = [name for name in previous if generated.entry_format(name) not in formats and generated.check_file(root / name)]
+    return generated.manifest_text([*outputs, *kept])
+
+
 def stale_files(root: Path, outputs: dict[str, str], formats: Iterable[str] = FORMATS) -> list[tuple[str, str]]:
     """``(file, reason)`` for every generated file that differs from ``outputs`` (``changed``),
-    is ``missing``, or would no longer be generated; files relative to ``root``."""
+    is ``missing``, or would no longer be generated (only files the manifest of generated files
+    lists: ``generated``), and for that manifest; files relative to ``root``. An output folder
+    or file that is a link is refused."""
     root = Path(root)
-    stale = [(name, "changed" if (root / name).is_file() else "missing")
-             for name, text in outputs.items()
-             if not (root / name).is_file() or (root / name).read_text(encoding="utf-8") != text]
-    for fmt in formats:
-        for path in sorted((root / TABLES).glob(f"*.{fmt}")):
-            name = path.relative_to(root).as_posix()
-            if name not in outputs:
-                stale.append((name, NO_LONGER_GENERATED))
+    formats = tuple(formats)
+    generated.check_folder(root, TABLES)
+    stale = []
+    for name, text in outputs.items():
+        if not generated.check_file(root / name):
+            stale.append((name, "missing"))
+        elif (root / name).read_text(encoding="utf-8") != text:
+            stale.append((name, "changed"))
+    previous = generated.read_manifest(root)
+    for name in previous:
+        if name not in outputs and generated.entry_format(name) in formats and generated.check_file(root / name):
+            stale.append((name, NO_LONGER_GENERATED))
+    manifest = root / generated.MANIFEST
+    if not generated.check_file(manifest):
+        stale.append((generated.MANIFEST, "missing"))
+    elif manifest.read_text(encoding="utf-8") != _manifest(root, outputs, formats, previous):
+        stale.append((generated.MANIFEST, "changed"))
     return stale
 
 
 def write_outputs(root: Path, outputs: dict[str, str], formats: Iterable[str] = FORMATS) -> list[tuple[str, str]]:
-    """Write ``outputs`` under ``root`` (atomically) and delete generated tables no longer
-    produced; returns what changed, as ``stale_files`` does."""
+    """Write ``outputs`` under ``root`` (atomically, never through a link), delete the files the
+    manifest of generated files lists that are no longer produced, and write the manifest;
+    returns what changed, as ``stale_files`` does."""
     from harness.files import atomic_write
 
     root = Path(root)
+    formats = tuple(formats)
     changed = stale_files(root, outputs, formats)
+    manifest = _manifest(root, outputs, formats, generated.read_manifest(root))
     for name, reason in changed:
         if reason == NO_LONGER_GENERATED:
             (root / name).unlink()
-        else:
+        elif name != generated.MANIFEST:
             data = outputs[name].encode("utf-8")
             atomic_write(root / name, lambda stream: stream.write(data))
+    if any(name == generated.MANIFEST for name, _ in changed):
+        atomic_write(root / generated.MANIFEST, lambda stream: stream.write(manifest.encode("utf-8")))
     return changed

@@ -112,6 +112,7 @@ class Verification:
     versions: dict[str, str]
     seconds: float
     code_changed: list[str]
+    signature: str | None = None  # by a maintainer's SSH key over the rest (harness/leaderboard/signing.py)
 
 
 @dataclass(kw_only=True)

@@ -37,12 +37,12 @@ from harness.leaderboard.bundle import (
     StoredSource,
     check_tree,
     read_bundle,
-    read_verification,
     regular_file,
     source_path,
     source_sha256,
 )
 from harness.leaderboard.rows import configuration, seed_label, submission_row
+from harness.leaderboard.signing import ALLOWED_SIGNERS, read_signed
 from harness.naming import canonical_json
 from harness.results import load_json
 from harness.rundir import atomic_write
@@ -89,11 +89,13 @@ def _file_digest(path: Path) -> str:
 
 
 def digest(root: Path, path: Path) -> str:
-    """sha256 over a bundle's path (relative to ``root``) and the bytes of its bundle, scores
-    and verification files: any edit, addition or removal changes it."""
+    """sha256 over a bundle's path (relative to ``root``), the bytes of its bundle, scores and
+    verification files and the maintainers' keys (``allowed_signers``, which decide whether a
+    verification counts): any edit, addition or removal changes it."""
     stem = path.name[: -len(".json")]
     parts = [path.relative_to(root).as_posix()] + [
         _file_digest(path.with_name(name)) for name in (path.name, f"{stem}.scores.npz", f"{stem}.verified.json")]
+    parts.append(_file_digest(Path(root) / ALLOWED_SIGNERS))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -196,7 +198,7 @@ def _summary(bundle: Bundle, root: Path, fused: bool, digests: dict[str, str]) -
         protocol=record.protocol.name, members=members,
         member_digests=[digests[member] for member in members or []],
         sources=[[s.kind, s.sha256] for s in bundle.sources], fused=fused,
-        verified=read_verification(bundle) is not None, configuration=configuration(record), seed=seed_label(record),
+        verified=read_signed(bundle) is not None, configuration=configuration(record), seed=seed_label(record),
         row=json.loads(json.dumps(submission_row(record, bundle.data, bundle.path.relative_to(root).as_posix()))),
     )
 

@@ -27,7 +27,9 @@ recorded device type with ``harness.runner.train_resolved``. Then:
   σ/(2n), under 0.36 σ/√n (its standard error) for every n ≥ 2: less than the row's own ±
   already says. (leaderboards/README.md gives the reasoning in full.)
 
-Success writes ``<stem>.verified.json`` beside the submission; a mismatch returns an
+Success with ``--sign KEY`` writes ``<stem>.verified.json`` beside the submission, signed by
+that maintainer's SSH key (``signing``: only a signature by a key in ``allowed_signers`` makes
+rows ``verified``); without a key nothing is written. A mismatch returns an
 ``Outcome`` with ``matches=False`` and the first differing field or the largest score
 difference (image, class, values).
 """
@@ -36,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -55,12 +56,13 @@ from harness.leaderboard.bundle import (
     Verification,
     copy_code,
     find_bundle,
-    read_verification,
     source_path,
     source_sha256,
     stored_bundles,
 )
 from harness.leaderboard.rows import METRICS, configuration
+from harness.leaderboard.scratch import remove_abandoned, scratch_folder
+from harness.leaderboard.signing import allowed_signers, check_key_listed, read_signed, sign_verification
 from harness.metrics import evaluate
 from harness.naming import canonical_json, sha256_json
 from harness.machine import cpu_model, environment, usable_cores
@@ -212,7 +214,7 @@ def gpu_tolerance(bundle: Bundle, bundles: list[Bundle]) -> dict[str, float]:
     for other in bundles:
         record = other.record
         if (other.id == bundle.id or record.kind != "train" or record.dataset.fingerprint != target.dataset.fingerprint
-                or record.protocol.hash != target.protocol.hash or read_verification(other) is None):
+                or record.protocol.hash != target.protocol.hash or read_signed(other) is None):
             continue
         groups.setdefault(canonical_json(configuration(record)), []).append(record.metrics)
     samples = [group for group in groups.values() if len(group) >= 2]
@@ -288,15 +290,18 @@ def _threads(bundle: Bundle, device: str) -> int:
     return min(threads, cores)
 
 
-def reproduce(submission: str, root: Path, data_root: str | None = None) -> Outcome:
-    """Train stored submission ``submission`` (its file or id under ``root``) again and compare;
-    writes the verification beside it when it matches. Refusals are one ``UserError``."""
+def reproduce(submission: str, root: Path, data_root: str | None = None, sign: Path | None = None) -> Outcome:
+    """Train stored submission ``submission`` (its file or id under ``root``) again and compare.
+    On a match with ``sign`` (an SSH key listed in ``root/allowed_signers``, checked before
+    training) the verification is signed and written beside the submission; without it, it is
+    only returned. Refusals are one ``UserError``."""
     import torch
 
     from harness.registry import Registry
     from harness.runner import check_distribution_versions, train_resolved
 
     started = time.perf_counter()
+    remove_abandoned()
     root = Path(root)
     bundle = find_bundle(root, submission)
     bundles = stored_bundles(root)
@@ -312,10 +317,11 @@ def reproduce(submission: str, root: Path, data_root: str | None = None) -> Outc
     if record.world_size != 1:
         raise UserError(f"{bundle.path}: trained on {record.world_size} processes; reproduce trains in one")
     threads = _threads(bundle, device)
+    if sign is not None:
+        check_key_listed(sign, allowed_signers(root))
     tolerance = gpu_tolerance(bundle, bundles) if device == "cuda" else None
     previous_threads = torch.get_num_threads()
-    with tempfile.TemporaryDirectory(prefix="bench-reproduce-") as scratch:
-        scratch = Path(scratch)
+    with scratch_folder() as scratch:
         plugins = _scratch_plugins(bundle, root, scratch)
         resolved = dataclasses.replace(
             bundle.resolved, out=str(scratch / "runs"), plugins=plugins, device=device, precision=record.precision,
@@ -347,11 +353,12 @@ def reproduce(submission: str, root: Path, data_root: str | None = None) -> Outc
                       comparison=comparison, tolerance=tolerance, code_changed=code_changed,
                       seconds=time.perf_counter() - started)
     if outcome.matches:
-        outcome.verification = _write_verification(outcome, identical, device, threads)
+        outcome.verification = _write_verification(outcome, identical, device, threads, root, sign)
     return outcome
 
 
-def _write_verification(outcome: Outcome, identical: bool, device: str, threads: int) -> Verification:
+def _write_verification(outcome: Outcome, identical: bool, device: str, threads: int, root: Path,
+                        sign: Path | None) -> Verification:
     here = environment()
     comparison = outcome.comparison
     bundle = outcome.bundle
@@ -373,5 +380,8 @@ def _write_verification(outcome: Outcome, identical: bool, device: str, threads:
         seconds=round(outcome.seconds, 1),
         code_changed=outcome.code_changed,
     )
-    write_json(bundle.verification_path, dataclasses.asdict(verification))
-    return verification
+    if sign is None:
+        return verification
+    signed = sign_verification(dataclasses.asdict(verification), sign, allowed_signers(root), str(bundle.verification_path))
+    write_json(bundle.verification_path, signed)
+    return dataclasses.replace(verification, signature=signed["signature"])
