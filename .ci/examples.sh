@@ -107,6 +107,22 @@ for run_id, source in (("classquery-entry-point", "distribution"), ("classquery-
     assert record["model"]["plugin"] == recipe["plugin"], record["model"]["plugin"]
 print("result.json records the classquery-adamw recipe as a deviation, installed and as a package folder")
 PY
+    # Onto a leaderboard: the package-folder run is submitted (its files stored by sha256),
+    # trained again from the bundle's copy of the package and verified under a throwaway
+    # maintainer key, and its row lands in the deviations section naming the recipe.
+    local board="$work/leaderboards"
+    bench leaderboard submit "$work/runs/classquery-folder" --leaderboards "$board" --plugin "$folder"
+    ssh-keygen -q -t ed25519 -N "" -C ci@example -f "$work/ci_key"
+    printf 'ci@example namespaces="multilabel-bench" %s\n' "$(cut -d' ' -f1,2 "$work/ci_key.pub")" > "$board/allowed_signers"
+    local stored
+    stored=$(ls "$board"/submissions/*/*/*.json | grep -v verified | head -n 1)
+    mv "$folder" "$work/moved-package"  # reproduce must import the bundle's copy, not this folder
+    bench leaderboard reproduce "$stored" --leaderboards "$board" --data-root "$work/data/manifest.csv" \
+        --sign "$work/ci_key" --quiet
+    mv "$work/moved-package" "$folder"
+    bench leaderboard build --leaderboards "$board"
+    grep -h "classquery-adamw" "$board"/tables/*.md | grep -q "verified"
+    echo "classquery package: submitted, reproduced from its bundle, signed and shown verified with its recipe"
 }
 
 package_example

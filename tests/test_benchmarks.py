@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_PLUGIN
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -109,3 +110,23 @@ def test_plugin_checks_times_the_old_and_new_checks_in_one_process(tmp_path):
     assert timing["old_s"] > 0 and timing["new_over_old"] == pytest.approx(timing["new_s"] / timing["old_s"], rel=0.02)
     assert record["no_network_ms"] > 0 and record["imported_modules_ms"] > 0
     assert "new/old" in result.stdout and "no_network block" in result.stdout
+
+
+def test_train_throughput_compares_the_harness_with_a_plain_loop_on_the_same_data(tiny_root, tmp_path):
+    output = tmp_path / "train.json"
+    result = run_script("train_throughput.py", "--plugin", TINY_PLUGIN, "--dataset", "tiny", "--data-root",
+                        str(tiny_root), "--model", "tiny-cnn", "--size", "32", "--rounds", "2", "--json", str(output))
+    record = json.loads(output.read_text())
+    assert record["benchmark"] == "train_throughput" and "train_throughput.py" in record["command"]
+    assert record["settings"] == {"dataset": "tiny", "model": "tiny-cnn", "augmentation": "flip", "size": 32,
+                                  "batch_size": 32, "rounds": 2, "train_images": 96}
+    assert record["machine"]["torch_threads"] == torch.get_num_threads()
+    assert record["machine"]["omp_wait_policy"] == "PASSIVE"
+    assert len(record["rounds"]) == 2
+    for row in record["rounds"]:
+        assert row["harness_images_per_s"] > 0 and row["plain_images_per_s"] > 0
+        assert row["ratio"] == row["harness_images_per_s"] / row["plain_images_per_s"]
+    median = record["median"]
+    assert median["ratio"] == pytest.approx(sum(row["ratio"] for row in record["rounds"]) / 2)
+    assert record["input_pass"]["speedup"] > 0 and record["input_pass"]["fused_images_per_s"] > 0
+    assert "harness / plain" in result.stdout
