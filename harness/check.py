@@ -19,8 +19,8 @@ import numpy as np
 from harness import honesty
 from harness.data import fingerprint
 from harness.errors import PluginError, UserError, one_line
-from harness.registry import Component, Registry
-from harness.specs import KINDS, Dataset, DatasetInfo
+from harness.registry import KINDS, Component, Registry
+from harness.specs import Dataset, DatasetInfo
 from harness.train import in_head, seed_everything
 from harness.weights import no_network
 

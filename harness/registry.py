@@ -40,11 +40,41 @@ from harness.declared import check_spec
 from harness.errors import PluginError, UserError, one_line
 from harness.naming import code_sha256, sha256_of
 from harness.results import ComponentRecord, PluginRecord
-from harness.specs import INPUT_CROPS, KINDS
+from harness.specs import (
+    INPUT_CROPS,
+    AugmentationSpec,
+    DatasetSpec,
+    FusionSpec,
+    LoggerSpec,
+    LossSpec,
+    ModelSpec,
+    RecipeSpec,
+)
 from harness.weights import no_network
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 THIS_DISTRIBUTION = "multilabel-bench"
+@dataclass(frozen=True)
+class ComponentKind:
+    """One kind of component: the spec a plugin registers, the hook it registers it from, and
+    the command-line option that picks one by name (``None``: chosen some other way)."""
+
+    name: str
+    spec: type
+    hook: str
+    option: str | None
+
+
+# The one table of component kinds: loading here, `bench check` and `bench plugins` read it.
+KINDS: dict[str, ComponentKind] = {kind.name: kind for kind in (
+    ComponentKind("dataset", DatasetSpec, "register_datasets", "--dataset"),
+    ComponentKind("model", ModelSpec, "register_models", "--model"),
+    ComponentKind("augmentation", AugmentationSpec, "register_augmentations", "--aug"),
+    ComponentKind("loss", LossSpec, "register_losses", "--loss"),
+    ComponentKind("fusion", FusionSpec, "register_fusions", "--method"),
+    ComponentKind("recipe", RecipeSpec, "register_recipes", "--recipe"),
+    ComponentKind("logger", LoggerSpec, "register_loggers", "--logger"),
+)}
 _COMPONENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 # The core's own modules, imported before any plugin so that a plugin which patches them
 # at import is caught (see ``Registry._changes_to_core``).
@@ -192,13 +222,14 @@ def _unhooked(value: Any) -> Any:
 def _core_snapshot() -> dict[str, int]:
     """``{"harness.train.Trainer.train_epoch": id(value), ...}``: every attribute of the core's
     loaded modules (and of torch's watched ones) and of the classes they define, so that
-    replacements can be found."""
+    replacements can be found. A module's private plain values (``_auto_bars``) are its own
+    state, which it changes as it works, and are left out."""
     snapshot = {}
     for module_name, module in list(sys.modules.items()):
         if module is None or not _watched(module_name):
             continue
         for attribute, value in list(vars(module).items()):
-            if isinstance(value, ModuleType):
+            if isinstance(value, ModuleType) or (attribute.startswith("_") and not callable(value)):
                 continue
             snapshot[f"{module_name}.{attribute}"] = id(value)
             if inspect.isclass(value) and value.__module__ == module_name:

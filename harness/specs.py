@@ -238,25 +238,3 @@ class LoggerSpec:
 
 
 INPUT_CROPS = (None, "random-resized")
-
-@dataclass(frozen=True)
-class ComponentKind:
-    """One kind of component: the spec a plugin registers, the hook it registers it from, and
-    the command-line option that picks one by name (``None``: chosen some other way)."""
-
-    name: str
-    spec: type
-    hook: str
-    option: str | None
-
-
-# The one table of component kinds: the registry, `bench check` and `bench plugins` read it.
-KINDS: dict[str, ComponentKind] = {kind.name: kind for kind in (
-    ComponentKind("dataset", DatasetSpec, "register_datasets", "--dataset"),
-    ComponentKind("model", ModelSpec, "register_models", "--model"),
-    ComponentKind("augmentation", AugmentationSpec, "register_augmentations", "--aug"),
-    ComponentKind("loss", LossSpec, "register_losses", "--loss"),
-    ComponentKind("fusion", FusionSpec, "register_fusions", "--method"),
-    ComponentKind("recipe", RecipeSpec, "register_recipes", "--recipe"),
-    ComponentKind("logger", LoggerSpec, "register_loggers", "--logger"),
-)}

@@ -301,11 +301,11 @@ def parse_data_roots(values: tuple[str, ...], datasets: set[str]) -> dict[str | 
 
 def cell_config(cell: Cell, grid: Grid, out: Path, data_roots: dict[str | None, str]) -> RunConfig:
     """The ``RunConfig`` that trains ``cell``."""
-    options = {key.replace("-", "_"): value for key, value in grid.run_options.items()}
-    return RunConfig(
+    return dataclasses.replace(
+        RunConfig.from_options(grid.run_options, str(grid.path)),
         dataset=cell.dataset, model=cell.model, augmentation=cell.augmentation, size=cell.size, seed=cell.seed,
         protocol=cell.protocol, loss=cell.loss, recipe=cell.recipe, out=str(out), run_id=cell.run_id, plugins=grid.plugins,
-        data_root=data_roots.get(cell.dataset, data_roots.get(None)), **options,
+        data_root=data_roots.get(cell.dataset, data_roots.get(None)),
     )
 
 

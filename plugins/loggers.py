@@ -16,7 +16,7 @@ import math
 import os
 
 from harness import LoggerSpec, hookimpl
-from harness.rundir import atomic_write
+from harness.files import atomic_write
 
 PROJECT = "multilabel-bench"  # the W&B project and MLflow experiment unless the environment names one
 

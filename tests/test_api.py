@@ -46,5 +46,5 @@ def test_create_model_and_load_dataset_as_a_run_makes_them(tiny_root):
     assert (dataset.splits["test"].labels == expected.splits["test"].labels).all()
     model = create_model("tiny-cnn", len(dataset.classes), plugins=[TINY_PLUGIN])
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, len(dataset.classes))
-    with pytest.raises(UserError, match="pretrained weights"):
+    with pytest.raises(UserError, match="tiny-cnn-features.pth not found"):
         create_model("tiny-cnn", 10, pretrained="imagenet", plugins=[TINY_PLUGIN])

@@ -52,7 +52,7 @@ def reference(tiny_root, tmp_path_factory):
                                               (signal.SIGTERM, 143, "stopped by SIGTERM")])
 def test_a_stopped_run_says_how_to_resume_blames_no_plugin_and_resumes_exactly(reference, tiny_root, tmp_path,
                                                                                sent, code, said):
-    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    environment = dict(os.environ)  # the thread count of the in-process reference: CPU sums depend on it
     process = subprocess.Popen([sys.executable, "-m", "harness", *slow_args(tiny_root, tmp_path)],
                                env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run_dir = tmp_path / RUN_ID
@@ -67,7 +67,8 @@ def test_a_stopped_run_says_how_to_resume_blames_no_plugin_and_resumes_exactly(r
     assert not (run_dir / "result.json").exists()
     done = len(json.loads((run_dir / "log.json").read_text()))
     assert 1 <= done < 6 and f"after {done} of 6 epochs" in stderr
-    resumed = CliRunner().invoke(main, ["run", "--resume", str(run_dir), "--quiet"], catch_exceptions=False)
+    resumed = CliRunner().invoke(main, ["run", "--resume", str(run_dir), "--plugin", TINY_PLUGIN, "--plugin", SLOW_PLUGIN,
+                                        "--quiet"], catch_exceptions=False)
     assert resumed.exit_code == 0, resumed.output
     assert np.array_equal(np.load(run_dir / "scores.npz")["scores"], reference)
 
@@ -100,5 +101,6 @@ def test_a_signalled_process_of_a_torchrun_stops_its_peers_at_the_same_step(tiny
     _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0
     assert stderr.count("Error: stopped by SIGTERM after") == 2, stderr[-2000:]
-    resumed = CliRunner().invoke(main, ["run", "--resume", str(run_dir), "--quiet"], catch_exceptions=False)
+    resumed = CliRunner().invoke(main, ["run", "--resume", str(run_dir), "--plugin", TINY_PLUGIN, "--plugin", SLOW_PLUGIN,
+                                        "--quiet"], catch_exceptions=False)
     assert resumed.exit_code == 0, resumed.output

@@ -160,8 +160,10 @@ def test_a_vendored_package_trains_submits_and_reproduces_from_the_bundle(tmp_pa
 
     (package / "upstream" / "net.py").write_text("raise ImportError('the original is gone')\n")
     (bundle,) = (root / "submissions" / "tiny" / "smoke").glob("*.json")
+    from test_leaderboard_tables import maintainer_key
+
     result = bench("leaderboard", "reproduce", bundle, "--leaderboards", root,
-                   "--data-root", tiny_root, "--quiet")
+                   "--data-root", tiny_root, "--sign", maintainer_key(root), "--quiet")
     assert result.exit_code == 0, result.output
     assert "verified (exact)" in result.output
 

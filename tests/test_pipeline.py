@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -171,6 +172,7 @@ def test_a_cache_that_would_not_fit_is_refused_in_one_line_before_any_work(tmp_p
 def test_a_run_that_finds_no_room_decodes_every_batch_instead(tmp_path, fresh_cache, monkeypatch, caplog):
     paths = write_images(tmp_path / "data", 6)
     monkeypatch.setattr(cache, "disk_space", lambda folder: (10_000, 10**12))
+    monkeypatch.setattr(logging.getLogger("harness"), "propagate", True)  # an earlier CLI call may have turned it off
     images = pipeline.SplitImages(paths, 32, name="short", fingerprint="f", cache=True)
     with caplog.at_level("INFO", logger="harness"):
         source = images.source(None)

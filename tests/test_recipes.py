@@ -151,7 +151,7 @@ def test_a_recipe_trains_is_recorded_as_a_deviation_scored_with_its_ema_and_resu
                                      "recording-flip", epochs="2"), TINY_KILL_AT_EPOCH="1")
     assert killed.returncode == -9, killed.stderr
     resumed_dir = killed_out / f"tiny-tiny-cnn-recording-flip-32-smoke-seed0-{RECIPE}"
-    resumed = in_subprocess(["run", "--resume", resumed_dir, "--quiet"])
+    resumed = in_subprocess(["run", "--resume", resumed_dir, "--plugin", TINY_PLUGIN, "--plugin", RECIPE_PLUGIN, "--quiet"])
     assert resumed.returncode == 0, resumed.stderr
     with np.load(run_dir / "scores.npz") as a, np.load(resumed_dir / "scores.npz") as b:
         assert np.array_equal(a["scores"], b["scores"])

@@ -41,7 +41,7 @@ def test_a_killed_slurm_task_requeues_and_its_rerun_resumes(reference, tiny_root
     (bin_dir / "scontrol").chmod(0o755)
     calls = tmp_path / "scontrol-calls"
     environment = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                       SLURM_ARRAY_TASK_ID="0", SLURM_JOB_ID="4242", SCONTROL_CALLS=str(calls), OMP_NUM_THREADS="1")
+                       SLURM_ARRAY_TASK_ID="0", SLURM_JOB_ID="4242", SCONTROL_CALLS=str(calls))
 
     def task() -> subprocess.Popen:
         return subprocess.Popen(["bash", str(script)], env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
