@@ -54,6 +54,8 @@ from harness.weights import no_network
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 THIS_DISTRIBUTION = "multilabel-bench"
+
+
 @dataclass(frozen=True)
 class ComponentKind:
     """One kind of component: the spec a plugin registers, the hook it registers it from, and
@@ -65,7 +67,7 @@ class ComponentKind:
     option: str | None
 
 
-# The one table of component kinds: loading here, `bench check` and `bench plugins` read it.
+# The one table of component kinds, read by plugin loading here and by `bench check`.
 KINDS: dict[str, ComponentKind] = {kind.name: kind for kind in (
     ComponentKind("dataset", DatasetSpec, "register_datasets", "--dataset"),
     ComponentKind("model", ModelSpec, "register_models", "--model"),
