@@ -86,12 +86,7 @@ class SubmititSweep(LocalSweep):
         self.launch = bench_command() if launch == ["bench"] else launch
 
     def run(self) -> Summary:
-        pending = []
-        for cell in self.grid.cells:
-            if is_finished(self.out / cell.run_id):
-                self._report("cells", "skipped", cell.run_id, "finished")
-            else:
-                pending.append(cell)
+        pending = self._unfinished_cells()
         jobs = []
         if pending:
             with self.executor.batch():

@@ -410,6 +410,16 @@ class LocalSweep:
             echo("no GPU visible: running one cell at a time")
         self.slots: list[str | None] = [g for g in gpus for _ in range(per_gpu or 0)]
 
+    def _unfinished_cells(self) -> list[Cell]:
+        """The cells still to train; each finished one is reported as skipped."""
+        pending = []
+        for cell in self.grid.cells:
+            if is_finished(self.out / cell.run_id):
+                self._report("cells", "skipped", cell.run_id, "finished")
+            else:
+                pending.append(cell)
+        return pending
+
     def _report(self, kind: str, status: str, run_id: str, detail: str = "") -> None:
         with self.lock:
             self.position += 1
@@ -462,12 +472,7 @@ class LocalSweep:
             slots.put(slot)
 
     def run(self) -> Summary:
-        pending = []
-        for cell in self.grid.cells:
-            if is_finished(self.out / cell.run_id):
-                self._report("cells", "skipped", cell.run_id, "finished")
-            else:
-                pending.append(cell)
+        pending = self._unfinished_cells()
         if self.slots:
             slots: "queue.Queue[str]" = queue.Queue()
             for slot in self.slots:
