@@ -11,22 +11,20 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from harness.errors import PluginError, UserError
-from harness.metrics import METRICS_VERSION, evaluate
+from harness.metrics import evaluate
 from harness.naming import fusion_run_id, plain_name, sha256_of
-from harness.machine import environment
-from harness.results import FusionRecord, MemberRecord, RunRecord
+from harness.results import TRAINING_FACTS, FusionRecord, MemberRecord, RunRecord
 from harness.files import atomic_write
 from harness.rundir import RESULT_FILE, SCORES_FILE, claim, publish, read_scores, run_lock, write_scores
 
 # Training facts copied from the members when they all agree, else recorded as null.
-SHARED_FIELDS = ("model", "augmentation", "loss", "size", "seed", "device", "gpu", "world_size", "precision", "tf32")
+SHARED_FIELDS = TRAINING_FACTS
 
 
 @dataclass
@@ -109,10 +107,6 @@ def align(members: Sequence[Member]) -> tuple[np.ndarray, np.ndarray, list[np.nd
     return ids, reference.labels, aligned
 
 
-def _common(values: list[Any]) -> Any:
-    return values[0] if all(v == values[0] for v in values) else None
-
-
 def fuse_runs(
     run_dirs: Sequence[Path],
     out_dir: Path,
@@ -169,21 +163,12 @@ def fuse_runs(
     with run_lock(run_dir):
         folder = claim(run_dir, overwrite=overwrite, resume=False)
         write_scores(folder / SCORES_FILE, fused, labels, ids)
-        shared = {key: _common([getattr(m.record, key) for m in members]) for key in SHARED_FIELDS}
-        plugins = {repr(p): p for m in members for p in m.record.plugins}
-        plugins[repr(fusion_component.plugin.provenance())] = fusion_component.plugin.provenance()
-        record = RunRecord(
+        record = RunRecord.for_fusion(
+            [m.record for m in members],
             run_id=run_id,
-            kind="fusion",
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            metrics_version=METRICS_VERSION,
             metrics=evaluate(fused, labels),
-            dataset=first.dataset,
-            protocol=first.protocol,
-            **shared,
-            plugins=list(plugins.values()),
             fusion=FusionRecord(**vars(fusion_component.provenance()), label=label),
-            members=[
+            member_records=[
                 MemberRecord(
                     run_id=m.record.run_id,
                     path=os.path.relpath(m.path.resolve(), run_dir),
@@ -196,7 +181,6 @@ def fuse_runs(
                 )
                 for m in members
             ],
-            environment=environment(),
             wall_time_s=round(time.perf_counter() - started, 3),
         )
         atomic_write(folder / RESULT_FILE, lambda stream: stream.write(record.to_json().encode()))

@@ -14,13 +14,18 @@ Kinds: ``train`` (one trained model: model, augmentation, loss, size, seed, hard
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import __version__
 from harness.errors import BadInput, UserError
 from harness.typed_json import load_json, parse_record, to_plain
+
+if TYPE_CHECKING:
+    from harness.config import ResolvedRun
 
 SCHEMA_VERSION = 2
 RESULT_FILE = "result.json"
@@ -148,39 +153,98 @@ class ProtocolRecord:
     deviations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+ROLES = ("identity", "configuration", "volatile", "machine")
+
+
+def _role(role: str, *, fact: bool = False, **options: Any) -> Any:
+    """A ``RunRecord`` field of ``role`` (see ``RunRecord``); ``fact`` marks a training fact."""
+    return field(metadata={"role": role, "training_fact": fact}, **options)
+
+
 @dataclass(kw_only=True)
 class RunRecord:
-    """One finished run (``result.json``). ``path`` is the run folder, when known (not stored)."""
+    """One finished run (``result.json``). ``path`` is the run folder, when known (not stored).
 
-    schema_version: int = SCHEMA_VERSION
-    run_id: str
-    kind: str
-    created: str
-    harness_version: str = __version__
-    metrics_version: int
-    metrics: dict[str, Any]
-    dataset: DatasetRecord
-    protocol: ProtocolRecord
-    model: ModelRecord | None = None
-    augmentation: ComponentRecord | None = None
-    loss: ComponentRecord | None = None
-    size: int | None = None
-    seed: int | None = None
-    device: str | None = None
-    gpu: str | None = None
-    world_size: int | None = None
-    precision: str | None = None
-    tf32: bool | None = None
-    pipeline: dict[str, Any] = field(default_factory=dict)
-    plugins: list[PluginRecord] = field(default_factory=list)
-    fusion: FusionRecord | None = None
-    members: list[MemberRecord] | None = None
-    environment: dict[str, Any] = field(default_factory=dict)
-    wall_time_s: float | None = None
-    train_images_per_s: float | None = None
-    eval_images_per_s: float | None = None
-    recipe: RecipeRecord | None = None  # absent in records written before recipes: sgd-step
+    Every stored field has one role (``metadata["role"]``), from which the lists of fields
+    that consumers treat alike are derived (``fields_with_role``):
+
+    - ``identity``: what the record is and what it found (its id, kind, layout, metrics);
+    - ``configuration``: what was trained, on what data, under which rules and how (the
+      ``training_fact`` ones describe one trained model: a fusion keeps those its members share);
+    - ``volatile``: when and how fast it ran, which training again never repeats;
+    - ``machine``: the harness, the plugins installed and the machine it ran with.
+    """
+
+    schema_version: int = _role("identity", default=SCHEMA_VERSION)
+    run_id: str = _role("identity")
+    kind: str = _role("identity")
+    created: str = _role("volatile")
+    harness_version: str = _role("machine", default=__version__)
+    metrics_version: int = _role("identity")
+    metrics: dict[str, Any] = _role("identity")
+    dataset: DatasetRecord = _role("configuration")
+    protocol: ProtocolRecord = _role("configuration")
+    model: ModelRecord | None = _role("configuration", fact=True, default=None)
+    augmentation: ComponentRecord | None = _role("configuration", fact=True, default=None)
+    loss: ComponentRecord | None = _role("configuration", fact=True, default=None)
+    size: int | None = _role("configuration", fact=True, default=None)
+    seed: int | None = _role("configuration", fact=True, default=None)
+    device: str | None = _role("configuration", fact=True, default=None)
+    gpu: str | None = _role("configuration", fact=True, default=None)
+    world_size: int | None = _role("configuration", fact=True, default=None)
+    precision: str | None = _role("configuration", fact=True, default=None)
+    tf32: bool | None = _role("configuration", fact=True, default=None)
+    pipeline: dict[str, Any] = _role("configuration", default_factory=dict)
+    plugins: list[PluginRecord] = _role("machine", default_factory=list)
+    fusion: FusionRecord | None = _role("configuration", default=None)
+    members: list[MemberRecord] | None = _role("configuration", default=None)
+    environment: dict[str, Any] = _role("machine", default_factory=dict)
+    wall_time_s: float | None = _role("volatile", default=None)
+    train_images_per_s: float | None = _role("volatile", default=None)
+    eval_images_per_s: float | None = _role("volatile", default=None)
+    recipe: RecipeRecord | None = _role("configuration", default=None)  # absent in records written before recipes: sgd-step
     path: Path | None = field(default=None, compare=False, repr=False, metadata={"stored": False})
+
+    @classmethod
+    def for_training(cls, run: "ResolvedRun", *, metrics: dict[str, Any], dataset: DatasetRecord, model: ModelRecord,
+                     augmentation: ComponentRecord, loss: ComponentRecord, recipe: RecipeRecord,
+                     deviations: dict[str, dict[str, Any]], gpu: str | None, world_size: int, pipeline: dict[str, Any],
+                     plugins: list[PluginRecord], wall_time_s: float, train_images_per_s: float,
+                     eval_images_per_s: float) -> "RunRecord":
+        """The record of one trained model: ``run`` (its device and precision chosen,
+        ``ResolvedRun.with_device``) gives the id, protocol, size, seed, device and precision;
+        the rest is what training built and measured."""
+        from harness.machine import environment
+        from harness.metrics import METRICS_VERSION
+
+        return cls(
+            run_id=run.run_id, kind="train", created=_now(), metrics_version=METRICS_VERSION, metrics=metrics,
+            dataset=dataset,
+            protocol=ProtocolRecord(name=run.protocol, version=run.base_protocol.version, hash=run.protocol_hash,
+                                    deviations=deviations),
+            model=model, augmentation=augmentation, loss=loss, size=run.size, seed=run.seed,
+            device=run.chosen_device, gpu=gpu, world_size=world_size, precision=run.chosen_precision, tf32=run.tf32,
+            pipeline=pipeline, plugins=plugins, environment=environment(), wall_time_s=wall_time_s,
+            train_images_per_s=train_images_per_s, eval_images_per_s=eval_images_per_s, recipe=recipe,
+        )
+
+    @classmethod
+    def for_fusion(cls, members: Sequence["RunRecord"], *, run_id: str, metrics: dict[str, Any], fusion: FusionRecord,
+                   member_records: list[MemberRecord], wall_time_s: float) -> "RunRecord":
+        """The record of a score-level ensemble of ``members`` (scored on the same data under
+        the same protocol): their dataset and protocol, the training facts they all share (else
+        null), every plugin any of them or the fusion loaded."""
+        from harness.machine import environment
+        from harness.metrics import METRICS_VERSION
+
+        shared = {name: _common([getattr(m, name) for m in members]) for name in TRAINING_FACTS}
+        plugins = {repr(p): p for m in members for p in m.plugins}
+        plugins[repr(fusion.plugin)] = fusion.plugin
+        return cls(
+            run_id=run_id, kind="fusion", created=_now(), metrics_version=METRICS_VERSION, metrics=metrics,
+            dataset=members[0].dataset, protocol=members[0].protocol, **shared, plugins=list(plugins.values()),
+            fusion=fusion, members=member_records, environment=environment(), wall_time_s=wall_time_s,
+        )
 
     def __repr__(self) -> str:
         """One line: the run id, mAP, what trained, the dataset, the protocol and its deviations, the folder."""
@@ -232,12 +296,32 @@ class RunRecord:
         if self.kind not in KINDS:
             raise BadInput(f"{where}: kind {self.kind!r}; expected one of {', '.join(KINDS)}")
         if self.kind == "train":
-            for name in ("model", "augmentation", "loss", "size", "seed", "device", "world_size", "precision", "tf32"):
+            for name in (n for n in TRAINING_FACTS if n != "gpu"):  # gpu is null on a CPU
                 if getattr(self, name) is None:
                     raise BadInput(f"{where}: a train record needs {name!r}")
         elif self.fusion is None or not self.members or len(self.members) < 2:
             raise BadInput(f"{where}: a fusion record needs 'fusion' and at least two 'members'")
 
+
+def fields_with_role(*roles: str) -> tuple[str, ...]:
+    """The stored ``RunRecord`` fields of ``roles``, role by role, each in the record's order."""
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown role {sorted(unknown)[0]!r}; the roles are {', '.join(ROLES)}")
+    return tuple(f.name for role in roles for f in fields(RunRecord) if f.metadata.get("role") == role)
+
+
+# What one trained model is: a train record must have them (but gpu, null on a CPU); a fusion
+# record keeps those its members share.
+TRAINING_FACTS = tuple(f.name for f in fields(RunRecord) if f.metadata.get("training_fact"))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _common(values: list[Any]) -> Any:
+    return values[0] if all(v == values[0] for v in values) else None
 
 
 def _upgrade_from_v1(data: dict) -> dict:

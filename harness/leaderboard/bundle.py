@@ -38,7 +38,7 @@ from harness.config import ResolvedRun
 from harness.errors import BadInput, UserError
 from harness.leaderboard.packed_scores import LAYOUT, read_packed
 from harness.naming import code_sha256, package_files, plain_name, sha256_json
-from harness.results import RunRecord
+from harness.results import RunRecord, fields_with_role
 from harness.typed_json import load_json, parse_record
 from harness.files import atomic_folder, atomic_write, human_bytes, write_json
 
@@ -48,8 +48,8 @@ BUNDLE_VERSION = 2
 ID_LENGTH = 12
 BUNDLE_NAME = re.compile(rf"(?P<run_id>.+)--(?P<id>[0-9a-f]{{{ID_LENGTH}}})\.json")
 SHA256 = re.compile(r"[0-9a-f]{64}")
-# Left out of the content hash: when and how fast a run went, and where it lay.
-VOLATILE_RESULT = ("created", "wall_time_s", "train_images_per_s", "eval_images_per_s")
+# Left out of the content hash: when and how fast a run went (its volatile fields), and where it lay.
+VOLATILE_RESULT = fields_with_role("volatile")
 VOLATILE_RUN = ("out", "data_root")
 VOLATILE_LOG = ("seconds", "images_per_s")
 # The most a stored file may hold, so that a hostile one cannot exhaust memory: a bundle is

@@ -67,18 +67,17 @@ from harness.metrics import evaluate
 from harness.naming import canonical_json, sha256_json
 from harness.machine import cpu_model, environment, usable_cores
 from harness.recipes import DEFAULT_RECIPE
-from harness.results import RunRecord
+from harness.results import RunRecord, fields_with_role
 from harness.files import write_json
 from harness.rundir import read_scores
 
 TOLERANCE_FRACTION = 0.5
 TOLERANCE_CAP = 0.005  # half a percentage point: what no forged spread of seeds can widen a tolerance beyond
-# Not compared with the re-trained record: when and how fast the run went; the harness and
-# the machine that ran it (versions, platform, CPU, thread count: the verification records
-# this machine's); every plugin loaded (those whose code changed are listed in code_changed);
-# the metrics, which the scores are compared for.
-UNCOMPARED = ("created", "wall_time_s", "train_images_per_s", "eval_images_per_s", "harness_version", "environment",
-              "plugins", "metrics")
+# Not compared with the re-trained record: its volatile fields (when and how fast the run
+# went) and machine fields (the harness and the machine that ran it: versions, platform, CPU,
+# thread count, which the verification records for this machine; every plugin loaded, those
+# whose code changed listed in code_changed); and the metrics, which the scores are compared for.
+UNCOMPARED = (*fields_with_role("volatile", "machine"), "metrics")
 _ABSENT = object()
 
 
