@@ -22,7 +22,7 @@ from typing import Any
 
 from harness.errors import UserError, one_line
 from harness.naming import code_sha256, default_run_id, plain_name
-from harness.protocol import Protocol, get_protocol
+from harness.protocol import PROTOCOLS, Protocol, get_protocol
 from harness.recipes import DEFAULT_RECIPE
 from harness.results import ComponentRecord, PluginRecord, RecipeRecord
 from harness.typed_json import parse_record, parse_value
@@ -217,6 +217,7 @@ class RunConfig:
 
         loggers = resolve_names(registry, self.loggers)
         return ResolvedRun(
+            checked_protocol=base,
             dataset=self.dataset,
             data_root=str(Path(self.data_root).expanduser().resolve()) if self.data_root else None,
             model=model_name,
@@ -340,31 +341,63 @@ class ResolvedRun:
     fingerprint: str | None = None
     recipe: str = DEFAULT_RECIPE
     loggers: list[str] = field(default_factory=list)  # watch the run; never change its results
+    # Not stored (run.json keeps the settings as asked): the named protocol as this harness
+    # defines it, attached once when its hash is the recorded one; and the device and
+    # precision chosen once the processes are known (``with_device``).
+    checked_protocol: Protocol | None = field(default=None, compare=False, repr=False, metadata={"stored": False})
+    chosen_device: str | None = field(default=None, compare=False, repr=False, metadata={"stored": False})
+    chosen_precision: str | None = field(default=None, compare=False, repr=False, metadata={"stored": False})
+
+    def __post_init__(self) -> None:
+        """Attach the protocol, looked up once, unless it was passed (``resolve``, ``replace``)."""
+        carried = self.checked_protocol
+        if carried is not None and carried.name == self.protocol and carried.hash == self.protocol_hash:
+            return
+        defined = get_protocol(self.protocol) if self.protocol in PROTOCOLS else None
+        object.__setattr__(self, "checked_protocol",
+                           defined if defined is not None and defined.hash == self.protocol_hash else None)
 
     @property
     def run_dir(self) -> Path:
         return Path(self.out) / self.run_id
 
+    @property
+    def base_protocol(self) -> Protocol:
+        """The named protocol, checked: its hash must still be the one recorded."""
+        if self.checked_protocol is None:
+            defined = PROTOCOLS.get(self.protocol)
+            if defined is None:
+                raise UserError(f"run {self.run_id}: unknown protocol {self.protocol!r}; known: {', '.join(sorted(PROTOCOLS))}")
+            raise UserError(
+                f"run {self.run_id}: protocol {self.protocol!r} had hash {self.protocol_hash} when the run started, "
+                f"this harness defines {defined.hash}; finish it with the harness version that started it"
+            )
+        return self.checked_protocol
+
     def rules(self) -> Protocol:
         """The protocol this run trains under: the named protocol with this run's epochs and
         batch size (its hash must still be the one recorded)."""
-        base = get_protocol(self.protocol)
-        if base.hash != self.protocol_hash:
-            raise UserError(
-                f"run {self.run_id}: protocol {self.protocol!r} had hash {self.protocol_hash} when the run started, "
-                f"this harness defines {base.hash}; finish it with the harness version that started it"
-            )
-        return dataclasses.replace(base, epochs=self.epochs, batch_size=self.batch_size)
+        return dataclasses.replace(self.base_protocol, epochs=self.epochs, batch_size=self.batch_size)
+
+    @property
+    def tf32(self) -> bool:
+        """Whether TF32 matmuls are allowed: on a GPU in bf16 (fp32 there means strict fp32)."""
+        return str(self.chosen_device).startswith("cuda") and self.chosen_precision == "bf16"
+
+    def with_device(self, device: str, precision: str) -> "ResolvedRun":
+        """This run with the device (``cpu``, ``cuda:0``) and precision (fp32, bf16) it trains with."""
+        return dataclasses.replace(self, chosen_device=device, chosen_precision=precision)
 
     def deviations(self, init: str, loss: ComponentRecord,
                    recipe: RecipeRecord | None = None) -> dict[str, dict[str, Any]]:
         """This run's deviations from its protocol, given the initialisation its weights show
         and the loss and recipe it trained with (see ``deviations``)."""
-        return deviations(get_protocol(self.protocol), epochs=self.epochs, batch_size=self.batch_size, size=self.size,
+        return deviations(self.base_protocol, epochs=self.epochs, batch_size=self.batch_size, size=self.size,
                           init=init, loss=loss, recipe=recipe)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        stored = [f.name for f in dataclasses.fields(self) if f.metadata.get("stored", True)]
+        return {name: value for name, value in dataclasses.asdict(self).items() if name in stored}
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> "ResolvedRun":

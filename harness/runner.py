@@ -5,7 +5,9 @@
 
 A run's settings make three hops: the options (``RunConfig``) resolve once to a
 ``ResolvedRun`` (stored as ``run.json``), which the trainer takes, and the measurements
-made under it become the ``RunRecord`` (``result.json``).
+made under it become the ``RunRecord`` (``result.json``). ``train_resolved`` is three steps:
+``prepare_run`` (device, data, model, checks), ``train_run`` (the folder, the epochs,
+checkpoints) and ``record_run`` (metrics, ``RunRecord.for_training``, the files).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import copy
 import dataclasses
 import io
 import time
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +31,13 @@ from harness.errors import PluginError, UserError, cut
 from harness.machine import available_memory, environment
 from harness.interrupts import stop_signals, stopped_run
 from harness.loggers import epoch_metrics, open_loggers
-from harness.metrics import METRICS_VERSION, evaluate
+from harness.metrics import evaluate
 from harness.progress import api_progress, log
 from harness.registry import Component, Registry
 from harness.results import (
     DatasetRecord,
     ModelRecord,
     Pretrained,
-    ProtocolRecord,
     RecipeRecord,
     RunRecord,
     WeightsFile,
@@ -302,153 +303,208 @@ def _components(resolved: ResolvedRun, registry: Registry) -> dict[str, Componen
     }
 
 
-def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = False, overwrite: bool = False) -> RunRecord | None:
-    """Train a resolved run (``run.json``) with the plugins of ``registry``; ``run`` and
-    ``bench leaderboard reproduce`` both end here."""
+@dataclass
+class Prepared:
+    """What training a resolved run needs, built and checked before its folder is claimed:
+    ``run`` carries the dataset's fingerprint and the chosen device and precision."""
+
+    run: ResolvedRun
+    components: dict[str, Component]
+    world: World
+    dataset: Any
+    train_split_hash: str | None
+    model: Any
+    pretrained: Pretrained
+    context: dict[str, Any]
+    head_prefixes: tuple[str, ...]
+    arrays: dict[str, pipeline.SplitImages]
+    train_targets: np.ndarray
+
+
+@dataclass
+class Training:
+    """A run in training: its folder once claimed, its trainer, and the test scores it gave."""
+
+    folder: Path | None = None
+    trainer: Any = None
+    recipe: RecipeRecord | None = None
+    loggers: Any = None
+    scores: np.ndarray | None = None
+    eval_rate: float | None = None
+
+
+def prepare_run(resolved: ResolvedRun, registry: Registry, world: World, *, resume: bool,
+                overwrite: bool) -> Prepared:
+    """Choose the device and precision, load and check the data, build and check the model,
+    and cache the images: everything that can fail before the run folder is claimed."""
+    from harness.train import seed_everything
+
+    components = _components(resolved, registry)
+    if resolved.batch_size % world.size:
+        raise UserError(f"batch size {resolved.batch_size} does not divide over {world.size} processes")
+    device = _choose_device(resolved.device, world)
+    precision, _ = _configure_precision(resolved.precision, device)
+    resolved = resolved.with_device(str(device), precision)
+    check_batch_memory(resolved, device)
+    if world.is_main:
+        refuse_if_taken(resolved.run_dir, overwrite=overwrite, resume=resume)  # before any work is done
+    dataset = load_dataset(components["dataset"], resolved.data_root, resolved.skip_missing)
+    found = fingerprint(dataset)
+    if resolved.fingerprint is not None and found != resolved.fingerprint:
+        raise UserError(
+            f"dataset {resolved.dataset!r} at {resolved.data_root or 'its default place'} has fingerprint {found}, "
+            f"but run {resolved.run_id} started on {resolved.fingerprint}; pass --data-root with the run's own data"
+        )
+    resolved = resolved.with_fingerprint(found)
+    num_classes = len(dataset.classes)
+    train_split_hash = train_hash(dataset)
+
+    seed_everything(resolved.seed)
+    model_component, loss_component = components["model"], components["loss"]
+    model, pretrained, context = build_model(model_component, resolved.model, num_classes, resolved.pretrained,
+                                             dataset_info(dataset, found), train_split_hash, resolved.size)
+    registry.check_core_intact(model_component.label, "during build")
+    head_prefixes = tuple(getattr(model, "head_prefixes", model_component.spec.head_prefixes))
+    check_outputs(model_component, model, _sample(dataset, resolved.size), num_classes, device)
+    honesty.check_gradients(model_component, model, loss_component, num_classes, resolved.size)
+    arrays = _image_arrays(dataset, resolved, world, components["augmentation"].spec.input_crop)
+    train_targets = (dataset.splits["train"].labels != 0).astype(np.float32)  # ignored (difficult) → positive
+    return Prepared(run=resolved, components=components, world=world, dataset=dataset,
+                    train_split_hash=train_split_hash, model=model, pretrained=pretrained, context=context,
+                    head_prefixes=head_prefixes, arrays=arrays, train_targets=train_targets)
+
+
+def train_run(prepared: Prepared, registry: Registry, training: Training, held: contextlib.ExitStack, *,
+              resume: bool, overwrite: bool, started: float) -> None:
+    """Claim the run folder (writing ``run.json``), continue from its checkpoint on a resume,
+    train epoch by epoch with a checkpoint after each, and score the test split; fills
+    ``training`` as it goes (a stop reports how far it got)."""
+    from harness.train import Trainer, epoch_line
+
+    resolved, world, components = prepared.run, prepared.world, prepared.components
+    run_dir = resolved.run_dir
+    folder = run_dir
+    if world.is_main:
+        held.enter_context(run_lock(run_dir))
+        folder = claim(run_dir, overwrite=overwrite, resume=resume)
+        write_json(folder / RUN_FILE, resolved.to_dict())
+    barrier(world)
+    training.folder = folder
+    stop = held.enter_context(stop_signals())  # from here a signal stops the run at a step's end
+
+    train_targets = prepared.train_targets
+    steps = recipes.steps_per_epoch(len(train_targets), resolved.batch_size, world.size)
+    trainer = training.trainer = Trainer(prepared.model, prepared.head_prefixes, resolved, components, world=world,
+                                         steps_per_epoch=steps)
+    recipe_component = components["recipe"]
+    training.recipe = RecipeRecord(
+        name=resolved.recipe, version=recipe_component.spec.version, plugin=recipe_component.plugin.provenance(),
+        optimizer=recipes.class_name(trainer.optimizer),
+        scheduler=None if trainer.scheduler is None else recipes.class_name(trainer.scheduler),
+        steps_per_epoch=steps, ema_decay=recipe_component.spec.ema_decay,
+    )
+    checkpoint = folder / CHECKPOINT_FILE
+    if resume and checkpoint.is_file():
+        trainer.load_checkpoint(checkpoint)
+    loggers = None
+    if world.is_main:  # opened where the run starts or resumes, so that a resumed run's curves continue
+        loggers = open_loggers(resolved, folder, registry, trainer.epoch,
+                               trainer.epoch * trainer.steps_per_epoch(len(train_targets)))
+    if loggers is not None:
+        trainer.loggers = training.loggers = loggers
+        held.callback(loggers.close, None)  # a run that stops early still closes its loggers
+    trainer.stop = stop
+    stop.check(world)
+    while trainer.epoch < resolved.epochs:
+        epoch = trainer.train_epoch(prepared.arrays["train"], train_targets)
+        if world.is_main:
+            elapsed = trainer.earlier_wall_time_s + time.perf_counter() - started
+            trainer.save_checkpoint(folder, elapsed)
+            write_json(folder / LOG_FILE, trainer.log)
+            log.info(epoch_line(epoch, resolved.epochs, elapsed))
+            if loggers is not None:
+                loggers.epoch(epoch["epoch"], epoch_metrics(epoch))
+        barrier(world)
+
+    training.scores, training.eval_rate = trainer.score(prepared.arrays["test"])
+    registry.check_core_intact(", ".join(components[k].label for k in ("model", "augmentation", "loss")) + " or "
+                               + recipe_component.label, "during training")
+
+
+def record_run(prepared: Prepared, training: Training, registry: Registry, started: float) -> RunRecord:
+    """Score the test split's scores, build the ``RunRecord`` and write the run's files:
+    scores, weights, ``result.json``; then publish the folder (the checkpoint goes once the
+    result is safely written)."""
     import torch
 
-    from harness.train import Trainer, epoch_line, seed_everything
+    resolved, components, dataset, trainer = prepared.run, prepared.components, prepared.dataset, training.trainer
+    folder, run_dir = training.folder, resolved.run_dir
+    test = dataset.splits["test"]
+    write_scores(folder / SCORES_FILE, training.scores, test.labels, test.ids)
+    state = io.BytesIO()
+    torch.save(trainer.bare_model.state_dict(), state)
+    atomic_write(folder / MODEL_FILE, lambda stream: stream.write(state.getvalue()))
+    model_component, loss_component = components["model"], components["loss"]
+    model_record = model_component.provenance()
+    device = torch.device(resolved.chosen_device)
+    record = RunRecord.for_training(
+        resolved,
+        metrics=evaluate(training.scores, test.labels),
+        dataset=DatasetRecord(
+            name=dataset.name, version=components["dataset"].spec.version,
+            plugin=components["dataset"].plugin.provenance(), fingerprint=resolved.fingerprint,
+            train_hash=prepared.train_split_hash, classes=list(dataset.classes),
+            n_train=len(dataset.splits["train"]), n_test=len(test), coverage=dataset.coverage,
+        ),
+        model=ModelRecord(
+            name=resolved.model, version=model_component.spec.version, plugin=model_component.plugin.provenance(),
+            pretrained=prepared.pretrained, head_prefixes=list(prepared.head_prefixes),
+            backbone=model_component.spec.backbone, context=prepared.context, params=model_record.params,
+            upstream=model_record.upstream, normalization=dict(zip(("mean", "std"), map(list, trainer.normalization))),
+            paper=model_component.spec.paper, code=model_component.spec.code,
+        ),
+        augmentation=components["augmentation"].provenance(),
+        loss=loss_component.provenance(),
+        recipe=training.recipe,
+        deviations=resolved.deviations(weights.init_used(prepared.pretrained), loss_component.provenance(),
+                                       training.recipe),
+        gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        world_size=prepared.world.size,
+        pipeline={"version": PIPELINE_VERSION, "input_crop": components["augmentation"].spec.input_crop},
+        plugins=registry.provenance(),
+        wall_time_s=trainer.earlier_wall_time_s + time.perf_counter() - started,
+        train_images_per_s=float(np.mean([r["images_per_s"] for r in trainer.log])),
+        eval_images_per_s=training.eval_rate,
+    )
+    atomic_write(folder / "result.json", lambda stream: stream.write(record.to_json().encode()))
+    (folder / CHECKPOINT_FILE).unlink(missing_ok=True)  # only once the result is safely written
+    if training.loggers is not None:
+        training.loggers.close(record)
+    publish(folder, run_dir)
+    record.path = run_dir
+    return record
+
+
+def train_resolved(resolved: ResolvedRun, registry: Registry, *, resume: bool = False, overwrite: bool = False) -> RunRecord | None:
+    """Train a resolved run (``run.json``) with the plugins of ``registry``: ``prepare_run``,
+    ``train_run``, ``record_run``. ``run`` and ``bench leaderboard reproduce`` both end here;
+    on a non-main process it returns ``None``."""
+    import torch
 
     started = time.perf_counter()
-    components = _components(resolved, registry)
     held = contextlib.ExitStack()
     wants_cuda = resolved.device.startswith("cuda") or (resolved.device == "auto" and torch.cuda.is_available())
     world = init_world("cuda" if wants_cuda else "cpu")
-    claimed, trainer = None, None  # the folder holding run.json, and the trainer: what a stop leaves
+    training = Training()  # what a stop leaves: the folder holding run.json, and the trainer
     try:
-        if resolved.batch_size % world.size:
-            raise UserError(f"batch size {resolved.batch_size} does not divide over {world.size} processes")
-        device = _choose_device(resolved.device, world)
-        precision, tf32 = _configure_precision(resolved.precision, device)
-        check_batch_memory(resolved, device)
-        run_dir = resolved.run_dir
-        if world.is_main:
-            refuse_if_taken(run_dir, overwrite=overwrite, resume=resume)  # before any work is done
-        dataset = load_dataset(components["dataset"], resolved.data_root, resolved.skip_missing)
-        found = fingerprint(dataset)
-        if resolved.fingerprint is not None and found != resolved.fingerprint:
-            raise UserError(
-                f"dataset {resolved.dataset!r} at {resolved.data_root or 'its default place'} has fingerprint {found}, "
-                f"but run {resolved.run_id} started on {resolved.fingerprint}; pass --data-root with the run's own data"
-            )
-        resolved = resolved.with_fingerprint(found)
-        rules = resolved.rules()
-        num_classes = len(dataset.classes)
-        train_split_hash = train_hash(dataset)
-
-        seed_everything(resolved.seed)
-        model_component, loss_component = components["model"], components["loss"]
-        model, pretrained, context = build_model(model_component, resolved.model, num_classes, resolved.pretrained,
-                                                 dataset_info(dataset, found), train_split_hash, resolved.size)
-        registry.check_core_intact(model_component.label, "during build")
-        head_prefixes = tuple(getattr(model, "head_prefixes", model_component.spec.head_prefixes))
-        check_outputs(model_component, model, _sample(dataset, resolved.size), num_classes, device)
-        honesty.check_gradients(model_component, model, loss_component, num_classes, resolved.size)
-        arrays = _image_arrays(dataset, resolved, world, components["augmentation"].spec.input_crop)
-        train_targets = (dataset.splits["train"].labels != 0).astype(np.float32)  # ignored (difficult) → positive
-
-        folder = run_dir
-        if world.is_main:
-            held.enter_context(run_lock(run_dir))
-            folder = claim(run_dir, overwrite=overwrite, resume=resume)
-            write_json(folder / RUN_FILE, resolved.to_dict())
-        barrier(world)
-        claimed = folder
-        stop = held.enter_context(stop_signals())  # from here a signal stops the run at a step's end
-
-        steps = recipes.steps_per_epoch(len(train_targets), resolved.batch_size, world.size)
-        trainer = Trainer(model, head_prefixes, resolved, components, device=device, precision=precision, world=world,
-                          steps_per_epoch=steps)
-        recipe_component = components["recipe"]
-        recipe = RecipeRecord(
-            name=resolved.recipe, version=recipe_component.spec.version, plugin=recipe_component.plugin.provenance(),
-            optimizer=recipes.class_name(trainer.optimizer),
-            scheduler=None if trainer.scheduler is None else recipes.class_name(trainer.scheduler),
-            steps_per_epoch=steps, ema_decay=recipe_component.spec.ema_decay,
-        )
-        deviations = resolved.deviations(weights.init_used(pretrained), loss_component.provenance(), recipe)
-        checkpoint = folder / CHECKPOINT_FILE
-        if resume and checkpoint.is_file():
-            trainer.load_checkpoint(checkpoint)
-        loggers = None
-        if world.is_main:  # opened where the run starts or resumes, so that a resumed run's curves continue
-            loggers = open_loggers(resolved, folder, registry, trainer.epoch,
-                                   trainer.epoch * trainer.steps_per_epoch(len(train_targets)))
-        if loggers is not None:
-            trainer.loggers = loggers
-            held.callback(loggers.close, None)  # a run that stops early still closes its loggers
-        trainer.stop = stop
-        stop.check(world)
-        while trainer.epoch < resolved.epochs:
-            epoch = trainer.train_epoch(arrays["train"], train_targets)
-            if world.is_main:
-                elapsed = trainer.earlier_wall_time_s + time.perf_counter() - started
-                trainer.save_checkpoint(folder, elapsed)
-                write_json(folder / LOG_FILE, trainer.log)
-                log.info(epoch_line(epoch, resolved.epochs, elapsed))
-                if loggers is not None:
-                    loggers.epoch(epoch["epoch"], epoch_metrics(epoch))
-            barrier(world)
-
-        scores, eval_rate = trainer.score(arrays["test"])
-        registry.check_core_intact(", ".join(components[k].label for k in ("model", "augmentation", "loss")) + " or "
-                                   + recipe_component.label, "during training")
+        prepared = prepare_run(resolved, registry, world, resume=resume, overwrite=overwrite)
+        train_run(prepared, registry, training, held, resume=resume, overwrite=overwrite, started=started)
         if not world.is_main:
             return None
-        test = dataset.splits["test"]
-        write_scores(folder / SCORES_FILE, scores, test.labels, test.ids)
-        state = io.BytesIO()
-        torch.save(trainer.bare_model.state_dict(), state)
-        atomic_write(folder / MODEL_FILE, lambda stream: stream.write(state.getvalue()))
-        model_record = model_component.provenance()
-        record = RunRecord(
-            run_id=resolved.run_id,
-            kind="train",
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            metrics_version=METRICS_VERSION,
-            metrics=evaluate(scores, test.labels),
-            dataset=DatasetRecord(
-                name=dataset.name, version=components["dataset"].spec.version,
-                plugin=components["dataset"].plugin.provenance(), fingerprint=found, train_hash=train_split_hash,
-                classes=list(dataset.classes), n_train=len(dataset.splits["train"]), n_test=len(test),
-                coverage=dataset.coverage,
-            ),
-            protocol=ProtocolRecord(name=resolved.protocol, version=rules.version, hash=resolved.protocol_hash,
-                                    deviations=deviations),
-            model=ModelRecord(
-                name=resolved.model, version=model_component.spec.version, plugin=model_component.plugin.provenance(),
-                pretrained=pretrained, head_prefixes=list(head_prefixes), backbone=model_component.spec.backbone,
-                context=context, params=model_record.params, upstream=model_record.upstream,
-                normalization=dict(zip(("mean", "std"), map(list, trainer.normalization))),
-                paper=model_component.spec.paper, code=model_component.spec.code,
-            ),
-            augmentation=components["augmentation"].provenance(),
-            loss=loss_component.provenance(),
-            size=resolved.size,
-            seed=resolved.seed,
-            device=str(device),
-            gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-            world_size=world.size,
-            precision=precision,
-            tf32=tf32,
-            pipeline={"version": PIPELINE_VERSION, "input_crop": components["augmentation"].spec.input_crop},
-            plugins=registry.provenance(),
-            environment=environment(),
-            wall_time_s=trainer.earlier_wall_time_s + time.perf_counter() - started,
-            train_images_per_s=float(np.mean([r["images_per_s"] for r in trainer.log])),
-            eval_images_per_s=eval_rate,
-            recipe=recipe,
-        )
-        atomic_write(folder / "result.json", lambda stream: stream.write(record.to_json().encode()))
-        (folder / CHECKPOINT_FILE).unlink(missing_ok=True)  # only once the result is safely written
-        if loggers is not None:
-            loggers.close(record)
-        publish(folder, run_dir)
-        record.path = run_dir
-        return record
+        return record_run(prepared, training, registry, started)
     except KeyboardInterrupt as error:  # Ctrl-C, SIGTERM, SIGUSR1: one line saying how to continue
-        raise stopped_run(error, resolved.run_dir, claimed, trainer.epoch if trainer else 0, resolved.epochs) from None
+        epoch = training.trainer.epoch if training.trainer else 0
+        raise stopped_run(error, resolved.run_dir, training.folder, epoch, resolved.epochs) from None
     finally:
         held.close()
         finish(world)
-

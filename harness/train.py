@@ -116,15 +116,17 @@ class Trainer:
     ``components`` maps ``model``, ``augmentation``, ``loss`` and ``recipe`` to registry
     components: every call into them goes through the component's ``guard``, which names it
     on failure. ``steps_per_epoch`` is what the recipe's schedule is told; the schedule and
-    the EMA (when the recipe keeps one) advance after every optimizer step.
+    the EMA (when the recipe keeps one) advance after every optimizer step. ``run`` carries
+    the device and precision it trains with (``ResolvedRun.with_device``).
     """
 
     def __init__(self, model, head_prefixes: tuple[str, ...], run: ResolvedRun, components: dict, *,
-                 device, precision: str, world: World, steps_per_epoch: int):
+                 world: World, steps_per_epoch: int):
         import torch
 
+        device = torch.device(run.chosen_device)
         self.run, self.components = run, components
-        self.device, self.precision, self.world = device, precision, world
+        self.device, self.precision, self.world = device, run.chosen_precision, world
         self.rules = run.rules()
         check_implemented(self.rules)
         self.channels_last = device.type == "cuda"
