@@ -28,7 +28,7 @@ from harness.config import ResolvedRun, RunConfig
 from harness.data import fingerprint, train_hash
 from harness.distributed import World, barrier, finish, init_world
 from harness.errors import PluginError, UserError, cut
-from harness.machine import available_memory, environment
+from harness.machine import available_memory
 from harness.interrupts import stop_signals, stopped_run
 from harness.loggers import epoch_metrics, open_loggers
 from harness.metrics import evaluate
