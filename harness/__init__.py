@@ -23,14 +23,12 @@ loader (``load_state_dict``) and ``create_model`` / ``load_dataset``, plus the m
                            head_prefixes=("head",)))
 """
 
-import os as _os
 from importlib import metadata as _metadata
 
-# torch's OpenMP threads spin between parallel regions unless told to wait passively; on a CPU
-# whose cores other processes share, a spinning thread holds the core its partner waits for
-# (a smoke-protocol step measured 3-5x slower on a busy 2-core machine). The policy changes
-# no number. It applies when torch is imported after harness and the variable is not set.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from harness.machine import tune_cpu_runtime as _tune_cpu_runtime
+
+# Before torch loads: how its OpenMP threads wait, and glibc's malloc thresholds (no number changes).
+_tune_cpu_runtime()
 
 from harness.hookspecs import hookimpl
 from harness.specs import (
