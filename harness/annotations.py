@@ -5,7 +5,9 @@ returns numpy arrays (numbers, or strings packed by :func:`pack_strings`), and i
 stored in ``cache_root()/annotations/<name>-<slot>.npz``, one entry per loader, version and
 resolved data root (the slot), written atomically with ``np.savez`` and read back with
 ``allow_pickle=False``. An entry is used only while its key, the sha256 of the loader's
-version, the root and every file's content, is that of the files now on disk.
+version, the root and every file's content, is that of the files now on disk, and while its
+arrays have the sha256 its header records (``arrays_sha256``): a planted or corrupt entry is
+parsed again, with a warning line naming it.
 
 Hashing hundreds of megabytes would cost most of what the cache saves, so each entry also
 records every file's size, modification and change times and inode: while those are the
@@ -29,11 +31,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from harness.cache import cache_root
+from harness.cache import cache_root, writes_in
 from harness.progress import log
 from harness.files import atomic_write
 
-FORMAT = "1"  # of the entry files; part of every key
+FORMAT = "2"  # of the entry files; part of every key
 RECENT_S = 2.0
 _HEADER = "header"
 _READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError)
@@ -77,22 +79,37 @@ def _settled(signature: list[int], now_ns: int) -> bool:
     return now_ns - max(signature[1], signature[2]) >= RECENT_S * 1e9
 
 
-def _header(entry: Path) -> dict | None:
-    """The entry's header; ``None`` when there is none or it cannot be read (it is then rebuilt)."""
+def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over every array's name, dtype, shape and bytes, in name order: the entry's checksum."""
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        array = np.ascontiguousarray(arrays[key])
+        digest.update(f"{key}\0{array.dtype.str}\0{array.shape}\0".encode() + array.tobytes())
+    return digest.hexdigest()
+
+
+def _read(entry: Path, warn: bool) -> tuple[dict | None, dict[str, np.ndarray] | None]:
+    """The entry's (header, arrays); (None, None) when there is none, it is of another format,
+    it cannot be read or its arrays do not have the sha256 its header records (planted or
+    corrupt: it is rebuilt, with a warning line when ``warn``)."""
+    if not entry.is_file():
+        return None, None
     try:
         with np.load(entry, allow_pickle=False) as archive:
             header = json.loads(archive[_HEADER].tobytes())
+            arrays = {key: archive[key] for key in archive.files if key != _HEADER}
     except _READ_ERRORS:
-        return None
-    return header if isinstance(header, dict) and header.get("format") == FORMAT else None
-
-
-def _arrays(entry: Path) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(entry, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files if key != _HEADER}
-    except _READ_ERRORS:
-        return None
+        if warn:
+            log.warning(f"Warning: annotation cache {entry} cannot be read (corrupt?); parsing the annotations again")
+        return None, None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        return None, None
+    if header.get("arrays_sha256") != arrays_sha256(arrays):
+        if warn:
+            log.warning(f"Warning: annotation cache {entry} does not have the sha256 it records (planted or corrupt); "
+                        "parsing the annotations again")
+        return None, None
+    return header, arrays
 
 
 def _trusted(header: dict | None, signatures: list[list[int]]) -> bool:
@@ -108,7 +125,7 @@ def _trusted(header: dict | None, signatures: list[list[int]]) -> bool:
 
 
 def _write(entry: Path, header: dict, arrays: dict[str, np.ndarray]) -> None:
-    encoded = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    encoded = np.frombuffer(json.dumps({**header, "arrays_sha256": arrays_sha256(arrays)}).encode(), dtype=np.uint8)
     atomic_write(entry, lambda stream: np.savez(stream, **{_HEADER: encoded}, **arrays))
 
 
@@ -131,23 +148,24 @@ def parsed(
     slot = hashlib.sha256(json.dumps([FORMAT, name, version, resolved_root]).encode()).hexdigest()[:16]
     entry = folder() / f"{name}-{slot}.npz"
     signatures = [_signature(f) for f in files]
-    if _trusted(_header(entry), signatures):
-        arrays = _arrays(entry)
-        if arrays is not None:
-            return arrays
+    header, arrays = _read(entry, warn=False)
+    if _trusted(header, signatures):
+        return arrays
     from filelock import FileLock
 
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(entry) + ".lock"):
-        header = _header(entry)
-        arrays = _arrays(entry) if _trusted(header, signatures) else None
-        if arrays is not None:
+    lock = FileLock(str(entry) + ".lock")
+    with writes_in(entry.parent):
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    try:
+        header, arrays = _read(entry, warn=True)
+        if _trusted(header, signatures):
             return arrays
         now_ns = time.time_ns()
         hashes = [content_hash(f) for f in files]
         identity = [FORMAT, name, version, resolved_root, [str(f) for f in files], hashes]
         key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
-        arrays = _arrays(entry) if header is not None and header.get("key") == key else None
+        arrays = arrays if header is not None and header.get("key") == key else None
         if arrays is None:
             started = time.perf_counter()
             arrays = parse()
@@ -157,5 +175,8 @@ def parsed(
             record = {"format": FORMAT, "name": name, "version": version, "root": resolved_root, "key": key,
                       "files": [{"path": str(f), "signature": s, "sha256": h, "settled": _settled(s, now_ns)}
                                 for f, s, h in zip(files, signatures, hashes)]}
-            _write(entry, record, arrays)
+            with writes_in(entry.parent):
+                _write(entry, record, arrays)
         return arrays
+    finally:
+        lock.release()

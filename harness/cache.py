@@ -14,6 +14,7 @@ error line, never a SIGBUS as under a growing memory map; a killed build leaves 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -46,12 +47,26 @@ def cache_root() -> Path:
     return base / "multilabel-bench"
 
 
+@contextlib.contextmanager
+def writes_in(folder: Path) -> Iterator[None]:
+    """Turn a write refused by the file system (no permission, read-only) in the block, which
+    writes to the cache ``folder``, into one line naming the path and saying what to do."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise UserError(f"cannot write the cache at {error.filename or folder} ({error.strerror}); set "
+                        "BENCH_CACHE_DIR to a folder you can write") from None
+
+
 def kind_folder(kind: str) -> Path:
     """``cache_root()/kind``, created; ``kind`` must be one of ``KINDS``."""
     if kind not in KINDS:
         raise ValueError(f"unknown cache kind {kind!r}; add it to harness.cache.KINDS")
     folder = cache_root() / kind
-    folder.mkdir(parents=True, exist_ok=True)
+    with writes_in(folder):
+        folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
@@ -80,17 +95,23 @@ def building(entry: Path) -> Iterator[Path]:
     if the block fails, an entry folder it left empty is removed."""
     from filelock import FileLock
 
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(entry) + LOCK):
-        entry.mkdir(exist_ok=True)
-        for stale in entry.glob("*" + PARTIAL):
-            stale.unlink()
+    lock = FileLock(str(entry) + LOCK)
+    with writes_in(entry.parent):
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    try:
+        with writes_in(entry):
+            entry.mkdir(exist_ok=True)
+            for stale in entry.glob("*" + PARTIAL):
+                stale.unlink()
         try:
             yield entry
         except BaseException:
             with contextlib.suppress(OSError):
                 entry.rmdir()  # a build that failed before writing anything leaves no empty entry
             raise
+    finally:
+        lock.release()
 
 
 def write_file(path: Path, chunks: Iterable[bytes], size: int) -> None:
@@ -101,7 +122,9 @@ def write_file(path: Path, chunks: Iterable[bytes], size: int) -> None:
     """
     partial = path.with_name(path.name + PARTIAL)
     try:
-        with open(partial, "wb") as stream:
+        with writes_in(path.parent):
+            stream = open(partial, "wb")
+        with stream:
             if size and hasattr(os, "posix_fallocate"):
                 try:
                     os.posix_fallocate(stream.fileno(), 0, size)
@@ -132,10 +155,11 @@ def mark_used(entry: Path) -> None:
     """Record now as ``entry``'s last use: the modification time of ``entry/last-used`` for a
     folder, of the file itself for an entry that is one file."""
     entry = Path(entry)
-    if entry.is_dir():
-        (entry / LAST_USED).touch()
-    else:
-        os.utime(entry)
+    with writes_in(entry):
+        if entry.is_dir():
+            (entry / LAST_USED).touch()
+        else:
+            os.utime(entry)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ import math
 import os
 import queue
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -53,6 +54,7 @@ CROP_RATIO = (3 / 4, 4 / 3)
 CROP_TRIES = 10
 FORMAT = "3"  # of the cache files; part of every cache key
 READ_AHEAD = 3  # batches read ahead of the training step
+SETTLED_S = 2.0  # a cache file unchanged this long before its check is trusted by its stat until it changes
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
@@ -194,6 +196,8 @@ def image_cache(paths: Sequence[Path], size: int, name: str, key: str,
     It lives in ``cache_root()/images/<name>-<S>px-<key>/images.npy`` (``key`` from
     ``content_key``). The build takes the entry's lock, so two runs that need it build it once;
     its bytes are checked against the free space before any image is decoded (``cache.NoSpace``).
+    ``meta.json`` records the file's sha256: a file that does not have it is decoded again
+    (``_checked_images``), with a warning line naming it.
     """
     entry = cache.kind_folder("images") / f"{name}-{size}px-{key}"
     data = entry / "images.npy"
@@ -203,15 +207,65 @@ def image_cache(paths: Sequence[Path], size: int, name: str, key: str,
     if not data.is_file():
         cache.require_space(entry, len(header) + math.prod(shape), what)
     with cache.building(entry):
+        if data.is_file() and not _checked_images(entry, header, len(header) + math.prod(shape)):
+            log.warning(f"Warning: image cache {data} does not have the sha256 its {cache.META} records (planted or "
+                        "corrupt); decoding the images again")
+            data.unlink()
         if not data.is_file():
             workers = workers or default_workers()
+            digest = hashlib.sha256()
             with ThreadPoolExecutor(workers) as pool:
                 images = in_order(pool, lambda path: decode_resized(path, size).tobytes(), paths, 4 * workers)
                 shown = bar(images, total=len(paths), desc=f"caching {size}px images", unit="img")
-                cache.write_file(data, itertools.chain([header], shown), len(header) + math.prod(shape))
-            cache.write_meta(entry, what, images=len(paths), size=size, format=FORMAT)
+                cache.write_file(data, _hashed(itertools.chain([header], shown), digest), len(header) + math.prod(shape))
+            cache.write_meta(entry, what, images=len(paths), size=size, format=FORMAT, sha256=digest.hexdigest(),
+                             signature=_signature(data), checked_ns=time.time_ns())
     cache.mark_used(entry)
     return np.load(data, mmap_mode="r")
+
+
+def _hashed(chunks: Iterable[bytes], digest) -> Iterator[bytes]:
+    """``chunks`` as they are, each fed to ``digest`` on its way."""
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+
+
+def _signature(path: Path) -> list[int]:
+    status = os.stat(path)
+    return [status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino, status.st_dev]
+
+
+def _checked_images(entry: Path, header: bytes, size: int) -> bool:
+    """Whether ``entry/images.npy`` is the file its ``meta.json`` records: hashed again (and the
+    meta then records its signature anew) unless its size, times and inode are those recorded
+    at least ``SETTLED_S`` after it last changed (a write within the timestamp granularity
+    could go unseen before), so a planted or corrupt file is never trusted and a settled one
+    costs a ``stat``."""
+    data = entry / "images.npy"
+    try:
+        meta = json.loads((entry / cache.META).read_text())
+        signature = _signature(data)
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str) or signature[0] != size:
+            return False
+        checked_ns = meta.get("checked_ns")
+        if (meta.get("signature") == signature and isinstance(checked_ns, int)
+                and checked_ns - max(signature[1], signature[2]) >= SETTLED_S * 1e9):
+            return True
+        digest = hashlib.sha256()
+        with open(data, "rb") as stream:
+            if stream.read(len(header)) != header:
+                return False
+            digest.update(header)
+            while block := stream.read(1 << 22):
+                digest.update(block)
+    except (OSError, ValueError):
+        return False
+    if digest.hexdigest() != meta["sha256"] or _signature(data) != signature:
+        return False
+    cache.write_meta(entry, meta.get("what", "images"), **{**{k: v for k, v in meta.items() if k != "what"},
+                                                           "signature": signature, "checked_ns": time.time_ns()})
+    return True
 
 
 def read_sizes(paths: Sequence[Path], workers: int | None = None) -> np.ndarray:

@@ -3,7 +3,9 @@
 ``OUT/<run-id>/`` holds what the harness writes (``RUN_FILES``): ``result.json`` (the
 ``RunRecord``), ``scores.npz`` (``scores`` N×C float32 logits, ``labels`` N×C int8 1/0/-1,
 ``ids``; compressed, which is lossless), ``log.json`` (one entry per epoch), ``run.json``
-(the resolved run, for ``--resume`` and ``reproduce``), ``model.pt`` and, until the run
+(the resolved run, for ``--resume`` and ``reproduce``), ``train_split.npz`` (the train
+``ids`` and ``labels``, which ``submit`` proves against ``dataset.train_hash`` and checks
+for test ids), ``model.pt`` and, until the run
 finishes, ``checkpoint.pt``. Anything else in the folder belongs to the user and is never
 touched.
 
@@ -31,7 +33,8 @@ LOG_FILE = "log.json"
 RUN_FILE = "run.json"
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
-RUN_FILES = (RESULT_FILE, SCORES_FILE, LOG_FILE, RUN_FILE, MODEL_FILE, CHECKPOINT_FILE)
+TRAIN_SPLIT_FILE = "train_split.npz"
+RUN_FILES = (RESULT_FILE, SCORES_FILE, LOG_FILE, RUN_FILE, MODEL_FILE, CHECKPOINT_FILE, TRAIN_SPLIT_FILE)
 
 
 def scores_arrays(scores: np.ndarray, labels: np.ndarray, ids) -> dict[str, np.ndarray]:

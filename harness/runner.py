@@ -57,7 +57,7 @@ from harness.rundir import (
     write_scores,
 )
 from harness.specs import DatasetInfo
-from harness.splits import check_disjoint
+from harness.splits import check_disjoint, write_train_split
 
 PIPELINE_VERSION = "3"
 
@@ -441,6 +441,7 @@ def record_run(prepared: Prepared, training: Training, registry: Registry, start
     folder, run_dir = training.folder, resolved.run_dir
     test = dataset.splits["test"]
     write_scores(folder / SCORES_FILE, training.scores, test.labels, test.ids)
+    write_train_split(folder, dataset.splits["train"].ids, dataset.splits["train"].labels)
     state = io.BytesIO()
     torch.save(trainer.bare_model.state_dict(), state)
     atomic_write(folder / MODEL_FILE, lambda stream: stream.write(state.getvalue()))

@@ -35,12 +35,18 @@ from harness.results import (
 )
 from harness.files import write_json
 from harness.rundir import write_scores
+from harness.splits import write_train_split
 
 BUILT_IN = PluginRecord(name="plugins.models", source="built-in", distribution="multilabel-bench",
                         distribution_version="0.2.0", sha256="0" * 64)
 ENVIRONMENT = {"versions": {"harness": "0.2.0"}, "git_commit": None, "platform": "test", "cpu": "test",
                "torch_threads": 1, "gpu": None}
-TRAIN_HASH = "1" * 64
+TRAIN_IDS = [f"train{i:04d}" for i in range(100)]
+
+
+def train_labels(n_classes: int) -> np.ndarray:
+    """The synthetic train split's labels (its ids are ``TRAIN_IDS``)."""
+    return (np.random.default_rng(7).random((len(TRAIN_IDS), n_classes)) < 0.3).astype(np.int8)
 
 
 def make_labels(n_test: int, n_classes: int, data_seed: int) -> np.ndarray:
@@ -93,7 +99,7 @@ def make_run(
         labels = make_labels(n_test, n_classes, data_seed)
         ids = np.asarray([f"img{i:04d}" for i in range(n_test)])
         classes = [f"class{c}" for c in range(n_classes)]
-        train_hash = TRAIN_HASH
+        train_hash = split_hash(TRAIN_IDS, train_labels(n_classes))
     else:
         classes, train_hash, ids, labels = data
         ids = np.asarray(ids)
@@ -147,6 +153,8 @@ def make_run(
         eval_images_per_s=400.0,
     )
     write_json(run_dir / "result.json", record.to_dict())
+    if data is None:  # the train split that train_hash hashes, as the trainer writes it
+        write_train_split(run_dir, TRAIN_IDS, train_labels(n_classes))
     if run_files:
         _write_run_files(run_dir, record, rules, epochs)
     return run_dir

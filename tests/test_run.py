@@ -44,7 +44,8 @@ def test_run_folder_holds_result_scores_and_provenance(finished_run, tiny_root):
 
     run_dir, output = finished_run
     assert "map (mAP)" in output and "run folder:" in output
-    assert sorted(p.name for p in run_dir.iterdir()) == ["log.json", "model.pt", "result.json", "run.json", "scores.npz"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["log.json", "model.pt", "result.json", "run.json", "scores.npz",
+                                                           "train_split.npz"]
     record = json.loads((run_dir / "result.json").read_text())
     with np.load(run_dir / "scores.npz") as data:
         scores, labels, ids = data["scores"], data["labels"], data["ids"]

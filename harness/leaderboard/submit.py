@@ -48,7 +48,9 @@ from harness.leaderboard.members import check_fused, check_members, find_members
 from harness.leaderboard.packed_scores import LAYOUT, write_packed
 from harness.leaderboard.rows import configuration, seed_label
 from harness.naming import sha256_of
+from harness.progress import log as progress_log
 from harness.results import RESULT_FILE, RunRecord
+from harness.splits import check_submitted_split
 from harness.typed_json import parse_value
 from harness.files import read_json
 from harness.rundir import LOG_FILE, RUN_FILE, SCORES_FILE, read_scores
@@ -127,7 +129,7 @@ def submit(run_dir: Path, root: Path, registry) -> Bundle:
     record = RunRecord.from_json(Path(where.result).read_bytes(), where.result)
     checks.check_names(record, where)
     _refuse_imported(record, where)
-    run, log, sources, members = None, None, [], None
+    run, log, sources, members, unchecked = None, None, [], None, None
     if record.kind == "train":
         run = ResolvedRun.from_dict(read_json(Path(where.run), "run file"), where.run)
         check_plugin_values(run, where.run)
@@ -140,6 +142,7 @@ def submit(run_dir: Path, root: Path, registry) -> Bundle:
     checks.check_metrics(record, scores, labels, where)
     checks.proven_fingerprint(record, labels, ids, where)
     if run is not None:
+        unchecked = check_submitted_split(run_dir, record.dataset.train_hash, ids)
         checks.check_run_file(record, run, where)
         checks.check_log(log, run, rules, where)
         checks.check_optimizer(log, record, run, rules, registry.get("recipe", run.recipe), where)
@@ -174,4 +177,6 @@ def submit(run_dir: Path, root: Path, registry) -> Bundle:
         bundle.path = folder / f"{record.run_id}--{bundle.id}.json"
         write_packed(bundle.scores_path, scores, labels, ids)
         write_bundle(bundle.path, bundle)
+    if unchecked:
+        progress_log.warning(unchecked)
     return bundle
