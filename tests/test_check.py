@@ -321,7 +321,7 @@ EXPECTED_FAILURES = {
     ("wide-labels", "labels are int8 N×C of 1, 0, -1"): "split train: labels must be N×3 (one column per class), got (2, 4)",
     ("int64-labels", "labels are int8 N×C of 1, 0, -1"): "must be an int8 numpy array, got int64",
     ("repeated-ids", "unique image ids, disjoint train and test"): "split train: 1 image id(s) appear more than once, e.g. x",
-    ("leaky", "unique image ids, disjoint train and test"): "train and test share 1 image id(s), e.g. shared",
+    ("leaky", "unique image ids, disjoint train and test"): "dataset 'leaky': 1 image id(s) are in both train and test, first 'shared'; a test image seen in training",
     ("no-test", "train and test splits present"): "missing split(s) test; has train",
     ("twin-classes", "unique, non-empty class names"): "repeated class names: a",
     ("unstable", "stable fingerprint (loaded twice)"): "loading twice gives fingerprints",

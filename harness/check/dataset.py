@@ -11,6 +11,7 @@ from harness.check.checklist import Checklist, Problem, Skip
 from harness.data import fingerprint
 from harness.errors import UserError
 from harness.specs import Dataset
+from harness.splits import check_disjoint
 
 
 def check_dataset(checklist: Checklist) -> None:
@@ -62,14 +63,16 @@ def check_dataset(checklist: Checklist) -> None:
             contracts.check_labels(split.labels, len(dataset.classes), f"split {name}")
 
     def unique_ids() -> None:
+        """Ids unique within each split; train and test disjoint in ids and files, as ``bench run`` requires."""
         for name, split in sorted(dataset.splits.items()):
             repeated = sorted(i for i, n in Counter(map(str, split.ids)).items() if n > 1)
             if repeated:
                 raise Problem(f"split {name}: {len(repeated)} image id(s) appear more than once, e.g. {repeated[0]}")
         if {"train", "test"} <= dataset.splits.keys():
-            shared = set(map(str, dataset.splits["train"].ids)) & set(map(str, dataset.splits["test"].ids))
-            if shared:
-                raise Problem(f"train and test share {len(shared)} image id(s), e.g. {sorted(shared)[0]}")
+            try:
+                check_disjoint(dataset, spec.name, str(data_root) if data_root else None)
+            except UserError as error:
+                raise Problem(str(error)) from None
 
     def image_files() -> None:
         for name, split in sorted(dataset.splits.items()):
