@@ -1,68 +1,9 @@
-"""The metrics engine: every metric of ``METRICS.md``, vectorised and versioned.
+"""The metrics engine: every metric of ``docs/METRICS.md``, vectorised and versioned.
 
 Inputs are ``scores`` (N×C logits) and ``labels`` (N×C: ``1`` positive, ``0`` negative, ``-1``
-ignored). Every result is a fraction in [0, 1]; tables show percentages with one decimal.
-``METRICS_VERSION`` changes whenever any value below could change for the same inputs.
-
-Notation: for class c, ``V_c`` are the images whose label is not -1 and ``P_c`` the positives.
-
-Ranking metrics
-    ``AP_c = (1/|P_c|) Σ_{j∈P_c} |{i∈P_c : s_ic ≥ s_jc}| / |{i∈V_c : s_ic ≥ s_jc}|``: precision is
-    taken at the end of each group of tied scores (the ``≥``), so tied images count as ranked
-    together and the result does not depend on image order; this equals scikit-learn's
-    ``average_precision_score`` on ``V_c``. ``map`` is the mean over classes with ``|P_c| > 0``;
-    ``n_classes_no_pos`` counts the others, ``map_zero_nopos`` counts them as 0 instead, and
-    ``per_class_ap`` lists every ``AP_c`` in class order (``None`` without positives).
-    ``emap`` is the same formula per image (over classes) averaged over images with at least one
-    positive label.
-    ``map_voc07_11pt``: the VOC2007 devkit's ``(1/11) Σ_{t=0,0.1..1} max{prec : rec ≥ t}`` (0 when
-    no point reaches t). ``map_voc_allpoint``: the VOC2010+ devkit's area under the precision
-    envelope, ``Σ Δrec · max{prec at recall ≥ rec}``. Both average over classes with positives.
-
-Top-k metrics (``_top{k}``; the paper's L- and O- columns for k = 3)
-    Every image predicts its k highest-scoring classes among all C (ignored labels included: an
-    ignored label in the top k fills a slot, counts in ``NP_c`` and is never a hit); ties go to
-    the lower class index. ``TP_c`` hits, ``NP_c`` predictions, ``NG_c = |P_c|``.
-    ``op = Σ TP_c / (k N)``, ``or = Σ TP_c / Σ NG_c``, ``of1`` = harmonic mean of op and or;
-    ``cp`` = mean over all C classes of ``TP_c / NP_c`` (0 when ``NP_c = 0``, those classes are
-    counted in ``n_classes_never_predicted``); ``cr`` = mean over classes with ``NG_c > 0`` of
-    ``TP_c / NG_c``; ``cf1`` = mean over the same classes of ``2 TP_c / (NP_c + NG_c)``;
-    ``cf1_top{k}_harmonic`` = harmonic mean of cp and cr (the ML-GCN "CF1").
-
-Threshold metrics (``_thr``; the ML-GCN convention)
-    A label is predicted when ``sigmoid(s) ≥ threshold``, evaluated as ``s ≥ logit(threshold)`` so
-    that float32 saturation of the sigmoid cannot create false ties. Ignored labels count
-    neither way (not in ``TP``, ``NP`` nor ``NG``). cp, cr and the overall ``op = Σ TP / Σ NP``,
-    ``or = Σ TP / Σ NG`` use the top-k conventions above; ``cf1_thr`` and ``of1_thr`` are
-    harmonic means, as those papers compute them.
-
-Decisions where METRICS.md is silent or wrong
-    - 0/0 is 0 for every precision, recall and harmonic mean; a mean over an empty set of
-      classes is undefined, so ``evaluate`` refuses labels without a single positive
-      (``BadInput``) instead of returning NaN.
-    - Keys: ``_top{k}`` for any k (1 ≤ k ≤ C, else ``BadInput``). The threshold keys are
-      ``_thr`` at 0.5 and ``_thr{repr(threshold)}`` otherwise (``cp_thr0.7``, ``of1_thr0.25``);
-      0 < threshold < 1.
-    - ``cf1_top3 ≤ cf1_top3_harmonic`` (Jensen) holds when every class has a positive. With
-      classes without positives it can fail: cp averages them in as 0 (as the spec defines it,
-      over all classes) while cr and cf1 leave them out.
-    - ``n_classes_never_predicted`` refers to the top-k predictions.
-    - VOC variants group ties like ``map`` (the devkit does not: on tied scores its value depends
-      on image order) and compare recall with t exactly, ``10·TP ≥ tenths·|P_c|`` (the devkit's
-      floating-point grid 0:0.1:1 misses recall exactly 0.3, 0.6 or 0.7). Without ties and such
-      exact hits both equal the devkit.
-
-Bootstrap
-    A replicate draws N image indices with replacement, ``rng.integers(0, N, N)`` from
-    ``numpy.random.default_rng(seed)`` (one call per replicate, so the first m replicates of any
-    run with that seed are the same), and evaluates on the resampled images, computed as
-    weighted counts so that nothing is sorted again: per class, the weights are summed per
-    bucket of the score order between consecutive positives and then across buckets (exact
-    integers, so the values do not depend on how the work is split), the classes of a chunk of
-    replicates shared among two threads where there are two cores. The interval is the 2.5th and 97.5th
-    percentile (linear interpolation) of the replicates; replicates where a statistic is
-    undefined (no positive drawn) are left out, and a bound is ``None`` if all are.
-    ``paired_bootstrap`` applies each resample to both score sets and reports ``B − A``.
+ignored); every result is a fraction in [0, 1]. ``METRICS_VERSION`` changes whenever any value
+could change for the same inputs. The formulas, tie rules, key names, the decisions where the
+literature is silent and the bootstrap are specified in docs/METRICS.md, which this module follows.
 """
 
 from __future__ import annotations

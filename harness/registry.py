@@ -58,24 +58,26 @@ THIS_DISTRIBUTION = "multilabel-bench"
 
 @dataclass(frozen=True)
 class ComponentKind:
-    """One kind of component: the spec a plugin registers, the hook it registers it from, and
-    the command-line option that picks one by name (``None``: chosen some other way)."""
+    """One kind of component: the spec a plugin registers, the hook it registers it from, the
+    command-line option that picks one by name (``None``: chosen some other way), and its
+    ``bench check`` checks as ``module:function`` (imported only by ``bench check``)."""
 
     name: str
     spec: type
     hook: str
     option: str | None
+    checks: str
 
 
 # The one table of component kinds, read by plugin loading here and by `bench check`.
 KINDS: dict[str, ComponentKind] = {kind.name: kind for kind in (
-    ComponentKind("dataset", DatasetSpec, "register_datasets", "--dataset"),
-    ComponentKind("model", ModelSpec, "register_models", "--model"),
-    ComponentKind("augmentation", AugmentationSpec, "register_augmentations", "--aug"),
-    ComponentKind("loss", LossSpec, "register_losses", "--loss"),
-    ComponentKind("fusion", FusionSpec, "register_fusions", "--method"),
-    ComponentKind("recipe", RecipeSpec, "register_recipes", "--recipe"),
-    ComponentKind("logger", LoggerSpec, "register_loggers", "--logger"),
+    ComponentKind("dataset", DatasetSpec, "register_datasets", "--dataset", "harness.check.dataset:check_dataset"),
+    ComponentKind("model", ModelSpec, "register_models", "--model", "harness.check.model:check_model"),
+    ComponentKind("augmentation", AugmentationSpec, "register_augmentations", "--aug", "harness.check.augmentation:check_augmentation"),
+    ComponentKind("loss", LossSpec, "register_losses", "--loss", "harness.check.loss:check_loss"),
+    ComponentKind("fusion", FusionSpec, "register_fusions", "--method", "harness.check.fusion:check_fusion"),
+    ComponentKind("recipe", RecipeSpec, "register_recipes", "--recipe", "harness.check.recipe:check_recipe"),
+    ComponentKind("logger", LoggerSpec, "register_loggers", "--logger", "harness.check.logger:check_logger"),
 )}
 _COMPONENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 # The core's own modules, imported before any plugin so that a plugin which patches them

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from harness import honesty, pipeline, recipes, weights
+from harness import contracts
 from harness.config import ResolvedRun, RunConfig
 from harness.data import fingerprint, train_hash
 from harness.distributed import World, barrier, finish, init_world
@@ -112,19 +113,12 @@ def load_dataset(component: Component, data_root: str | None, skip_missing: bool
     spec = component.spec
     root = Path(data_root) if data_root else None
     dataset = component.call("load", spec.load, root, {"skip_missing": skip_missing})
-    missing = [s for s in ("train", "test") if s not in dataset.splits]
-    if missing:
-        raise PluginError(f"dataset {spec.name!r} has no {' or '.join(missing)} split; a benchmark needs both")
+    contracts.check_splits(dataset.splits, f"dataset {spec.name!r}")
     if len(dataset.classes) < 3:
         raise PluginError(f"dataset {spec.name!r} has {len(dataset.classes)} classes; the top-3 metrics need at least 3")
     check_disjoint(dataset, spec.name, data_root)
     for split_name, split in dataset.splits.items():
-        bad = ~np.isin(split.labels, (1, 0, -1))
-        if split.labels.shape[1:] != (len(dataset.classes),) or bad.any():
-            raise PluginError(
-                f"dataset {spec.name!r}, split {split_name}: labels must be N×{len(dataset.classes)} "
-                f"with values 1, 0, -1; `bench check --component {spec.name}` shows the problem"
-            )
+        contracts.check_labels(split.labels, len(dataset.classes), f"dataset {spec.name!r}, split {split_name}")
     warnings = dataset.info.get("warnings") or []
     if warnings:
         log.warning(f"dataset {spec.name!r}: {len(warnings)} warning(s), first: {warnings[0].get('id')} "
@@ -212,13 +206,8 @@ def check_outputs(component: Component, model, sample, num_classes: int, device)
             mode = "train" if train else "eval"
             with torch.no_grad(), component.guard(f"forward in {mode} mode"):
                 output = probe(sample)
-            expected = (sample.shape[0], num_classes)
-            if not isinstance(output, torch.Tensor) or tuple(output.shape) != expected:
-                shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-                raise PluginError(f"{component.label} returned {shape} in {mode} mode for a batch of "
-                                  f"{sample.shape[0]}; expected {expected} logits")
-            if not output.is_floating_point() or not torch.isfinite(output).all():
-                raise PluginError(f"{component.label} returned non-finite or non-float logits in {mode} mode")
+            contracts.check_logits(output, sample.shape[0], num_classes, component.label,
+                                   f"in {mode} mode for a batch of {sample.shape[0]}")
 
 
 def _sample(dataset, size: int):

@@ -17,16 +17,9 @@ import submitit
 
 from harness.errors import UserError, one_line
 from harness.rundir import RUN_FILE, is_finished
-from harness.sweep import (
-    SWEEP_FOLDER,
-    Grid,
-    LocalSweep,
-    Summary,
-    bench_command,
-    launcher_command,
-    resume_args,
-    start_args,
-)
+from harness.sweep.grid import SWEEP_FOLDER, Grid, resume_args, start_args
+from harness.sweep.local import LocalSweep, Summary, bench_command
+from harness.sweep.slurm import launcher_command
 
 # A job's time limit unless an --sbatch-option=--time=… gives Slurm another.
 TIMEOUT_MIN = 24 * 60

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from harness import pipeline, recipes
+from harness import contracts
 from harness.config import ResolvedRun
 from harness.declared import model_normalization
 from harness.distributed import World, gather_rows, shard_of_batch, sum_over_processes
@@ -277,10 +278,8 @@ class Trainer:
                 images = pipeline.normalize(images, self.mean, self.std)
             with model_component.guard("forward"), autocast(device, self.precision):
                 logits = self.model(images)
-            if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (images.shape[0], num_classes):
-                shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-                raise PluginError(f"{model_component.label} returned {shape} in train mode at epoch {self.epoch + 1}, "
-                                  f"step {step + 1}; expected ({images.shape[0]}, {num_classes}) logits")
+            contracts.check_logits_shape(logits, images.shape[0], num_classes, model_component.label,
+                                         f"in train mode at epoch {self.epoch + 1}, step {step + 1}")
             with loss_component.guard("loss"), torch.autocast(device.type, enabled=False):
                 loss = loss_component.spec.loss(logits.float(), targets.float())
             if not isinstance(loss, torch.Tensor) or loss.ndim != 0:

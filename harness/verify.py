@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from harness import contracts
 from harness.data import fingerprint
 from harness.machine import usable_cores
 from harness.image_files import MAX_IMAGE_BYTES, UnsafeImageFile, check_pixels, open_image_file
@@ -133,7 +134,7 @@ def _label_problems(dataset: Dataset) -> list[dict]:
         if labels.ndim != 2 or labels.shape[1] != len(dataset.classes):
             problems.append(_problem(name, None, None, f"label matrix has shape {labels.shape}, expected (N, {len(dataset.classes)})"))
             continue
-        for row in np.flatnonzero(~np.isin(labels, (-1, 0, 1)).all(axis=1)):
+        for row in np.flatnonzero(~np.isin(labels, contracts.LABEL_VALUES).all(axis=1)):
             problems.append(_problem(name, split.ids[row], split.image_paths[row], "labels other than 1, 0 and -1"))
     return problems
 

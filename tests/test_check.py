@@ -307,8 +307,8 @@ CHECKS = {
 
 # (component, check) -> a fragment of what the failure says
 EXPECTED_FAILURES = {
-    ("too-wide", "output shape (B, C)"): "expected (2, 7) for 2 images of 64×64 and 7 classes in eval mode, got (2, 8)",
-    ("too-wide", "batch of 1 in eval and train mode"): "expected (1, 7) for 1 images of 64×64 and 7 classes in eval mode, got (1, 8)",
+    ("too-wide", "output shape (B, C)"): "returned (2, 8) in eval mode for 2 images of 64×64 and 7 classes; expected (2, 7) logits",
+    ("too-wide", "batch of 1 in eval and train mode"): "returned (1, 8) in eval mode for 1 images of 64×64 and 7 classes; expected (1, 7) logits",
     ("spare-layer", "backward reaches every trainable parameter"): "no gradient reaches 2 of 6 trainable parameters (spare.weight, spare.bias)",
     ("nan", "finite outputs in eval and train mode"): "non-finite logits",
     ("unseeded-init", "same seed, same model (eval output)"): "different eval outputs",
@@ -321,7 +321,7 @@ EXPECTED_FAILURES = {
     ("wide-labels", "labels are int8 N×C of 1, 0, -1"): "split train: labels must be N×3 (one column per class), got (2, 4)",
     ("int64-labels", "labels are int8 N×C of 1, 0, -1"): "must be an int8 numpy array, got int64",
     ("repeated-ids", "unique image ids, disjoint train and test"): "split train: 1 image id(s) appear more than once, e.g. x",
-    ("leaky", "unique image ids, disjoint train and test"): "train and test share 1 image id(s), e.g. shared",
+    ("leaky", "unique image ids, disjoint train and test"): "dataset 'leaky': 1 image id(s) are in both train and test, first 'shared'; a test image seen in training",
     ("no-test", "train and test splits present"): "missing split(s) test; has train",
     ("twin-classes", "unique, non-empty class names"): "repeated class names: a",
     ("unstable", "stable fingerprint (loaded twice)"): "loading twice gives fingerprints",
@@ -440,7 +440,8 @@ def test_text_checklist_and_one_line_error(plugin_file):
     assert lines[0] == f"model tiny (plugin {plugin_file})"
     assert "  ✓ output shape (B, C): C=7, 13 at 64×64, 96×96" in lines
     assert f"model too-wide (plugin {plugin_file})" in lines
-    assert any(line.startswith("  ✗ output shape (B, C): expected (2, 7)") for line in lines)
+    assert any(line.startswith("  ✗ output shape (B, C): model 'too-wide'") and line.endswith("expected (2, 7) logits")
+               for line in lines)
     assert lines[-1] == "17 passed, 2 failed, 1 skipped"
     assert result.stderr == (
         "Error: 2 check(s) failed (model too-wide: output shape (B, C); "

@@ -15,7 +15,7 @@ import harness
 ROOT = Path(__file__).resolve().parents[1]
 # Modules of the core that import no other part of it but each other.
 UTILITIES = {"harness.errors", "harness.naming", "harness.progress", "harness.distributed", "harness.hookspecs",
-             "harness.machine", "harness.typed_json", "harness.files"}
+             "harness.machine", "harness.typed_json", "harness.files", "harness.contracts"}
 
 
 def module_name(path: Path, root: Path) -> str:

@@ -167,8 +167,8 @@ def test_a_model_with_one_output_column_too_many(tmp_path, tiny_root):
     plugin = write(tmp_path / "misbehaving.py", MISBEHAVING_MODELS)
     checked = bench("check", "--plugin", plugin, "--component", "too-wide")
     assert (
-        "  ✗ output shape (B, C): expected (2, 7) for 2 images of 64×64 and 7 classes in eval mode, got (2, 8)"
-        in checked.stdout
+        f"  ✗ output shape (B, C): model 'too-wide' (plugin '{plugin}') returned (2, 8) in eval mode for 2 images "
+        "of 64×64 and 7 classes; expected (2, 7) logits" in checked.stdout
     )
     assert one_error_line(checked).startswith("Error: 2 check(s) failed (model too-wide: output shape (B, C);")
     ran = tiny_run(tiny_root, tmp_path, "--plugin", plugin, "--model", "too-wide", "--pretrained", "none")

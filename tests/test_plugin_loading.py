@@ -220,3 +220,28 @@ def test_installed_plugins_switch_off_by_name_or_for_all(install, monkeypatch):
     assert everything["fake"] == "disabled" and everything["plugins.fusions"] == "ok"
     assert status("--plugin", "fake")["fake"] == "ok"  # named: loaded all the same
     assert [c.name for c in Registry(["fake"]).get("fusion", "fake-mean").plugin.components] == ["fake-mean"]
+
+
+DESCRIBED_PLUGIN = """
+from harness import FusionSpec, hookimpl
+
+
+@hookimpl
+def register_fusions(register):
+    register(FusionSpec(name="described-mean", version="1", fuse=lambda arrays: sum(arrays) / len(arrays),
+                        description="the mean of the runs' logits"))
+    register(FusionSpec(name="plain-mean", version="1", fuse=lambda arrays: sum(arrays) / len(arrays)))
+"""
+
+
+def test_a_spec_description_shows_in_bench_plugins_and_bench_check(tmp_path):
+    path = tmp_path / "described.py"
+    path.write_text(DESCRIBED_PLUGIN)
+    (record,) = json.loads(bench("plugins", "--plugin", str(path), "--json").stdout)[-1:]
+    assert record["components"] == [
+        {"kind": "fusion", "name": "described-mean", "version": "1", "description": "the mean of the runs' logits"},
+        {"kind": "fusion", "name": "plain-mean", "version": "1"},
+    ]
+    lines = bench("check", "--plugin", str(path)).stdout.splitlines()
+    assert f"fusion described-mean (plugin {path}): the mean of the runs' logits" in lines
+    assert f"fusion plain-mean (plugin {path})" in lines

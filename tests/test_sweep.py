@@ -129,7 +129,7 @@ def test_local_sweep_runs_cells_then_ensembles_reports_failures_and_resumes(tmp_
 
 
 def test_per_gpu_pins_each_process_to_a_visible_gpu(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep, "bench_command", lambda: FAKE_BENCH)
+    monkeypatch.setattr(sweep.local, "bench_command", lambda: FAKE_BENCH)
     path = tmp_path / "grid.toml"
     path.write_text('protocol = "wang2019"\ndatasets = ["toy"]\nmodels = ["a", "b"]\naugmentations = ["flip", "crop"]\nsizes = [64]\n')
     grid = sweep.load_grid(path)

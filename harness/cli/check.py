@@ -51,11 +51,12 @@ def check_command(plugins: tuple[str, ...], names: tuple[str, ...], data_root: P
     if loss is not None and not any(c.kind == "loss" and c.name == loss for c, _ in selected):
         selected.append((registry.get("loss", loss), loss))
     results = []
-    for component_results in run_checks(registry, selected, data_root, loss or "bce"):
+    for (component, _), component_results in zip(selected, run_checks(registry, selected, data_root, loss or "bce")):
         results += component_results
         if not as_json:
             first = component_results[0]
-            click.echo(f"{first.kind} {first.component} (plugin {first.plugin})")
+            about = f": {component.spec.description}" if component.spec.description else ""
+            click.echo(f"{first.kind} {first.component} (plugin {first.plugin}){about}")
             for result in component_results:
                 detail = f": {result.detail}" if result.detail else ""
                 click.echo(f"  {MARKS[result.status]} {result.check}{detail}")

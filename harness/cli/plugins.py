@@ -16,7 +16,8 @@ from harness.cli.options import load_registry, plugin_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list.")
 @click.pass_context
 def plugins_command(ctx: click.Context, plugins: tuple[str, ...], as_json: bool) -> None:
-    """List plugins with their components (kind, name, version), source and status."""
+    """List plugins with their components (kind, name, version; with --json, the description
+    a component's spec gives), source and status."""
     registry = load_registry(plugins)
     verbose = ctx.obj.get("verbose")
     records = []
@@ -28,7 +29,8 @@ def plugins_command(ctx: click.Context, plugins: tuple[str, ...], as_json: bool)
             if verbose:
                 record["traceback"] = plugin.error_traceback
         record["components"] = [
-            {"kind": c.kind, "name": c.name, "version": c.spec.version} for c in plugin.components
+            {"kind": c.kind, "name": c.name, "version": c.spec.version,
+             **({"description": str(c.spec.description)} if c.spec.description else {})} for c in plugin.components
         ]
         records.append(record)
     if as_json:
