@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from runs import make_run  # noqa: E402  (the test suite's synthetic run folders)
 
 from harness.leaderboard import build_outputs, submit  # noqa: E402
-from harness.leaderboard.bundle import ID_LENGTH, arrays_sha256, read_bundle, write_bundle  # noqa: E402
+from harness.leaderboard.bundle import ID_LENGTH, arrays_sha256, read_bundle  # noqa: E402
+from harness.leaderboard.store import write_bundle  # noqa: E402
 from harness.leaderboard.packed_scores import write_packed  # noqa: E402
 from harness.metrics import evaluate  # noqa: E402
 from harness.registry import Registry  # noqa: E402

@@ -18,7 +18,7 @@ from conftest import TINY_PLUGIN
 from harness.cli import main
 from harness.errors import UserError, cut
 from harness.leaderboard import reproduce, submit
-from harness.leaderboard.bundle import stored_bundles
+from harness.leaderboard.store import stored_bundles
 from harness.leaderboard.reproduce import TOLERANCE_CAP, compare_scores, gpu_tolerance, record_difference
 from harness.leaderboard.rows import METRICS
 from harness.leaderboard.signing import check_signed
