@@ -1,6 +1,7 @@
 """``bench leaderboard submit``: validate a finished run folder and store it as a bundle.
 
-A trained run is accepted when every check of ``checks`` passes: the schema, plain names,
+A trained run is accepted when every check of ``checks`` passes (run in the order
+``submission_check.check_submission`` gives, as ``build`` runs them): the schema, plain names,
 ranges, the protocol's hash, metrics re-scored from its scores, the dataset fingerprint
 proven from the test ids and labels (equal to the dataset's canonical one where it declares
 one), the result consistent with ``run.json``, deviations recomputed from ``run.json``, the
