@@ -34,34 +34,37 @@ def align_by_id(runs: Sequence[Scored], hint: str) -> list[np.ndarray]:
     both have labels, the same labels. A refusal is one ``BadInput`` line naming both runs
     and the first image at fault, ending with ``hint`` (what to do)."""
     reference = runs[0]
-    ids = _unique_ids(reference)
+    ids, _ = _unique_ids(reference)
     aligned = []
     for run in runs:
-        other = _unique_ids(run)
-        only_here, only_there = ids[~np.isin(ids, other)], other[~np.isin(other, ids)]
-        if only_here.size or only_there.size:
+        other, sorter = _unique_ids(run)
+        order = sorter[np.minimum(np.searchsorted(other, ids, sorter=sorter), len(other) - 1)] if len(other) else sorter
+        if len(other) != len(ids) or not np.array_equal(other[order], ids):
+            only_here, only_there = ids[~np.isin(ids, other)], other[~np.isin(other, ids)]
             parts = [f"{len(found)} only in {who.name} (first '{found[0]}')"
                      for who, found in ((reference, only_here), (run, only_there)) if found.size]
             raise BadInput(f"{reference.name} and {run.name} score different test sets: {'; '.join(parts)}; {hint}")
         if run.scores.shape[1:] != reference.scores.shape[1:]:
             raise BadInput(f"{reference.name} has {reference.scores.shape[1]} classes but {run.name} has "
                            f"{run.scores.shape[1]}; {hint}")
-        sorter = np.argsort(other)
-        order = sorter[np.searchsorted(other, ids, sorter=sorter)]
         if reference.labels is not None and run.labels is not None:
-            differ = reference.labels != run.labels[order]
+            labels = run.labels[order]
+            differ = reference.labels != labels
             if differ.any():
                 row, column = divmod(int(np.argmax(differ)), differ.shape[1])
                 raise BadInput(f"{reference.name} and {run.name} score different test sets: labels differ for image "
                                f"'{ids[row]}', class {column} ({reference.labels[row, column]} vs "
-                               f"{run.labels[order][row, column]}); {hint}")
+                               f"{labels[row, column]}); {hint}")
         aligned.append(run.scores[order])
     return aligned
 
 
-def _unique_ids(run: Scored) -> np.ndarray:
+def _unique_ids(run: Scored) -> tuple[np.ndarray, np.ndarray]:
+    """The run's ids as strings and the order that sorts them; a repeated id is refused."""
     ids = np.asarray(run.ids).astype(str)
-    unique, counts = np.unique(ids, return_counts=True)
-    if (counts > 1).any():
-        raise BadInput(f"{run.name}: image id '{unique[counts > 1][0]}' appears more than once; ids must be unique")
-    return ids
+    sorter = np.argsort(ids)
+    ordered = ids[sorter]
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if repeated.size:
+        raise BadInput(f"{run.name}: image id '{repeated[0]}' appears more than once; ids must be unique")
+    return ids, sorter

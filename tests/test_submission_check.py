@@ -88,6 +88,8 @@ def test_align_by_id_puts_every_run_in_the_first_run_s_image_order():
     (scored("b", ["z", "y", "x"], [[0], [1], [2]], [[0], [0], [0]]),
      "a and b score different test sets: labels differ for image 'x', class 0 (1 vs 0); do the thing"),
     (scored("b", ["x", "x", "z"], [[0], [1], [2]]), "b: image id 'x' appears more than once; ids must be unique"),
+    (scored("b", np.asarray([], dtype=str), np.zeros((0, 1))),
+     "a and b score different test sets: 3 only in a (first 'x'); do the thing"),
 ])
 def test_align_by_id_refuses_another_test_set_in_one_wording(other, message):
     first = scored("a", ["x", "y", "z"], [[0], [1], [2]], [[1], [0], [1]])
