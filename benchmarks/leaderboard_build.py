@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from runs import make_run  # noqa: E402  (the test suite's synthetic run folders)
 
 from harness.leaderboard import build_outputs, submit  # noqa: E402
-from harness.leaderboard.bundle import ID_LENGTH, arrays_sha256, read_bundle, write_bundle  # noqa: E402
+from harness.leaderboard.bundle import ID_LENGTH, arrays_sha256, read_bundle  # noqa: E402
+from harness.leaderboard.store import write_bundle  # noqa: E402
 from harness.leaderboard.packed_scores import write_packed  # noqa: E402
 from harness.metrics import evaluate  # noqa: E402
 from harness.registry import Registry  # noqa: E402
@@ -89,11 +90,11 @@ def measure(count: int, images: int, classes: int, work: Path) -> dict:
     for seed in range(1, count):
         store_copy(template, seed, rng)
     made = time.perf_counter() - start
-    first = timed(lambda: build_outputs(root, incremental=True))
-    unchanged = timed(lambda: build_outputs(root, incremental=True))
+    first = timed(lambda: build_outputs(root, baselines=ROOT / "baselines", incremental=True))
+    unchanged = timed(lambda: build_outputs(root, baselines=ROOT / "baselines", incremental=True))
     store_copy(template, count, rng)
-    incremental = timed(lambda: build_outputs(root, incremental=True))
-    full = timed(lambda: build_outputs(root, incremental=False))
+    incremental = timed(lambda: build_outputs(root, baselines=ROOT / "baselines", incremental=True))
+    full = timed(lambda: build_outputs(root, baselines=ROOT / "baselines", incremental=False))
     return {"bundles": count + 1, "seconds_to_make": made, "first_incremental_s": first,
             "unchanged_incremental_s": unchanged, "incremental_one_new_s": incremental, "full_s": full,
             "ratio_full_to_incremental": full / incremental}

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.alignment import Scored, align_by_id
 from harness.declared import declared_facts
 from harness.errors import BadInput, UserError
 from harness.metrics import two_level_bootstrap, validate
@@ -62,53 +63,14 @@ def load_scored(inputs: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.nda
     return scores, labels, ids
 
 
-def aligned(run_a: str, run_b: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scores of both runs and their shared labels, B reordered to A's image ids; refuses
-    different id sets, duplicate ids, and labels that differ (different test sets)."""
-    (scores_a, scores_b), labels = aligned_runs([run_a, run_b])
-    return scores_a, scores_b, labels
-
-
 def aligned_runs(runs: list[str]) -> tuple[list[np.ndarray], np.ndarray]:
-    """Scores of every run, reordered to the first run's image ids, and their shared labels;
-    refuses a run whose ids or labels differ from the first's (a different test set)."""
-    reference = runs[0]
-    scores_ref, labels, ids_ref = load_scored((reference,))
-    ids_ref = _unique_ids(reference, ids_ref)
-    scores = [scores_ref]
-    for run in runs[1:]:
-        scores_b, labels_b, ids_b = load_scored((run,))
-        scores.append(_align(reference, ids_ref, labels, run, _unique_ids(run, ids_b), scores_b, labels_b))
-    return scores, labels
-
-
-def _unique_ids(run: str, ids) -> np.ndarray:
-    ids = np.asarray(ids).astype(str)
-    unique, counts = np.unique(ids, return_counts=True)
-    if (counts > 1).any():
-        raise BadInput(f"{run}: image id '{unique[counts > 1][0]}' appears more than once; ids must be unique")
-    return ids
-
-
-def _align(run_a: str, ids_a, labels_a, run_b: str, ids_b, scores_b, labels_b) -> np.ndarray:
-    """B's scores in A's image order, after checking that both score the same test set."""
-    only_a, only_b = ids_a[~np.isin(ids_a, ids_b)], ids_b[~np.isin(ids_b, ids_a)]
-    if only_a.size or only_b.size:
-        parts = [f"{len(ids)} only in {run} (first '{ids[0]}')" for run, ids in ((run_a, only_a), (run_b, only_b)) if ids.size]
-        raise BadInput(f"{run_a} and {run_b} score different test sets: {'; '.join(parts)}; compare runs on the same test split")
-    if labels_a.shape[1] != scores_b.shape[1]:
-        raise BadInput(f"{run_a} has {labels_a.shape[1]} classes but {run_b} has {scores_b.shape[1]}; compare runs on the same dataset")
-    sorter = np.argsort(ids_b)
-    position = sorter[np.searchsorted(ids_b, ids_a, sorter=sorter)]
-    scores_b, labels_b = scores_b[position], labels_b[position]
-    differ = labels_a != labels_b
-    if differ.any():
-        row, column = divmod(int(np.argmax(differ)), differ.shape[1])
-        raise BadInput(
-            f"{run_a} and {run_b} score different test sets: labels differ for image '{ids_a[row]}', class {column} "
-            f"({labels_a[row, column]} vs {labels_b[row, column]}); compare runs on the same test labels"
-        )
-    return scores_b
+    """Scores of every run, reordered to the first run's image ids (``align_by_id``), and their
+    shared labels; refuses a run whose ids or labels differ from the first's (a different test set)."""
+    loaded = []
+    for run in runs:
+        scores, labels, ids = load_scored((run,))
+        loaded.append(Scored(run, ids, scores, labels))
+    return align_by_id(loaded, "compare runs on the same test split"), loaded[0].labels
 
 
 def read_record(path: str) -> RunRecord | None:

@@ -424,7 +424,7 @@ class ResolvedRun:
             if source.plugin.source not in ("file", "directory"):
                 continue
             path = Path(source.value)
-            found = code_sha256(path) if path.is_file() == (source.plugin.source == "file") else None
+            found = code_sha256(path, source.plugin.source)
             if found != source.plugin.sha256:
                 now = "is gone" if found is None else f"has sha256 {found[:12]}…"
                 raise UserError(

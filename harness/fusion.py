@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from harness.alignment import Scored, align_by_id
 from harness.errors import PluginError, UserError
 from harness.metrics import evaluate
 from harness.naming import fusion_run_id, plain_name, sha256_of
@@ -42,10 +43,7 @@ class Member:
         run_dir = Path(run_dir)
         record = RunRecord.read(run_dir)
         scores, labels, ids = read_scores(run_dir)
-        ids = np.asarray([str(i) for i in ids])
-        if len(set(ids.tolist())) != len(ids):
-            raise UserError(f"{run_dir / SCORES_FILE}: image ids are not unique; cannot align it with other runs")
-        return cls(run_dir, record, scores, labels, ids)
+        return cls(run_dir, record, scores, labels, np.asarray([str(i) for i in ids]))
 
     def leaves(self) -> list[dict[str, Any]]:
         """The trained runs behind this one: itself, or the members of a fusion run."""
@@ -67,44 +65,10 @@ def _check_agree(members: Sequence[Member], value, what: str, hint: str) -> None
 
 
 def align(members: Sequence[Member]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """The first member's ids and labels, and every member's scores in that id order.
-
-    Raises a one-line ``UserError`` naming the first id one run lacks, or the first id
-    whose labels differ between runs.
-    """
-    reference = members[0]
-    ids = reference.ids
-    aligned = []
-    for member in members:
-        position = {image_id: i for i, image_id in enumerate(member.ids.tolist())}
-        missing = next((i for i in ids.tolist() if i not in position), None)
-        if missing is not None:
-            raise UserError(
-                f"run {member.path} lacks test image {missing!r} that {reference.path} has; "
-                "fuse only runs scored on the same test split"
-            )
-        if len(member.ids) != len(ids):
-            known = set(ids.tolist())
-            extra = next(i for i in member.ids.tolist() if i not in known)
-            raise UserError(
-                f"run {reference.path} lacks test image {extra!r} that {member.path} has; "
-                "fuse only runs scored on the same test split"
-            )
-        order = np.fromiter((position[i] for i in ids.tolist()), dtype=np.int64, count=len(ids))
-        if member.scores.shape[1:] != reference.scores.shape[1:]:
-            raise UserError(
-                f"runs {reference.path} and {member.path} have {reference.scores.shape[1]} and "
-                f"{member.scores.shape[1]} classes; fuse only runs of the same dataset"
-            )
-        labels = member.labels[order]
-        differ = np.flatnonzero((labels != reference.labels).any(axis=1))
-        if differ.size:
-            raise UserError(
-                f"runs {reference.path} and {member.path} disagree on the labels of test image "
-                f"{str(ids[differ[0]])!r}; they were scored against different annotations"
-            )
-        aligned.append(member.scores[order])
-    return ids, reference.labels, aligned
+    """The first member's ids and labels, and every member's scores in that id order
+    (``align_by_id``, which refuses members scored on different test sets in one line)."""
+    scored = [Scored(str(m.path), m.ids, m.scores, m.labels) for m in members]
+    return members[0].ids, members[0].labels, align_by_id(scored, "fuse only runs scored on the same test split")
 
 
 def fuse_runs(

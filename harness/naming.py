@@ -118,10 +118,15 @@ def package_files(folder: Path | str) -> list[Path]:
     return sorted(found)
 
 
-def code_sha256(path: Path | str) -> str | None:
+def code_sha256(path: Path | str, kind: str | None = None) -> str | None:
     """The sha256 of a plugin's code: a ``.py`` file's bytes, or the ``package_files`` of a
-    package folder (``sha256_of_files``); ``None`` when there is no such file or folder."""
+    package folder (``sha256_of_files``); ``None`` when there is no such file or folder, or
+    when ``kind`` (``"file"`` or ``"directory"``, as run.json and bundles record a plugin) is
+    given and ``path`` is not of that kind. The one home of this rule: the registry, run
+    files, resumed runs and stored submissions all hash plugin code here."""
     path = Path(path)
+    if kind is not None and path.is_file() != (kind == "file"):
+        return None
     if path.is_file():
         return sha256_of(path)
     if path.is_dir():

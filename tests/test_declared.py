@@ -150,7 +150,7 @@ def test_default_models_are_normalised_bit_for_bit_as_before_and_stored_records_
 
     from harness import pipeline
     from harness.declared import model_normalization
-    from harness.leaderboard.bundle import stored_bundles
+    from harness.leaderboard.store import stored_bundles
     from harness.leaderboard.reproduce import comparable
     from harness.protocol import WANG2019
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.errors import UserError
+from harness.errors import BadInput, UserError
 from harness.fusion import fuse_runs
 from harness.metrics import evaluate
 from harness.registry import Registry
@@ -105,20 +105,22 @@ def test_different_fingerprints_are_refused_naming_both_runs(tmp_path):
     assert not (tmp_path / "fused").exists()
 
 
-def test_different_ids_are_refused_naming_the_first_missing_id(tmp_path):
+def test_different_ids_are_refused_naming_the_first_missing_id(tmp_path, registry):
     a = make_run(tmp_path, aug="flip")
     b = make_run(tmp_path, aug="crop", drop=3, shuffle=1)
     result = fuse_cli(a, b, "--out", tmp_path / "fused")
-    assert result.exit_code == 1
-    assert "lacks test image 'img0057'" in result.output and str(b) in result.output
-    result = fuse_cli(b, a, "--out", tmp_path / "fused")
-    assert result.exit_code == 1 and "'img0057'" in result.output
+    assert result.exit_code == 2 and "score different test sets" in result.output
+    for members in ([a, b], [b, a]):
+        with pytest.raises(BadInput) as refused:
+            fuse_runs(members, tmp_path / "fused", registry.get("fusion", "mean"))
+        assert f"3 only in {a} (first 'img0057')" in str(refused.value) and f"only in {b}" not in str(refused.value)
+    assert not (tmp_path / "fused").exists()
 
 
 def test_disagreeing_labels_are_refused(tmp_path, registry):
     a = make_run(tmp_path, aug="flip")
     b = make_run(tmp_path, aug="crop", data_seed=5, fingerprint=RunRecord.read(a).dataset.fingerprint)
-    with pytest.raises(UserError, match="disagree on the labels of test image 'img"):
+    with pytest.raises(UserError, match="score different test sets: labels differ for image 'img"):
         fuse_runs([a, b], tmp_path / "fused", registry.get("fusion", "mean"))
 
 

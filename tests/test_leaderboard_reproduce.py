@@ -18,7 +18,7 @@ from conftest import TINY_PLUGIN
 from harness.cli import main
 from harness.errors import UserError, cut
 from harness.leaderboard import reproduce, submit
-from harness.leaderboard.bundle import stored_bundles
+from harness.leaderboard.store import stored_bundles
 from harness.leaderboard.reproduce import TOLERANCE_CAP, compare_scores, gpu_tolerance, record_difference
 from harness.leaderboard.rows import METRICS
 from harness.leaderboard.signing import check_signed
@@ -316,5 +316,5 @@ def test_compare_scores_aligns_by_id_and_names_the_largest_difference():
     comparison, identical = compare_scores(stored, ids, labels, again, ids[order], ["a", "b", "c"])
     assert not identical and comparison.image == "i4" and comparison.class_name == "c"
     assert comparison.largest_difference == pytest.approx(0.75, abs=1e-6) and comparison.stored == float(stored[4, 2])
-    with pytest.raises(UserError, match="other test images"):
+    with pytest.raises(UserError, match=r"score different test sets: 1 only in the submission \(first 'i4'\)"):
         compare_scores(stored, ids, labels, again[:5], ids[order][:5], ["a", "b", "c"])

@@ -24,7 +24,8 @@ from harness.data import compose, split_hash
 from harness.errors import cut
 from harness.fusion import fuse_runs
 from harness.leaderboard import submit
-from harness.leaderboard.bundle import ID_LENGTH, content_sha256, read_bundle, stored_bundles
+from harness.leaderboard.bundle import ID_LENGTH, content_sha256, read_bundle
+from harness.leaderboard.store import stored_bundles
 from harness.leaderboard.packed_scores import read_packed
 from harness.metrics import evaluate
 from harness.naming import sha256_of

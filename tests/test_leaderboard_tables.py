@@ -19,12 +19,15 @@ from harness.cli import main
 from harness.errors import cut
 from harness.fusion import fuse_runs
 from harness.leaderboard import render, submit
-from harness.leaderboard.bundle import Bundle, read_bundle, stored_bundles
+from harness.leaderboard.bundle import Bundle, read_bundle
+from harness.leaderboard.store import stored_bundles
 from harness.leaderboard.signing import allowed_signers, sign_verification
 from harness.naming import sha256_json, sha256_of
 from harness.registry import Registry
 from runs import make_run
 from test_leaderboard_submit import TOY_PLUGIN, copy_run, edit_json, forge_bundle, plugin_entry, voc_data
+
+BASELINES = Path(__file__).resolve().parents[1] / "baselines"  # the paper's rows, given to builds of tmp roots
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +43,14 @@ def voc():
 
 
 def build(root, *extra):
-    result = CliRunner().invoke(main, ["leaderboard", "build", "--leaderboards", str(root), *extra])
+    result = CliRunner().invoke(main, ["leaderboard", "build", "--leaderboards", str(root), "--baselines", str(BASELINES), *extra])
     assert result.exit_code == 0, result.output
     return result
 
 
 def build_refused(root, message: str) -> None:
     """``bench leaderboard build`` exits non-zero with exactly ``message`` as its one line."""
-    result = CliRunner().invoke(main, ["leaderboard", "build", "--leaderboards", str(root)])
+    result = CliRunner().invoke(main, ["leaderboard", "build", "--leaderboards", str(root), "--baselines", str(BASELINES)])
     assert result.exit_code != 0 and result.output.count("\n") == 1, result.output
     assert result.output == f"Error: {cut(message)}\n"
 
@@ -218,7 +221,7 @@ def test_check_finds_stale_tables_and_build_is_deterministic(tmp_path, registry)
     assert {"index.md", "index.html", "toy-wang2019.html"} <= {p.name for p in first}
     assert "up to date" in build(root, "--check").output
     submit(make_run(tmp_path / "r", seed=1, run_files=True), root, registry)
-    result = CliRunner().invoke(main, ["leaderboard", "build", "--leaderboards", str(root), "--check"])
+    result = CliRunner().invoke(main, ["leaderboard", "build", "--leaderboards", str(root), "--baselines", str(BASELINES), "--check"])
     assert result.exit_code == 1 and f"stale: {root / 'tables' / 'toy-wang2019.md'} (changed)" in result.output
     assert "run `bench leaderboard build`" in result.output
     build(root)
@@ -226,13 +229,13 @@ def test_check_finds_stale_tables_and_build_is_deterministic(tmp_path, registry)
     manifest = root / "tables" / "generated-files.txt"
     manifest.write_text(manifest.read_text() + "old-table.md\n")  # a table an earlier build generated
     (root / "tables" / "old-table.md").write_text("x")
-    result = CliRunner().invoke(main, ["leaderboard", "build", "--leaderboards", str(root), "--check"])
+    result = CliRunner().invoke(main, ["leaderboard", "build", "--leaderboards", str(root), "--baselines", str(BASELINES), "--check"])
     assert result.output.splitlines()[0] == f"stale: {root / 'tables' / 'old-table.md'} (no longer generated)"
-    result = CliRunner().invoke(main, ["leaderboard", "build", "--leaderboards", str(root), "--check", "--json"])
+    result = CliRunner().invoke(main, ["leaderboard", "build", "--leaderboards", str(root), "--baselines", str(BASELINES), "--check", "--json"])
     assert json.loads(result.output.split("\nError")[0])["stale"] == [
         {"file": "tables/old-table.md", "reason": "no longer generated"},
         {"file": "tables/generated-files.txt", "reason": "changed"}]
-    result = CliRunner().invoke(main, ["leaderboard", "build", "--leaderboards", str(root), "--json"])
+    result = CliRunner().invoke(main, ["leaderboard", "build", "--leaderboards", str(root), "--baselines", str(BASELINES), "--json"])
     assert json.loads(result.output)["changed"][0] == {"file": "tables/old-table.md", "reason": "no longer generated"}
     assert not (root / "tables" / "old-table.md").exists() and "old-table" not in manifest.read_text()
     assert (root / "tables" / "notes.md").read_text() == "x"
@@ -444,7 +447,8 @@ def test_stored_files_that_are_not_what_they_claim_are_one_line(tmp_path, regist
 def store_by_hand(root: Path, run_dir: Path, members: list[str]) -> Path:
     """Store a fused run folder as a bundle the way a forger's script would: no checks, but the
     harness's own layout and hashes."""
-    from harness.leaderboard.bundle import arrays_sha256, write_bundle
+    from harness.leaderboard.bundle import arrays_sha256
+    from harness.leaderboard.store import write_bundle
     from harness.leaderboard.packed_scores import LAYOUT, write_packed
     from harness.rundir import read_scores
 
@@ -520,7 +524,7 @@ def test_build_never_follows_a_link_nor_removes_what_it_did_not_write(tmp_path, 
     (elsewhere / "keep.md").write_text("someone's file")
     (root / "tables").symlink_to(elsewhere)
     for extra in ((), ("--check",)):
-        build_refused_with = CliRunner().invoke(main, ["leaderboard", "build", "--leaderboards", str(root), *extra])
+        build_refused_with = CliRunner().invoke(main, ["leaderboard", "build", "--leaderboards", str(root), "--baselines", str(BASELINES), *extra])
         assert build_refused_with.exit_code == 1 and build_refused_with.output == (
             f"Error: {root / 'tables'}: a symbolic link; build writes its output only into a real folder: replace the "
             "link with a folder\n")

@@ -16,7 +16,7 @@ from conftest import TINY_PLUGIN
 
 from harness.cli import main
 from harness.errors import UserError, cut
-from harness.leaderboard.bundle import copy_code
+from harness.leaderboard.store import copy_code
 from harness.naming import code_sha256, package_files, package_part
 from harness.registry import Registry
 

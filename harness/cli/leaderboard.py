@@ -67,8 +67,11 @@ def submit(run_dir: Path, root: Path, plugins: tuple[str, ...], as_json: bool) -
 @click.option("--format", "formats", default="md,csv,tex,html", show_default=True,
               help="Comma-separated output formats: md, csv, tex, html.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 listing the files a build would change.")
+@click.option("--baselines", type=click.Path(path_type=Path), default=None,
+              help="The folder of the paper's rows (wang2019/table*.csv)  [default: baselines/ beside the leaderboards "
+                   "folder; without one, no paper rows]")
 @_JSON
-def build(root: Path, formats: str, check: bool, as_json: bool) -> None:
+def build(root: Path, formats: str, check: bool, baselines: Path | None, as_json: bool) -> None:
     """Check stored submissions and write one table per dataset and protocol to tables/, with
     index pages (deterministic: no dates). A build checks again only submissions whose files
     changed since this machine last checked them (checked-bundles.json); --check
@@ -76,7 +79,7 @@ def build(root: Path, formats: str, check: bool, as_json: bool) -> None:
     from harness.leaderboard import build_outputs, stale_files, write_outputs
 
     chosen = tuple(f.strip() for f in formats.split(",") if f.strip())
-    outputs = build_outputs(root, chosen, incremental=not check)
+    outputs = build_outputs(root, chosen, baselines, incremental=not check)
     if check:
         stale = stale_files(root, outputs, chosen)
         if as_json:

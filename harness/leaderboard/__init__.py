@@ -1,7 +1,9 @@
 """Leaderboards: validated submissions, the tables built from them, and re-runs that verify them.
 
 - ``submit.submit``: check a finished run folder and store it as a bundle (``bundle.py``:
-  the stored layout; ``checks.py``: every check; ``packed_scores.py``: the scores file);
+  what a bundle holds; ``store.py``: the stored layout; ``checks.py``: every check;
+  ``submission_check.py``: the one sequence of them that submit, build and reproduce run;
+  ``packed_scores.py``: the scores file);
 - ``build.build_outputs``: check every stored bundle again and render one table per dataset
   and protocol (``rows.py`` groups with pandas, ``render.py`` writes md/csv/tex,
   ``page.py`` the HTML pages);

@@ -1,7 +1,8 @@
 """``bench leaderboard build``: every stored bundle checked again, grouped and rendered.
 
 A bundle in ``submissions/`` may have been added or edited by hand (a pull request), so each
-one passes the checks ``submit`` ran (those that need no plugin) before it becomes a row:
+one passes the checks ``submit`` ran (``submission_check.check_submission``, running no
+submitter code) before it becomes a row:
 its content (with the sha256 of its submitted scores file and the canonical fingerprint it
 was checked against) must still hash to its id, its metrics must re-score, its fingerprint
 must be proven by its scores file, its ``data`` must follow from that fingerprint and the
@@ -32,24 +33,12 @@ from pathlib import Path
 from typing import Iterable
 
 from harness.errors import UserError
-from harness.leaderboard import checks, generated, page, render
+from harness.leaderboard import generated, page, render
 from harness.leaderboard.baseline_delta import add_baseline_deltas
-from harness.leaderboard.bundle import (
-    MAX_SCORES_BYTES,
-    Bundle,
-    StoredSource,
-    arrays_sha256,
-    regular_file,
-    source_path,
-    source_sha256,
-    submission_folder,
-)
-from harness.leaderboard.checks import Where
+from harness.leaderboard.bundle import MAX_SCORES_BYTES, regular_file
 from harness.leaderboard.checked_record import Checked, checked_submissions, verification_status
-from harness.leaderboard.members import check_fused, check_members
 from harness.leaderboard.packed_scores import read_packed
 from harness.leaderboard.render import Table
-from harness.recipes import DEFAULT_RECIPE
 from harness.leaderboard.rows import (
     DEVIATIONS_SECTION,
     PAPER_PROTOCOL,
@@ -63,96 +52,13 @@ from harness.leaderboard.rows import (
     reproduced_rows,
     submission_frame,
 )
+from harness.leaderboard.submission_check import declared_canonical
 
 TABLES = "tables"
 FORMATS = ("md", "csv", "tex", "html")
-BASELINES = Path(__file__).resolve().parents[2] / "baselines"
+BASELINES = "baselines"  # the paper's rows, beside the leaderboards folder: <repo>/baselines
 RENDER = {"md": render.markdown, "csv": render.csv_text, "tex": render.latex, "html": page.table_page}
 NO_LONGER_GENERATED = "no longer generated"
-
-
-def stored_where(bundle: Bundle) -> Where:
-    return Where(result=f"{bundle.path} (result)", scores=str(bundle.scores_path), run=f"{bundle.path} (run)",
-                 log=f"{bundle.path} (log)")
-
-
-def declared_canonical(dataset: str, registry) -> str | None | bool:
-    """The canonical fingerprint this harness declares for ``dataset`` (None: none yet);
-    ``False`` when the dataset is not known without its plugin."""
-    try:
-        return registry.get("dataset", dataset).spec.canonical_fingerprint
-    except UserError:
-        return False
-
-
-def _check_sources(bundle: Bundle, root: Path) -> None:
-    """``sources`` are the run's file and directory plugins, each stored with code of its sha256."""
-    expected = [StoredSource(kind=s.plugin.source, sha256=str(s.plugin.sha256)) for s in bundle.resolved.plugins
-                if s.plugin.source in ("file", "directory")]
-    if bundle.sources != expected:
-        named = ", ".join(f"{s.kind} {s.sha256[:12]}…" for s in expected) or "none"
-        raise UserError(f"{bundle.path}: sources are not the file and directory plugins its run names ({named}); "
-                        "restore it from version control")
-    for source in bundle.sources:
-        path = source_path(root, source)
-        if source_sha256(path, source.kind) != source.sha256:
-            raise UserError(f"{path}: missing, or not the code of sha256 {source.sha256[:12]}… its name says; restore "
-                            "it from version control")
-
-
-def check_stored(bundle: Bundle, by_id: dict[str, Bundle], root: Path, registry) -> bool:
-    """The checks of ``submit`` again, on a stored bundle; False when a fusion could not be
-    fused again here (its fusion comes from a plugin this harness lacks)."""
-    where = stored_where(bundle)
-    record = bundle.record
-    checks.check_names(record, where)
-    if bundle.path.parent.resolve() != submission_folder(root, record, where.result).resolve():
-        raise UserError(f"{bundle.path}: lies outside submissions/{record.dataset.name}/{record.protocol.name}/; move it back")
-    checks.check_ranges(record, bundle.log, where)
-    scores, labels, ids = bundle.scores()
-    checks.check_arrays(record, scores, labels, ids, where)
-    rules = checks.check_protocol(record, where)
-    checks.check_metrics(record, scores, labels, where)
-    checks.proven_fingerprint(record, labels, ids, where)
-    if arrays_sha256(scores, labels, ids) != bundle.scores_sha256 or bundle.content() != bundle.content_sha256:
-        raise UserError(f"{bundle.path}: its content no longer hashes to content_sha256 {bundle.content_sha256[:12]}…; "
-                        "it was edited after it was submitted: restore it from version control")
-    status = checks.data_status(record, bundle.canonical_fingerprint, where)
-    if status != bundle.data:
-        raise UserError(f"{bundle.path}: data is {bundle.data!r}, but its fingerprint and canonical_fingerprint make it "
-                        f"{status!r}; restore it from version control")
-    if bundle.resolved is not None:
-        checks.check_run_file(record, bundle.resolved, where)
-        checks.check_log(bundle.log, bundle.resolved, rules, where)
-        recipe = registry.get("recipe", bundle.resolved.recipe) if bundle.resolved.recipe == DEFAULT_RECIPE else None
-        if recipe is not None:  # another recipe's code is the submitter's: submit and reproduce run it, not build
-            checks.check_optimizer(bundle.log, record, bundle.resolved, rules, recipe, where)
-        checks.check_deviations(record, checks.expected_deviations(record, bundle.resolved), where)
-        _check_sources(bundle, root)
-        members = []
-        dataset = bundle.resolved.dataset
-    else:
-        missing = next((m for m in bundle.members if m not in by_id), None)
-        if missing is not None:
-            raise UserError(f"{bundle.path}: member submission {missing} is not stored; restore it")
-        members = [by_id[member] for member in bundle.members]
-        if [(m.record.run_id, m.submitted_scores_sha256) for m in members] != [
-                (m.run_id, m.scores_sha256) for m in record.members]:
-            raise UserError(f"{bundle.path}: members are not the runs its result.members names")
-        check_members(record, members, where)
-        dataset = members[0].resolved.dataset
-    declared = declared_canonical(dataset, registry)
-    if declared is not False and declared != bundle.canonical_fingerprint:
-        raise UserError(f"{bundle.path}: canonical_fingerprint is {bundle.canonical_fingerprint!r}, but this harness "
-                        f"declares {declared!r} for dataset {dataset!r}; submit the run again")
-    if record.kind != "fusion":
-        return True
-    try:
-        component = registry.get("fusion", record.fusion.name)
-    except UserError:
-        return False
-    check_fused(record, scores, ids, members, component, where)
-    return True
 
 
 def remarks(dataset: str, protocol: str, registry) -> list[str]:
@@ -165,22 +71,38 @@ def remarks(dataset: str, protocol: str, registry) -> list[str]:
             f"is not proven to be the complete official data) until it does{paper}."]
 
 
+def baselines_folder(root: Path, baselines: Path | None) -> Path | None:
+    """Where the paper's rows lie: ``baselines`` when given (refused in one line when it is no
+    folder), else the ``baselines`` folder beside ``root`` (``<repo>/baselines`` for
+    ``<repo>/leaderboards``), or None when there is none (an installed harness has no checkout)."""
+    if baselines is not None:
+        if not Path(baselines).is_dir():
+            raise UserError(f"--baselines {baselines}: no such folder; give the folder that holds "
+                            f"{PAPER_PROTOCOL}/table*.csv (the repository's baselines/)")
+        return Path(baselines)
+    beside = Path(root).resolve().parent / BASELINES
+    return beside if beside.is_dir() else None
+
+
 def stored_scores(bundle_path: Path):
     """The ``(scores, labels, ids)`` stored beside a bundle file, read as ``Bundle.scores`` does."""
     return read_packed(regular_file(bundle_path.with_name(f"{bundle_path.name[:-len('.json')]}.scores.npz"),
                                     "scores file", MAX_SCORES_BYTES))
 
 
-def build_tables(root: Path, baselines: Path = BASELINES, *, incremental: bool = False) -> list[Table]:
+def build_tables(root: Path, baselines: Path | None = None, *, incremental: bool = False) -> list[Table]:
     """One table per dataset and protocol with submissions, and the paper's datasets under
-    ``wang2019`` so that its reported rows are always there; ``incremental`` checks again only
-    the submissions ``checked_record`` does not hold unchanged."""
+    ``wang2019`` so that its reported rows are always there (from ``baselines_folder``: without
+    one, ``wang2019`` tables say that they lack them); ``incremental`` checks again only the
+    submissions ``checked_record`` does not hold unchanged."""
     from harness.registry import Registry
 
+    baselines = baselines_folder(root, baselines)
     registry = Registry()
     checked, _ = checked_submissions(root, registry, incremental=incremental)
     by_id = {item.id: item for item in checked}
-    groups: dict[tuple[str, str], list[Checked]] = {(r["dataset"], PAPER_PROTOCOL): [] for r in paper_records(baselines)}
+    paper_known = paper_records(baselines) if baselines is not None else []
+    groups: dict[tuple[str, str], list[Checked]] = {(r["dataset"], PAPER_PROTOCOL): [] for r in paper_known}
     for item in checked:
         groups.setdefault((item.dataset, item.protocol), []).append(item)
     tables = []
@@ -188,7 +110,7 @@ def build_tables(root: Path, baselines: Path = BASELINES, *, incremental: bool =
         entries = [{**item.row, "verification": VERIFIED if verification_status(item, by_id) else SELF_REPORTED}
                    for item in members]
         rows = reproduced_rows(submission_frame(entries))
-        paper = paper_rows(baselines, dataset) if protocol == PAPER_PROTOCOL else []
+        paper = paper_rows(baselines, dataset) if protocol == PAPER_PROTOCOL and baselines is not None else []
         sections = {
             PROTOCOL_SECTION: protocol_section(paper, [r for r in rows if r.section == PROTOCOL_SECTION]),
             DEVIATIONS_SECTION: [r for r in rows if r.section == DEVIATIONS_SECTION],
@@ -197,11 +119,15 @@ def build_tables(root: Path, baselines: Path = BASELINES, *, incremental: bool =
             rank_rows(section_rows)
             add_baseline_deltas(section_rows, lambda path: stored_scores(Path(root) / path))
         classes = list(members[0].row["classes"]) if members else []
-        tables.append(Table(dataset, protocol, sections, classes, remarks(dataset, protocol, registry)))
+        notes = remarks(dataset, protocol, registry)
+        if protocol == PAPER_PROTOCOL and baselines is None:
+            notes.append(f"The paper's rows are left out: there is no {BASELINES} folder beside the leaderboards folder "
+                         "(give `bench leaderboard build --baselines DIR`).")
+        tables.append(Table(dataset, protocol, sections, classes, notes))
     return tables
 
 
-def build_outputs(root: Path, formats: Iterable[str] = FORMATS, baselines: Path = BASELINES, *,
+def build_outputs(root: Path, formats: Iterable[str] = FORMATS, baselines: Path | None = None, *,
                   incremental: bool = False) -> dict[str, str]:
     """Every generated file's text by its path relative to ``root``; ``incremental`` as in ``build_tables``."""
     formats = tuple(formats)

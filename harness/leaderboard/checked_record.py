@@ -38,12 +38,11 @@ from harness.leaderboard.bundle import (
     check_tree,
     read_bundle,
     regular_file,
-    source_path,
-    source_sha256,
 )
 from harness.leaderboard.rows import configuration, seed_label, submission_row
 from harness.leaderboard.signing import ALLOWED_SIGNERS, read_signed
-from harness.naming import canonical_json
+from harness.leaderboard.store import source_path
+from harness.naming import canonical_json, code_sha256, sha256_of
 from harness.results import load_json
 from harness.rundir import atomic_write
 
@@ -78,14 +77,8 @@ class Checked:
     row: dict[str, Any]
 
 
-def _file_digest(path: Path) -> str:
-    if not os.path.lexists(path):
-        return "absent"
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _digest_or_absent(path: Path) -> str:
+    return sha256_of(path) if os.path.lexists(path) else "absent"
 
 
 def digest(root: Path, path: Path) -> str:
@@ -94,15 +87,13 @@ def digest(root: Path, path: Path) -> str:
     verification counts): any edit, addition or removal changes it."""
     stem = path.name[: -len(".json")]
     parts = [path.relative_to(root).as_posix()] + [
-        _file_digest(path.with_name(name)) for name in (path.name, f"{stem}.scores.npz", f"{stem}.verified.json")]
-    parts.append(_file_digest(Path(root) / ALLOWED_SIGNERS))
+        _digest_or_absent(path.with_name(name)) for name in (path.name, f"{stem}.scores.npz", f"{stem}.verified.json")]
+    parts.append(_digest_or_absent(Path(root) / ALLOWED_SIGNERS))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def checker_sha256(registry) -> str:
     """The checks' own identity: harness and built-in plugin code, version, declared canonical fingerprints."""
-    from harness.naming import code_sha256
-
     package = Path(__file__).resolve().parents[1]
     declared = {}
     for component in registry.components("dataset"):
@@ -208,16 +199,16 @@ def _still_valid(item: Checked, root: Path, digests: dict[str, str]) -> bool:
     plugin code still hashes to its name."""
     if [digests.get(member) for member in item.members or []] != item.member_digests:
         return False
-    return all(source_sha256(source_path(root, StoredSource(kind=kind, sha256=sha)), kind) == sha
+    return all(code_sha256(source_path(root, StoredSource(kind=kind, sha256=sha)), kind) == sha
                for kind, sha in item.sources)
 
 
 def checked_submissions(root: Path, registry, *, incremental: bool) -> tuple[list[Checked], int]:
-    """Every stored submission, checked (``build.check_stored``) unless ``incremental`` and the
+    """Every stored submission, checked (``submission_check.check_stored``) unless ``incremental`` and the
     record holds it unchanged, with no configuration and seed and no scores stored twice;
     returns them in file-name order and how many were checked now. With ``incremental`` the
     record is rewritten to hold exactly the stored submissions."""
-    from harness.leaderboard.build import check_stored
+    from harness.leaderboard.submission_check import check_stored
 
     root = Path(root)
     base = root / SUBMISSIONS

@@ -3,7 +3,8 @@
 Each check is a function of what a run folder holds (``result.json``, ``scores.npz``,
 ``run.json``, ``log.json``) and of the harness's own definitions (protocols, metrics,
 fingerprints). ``submit`` runs them on a run folder and ``build`` again on every stored
-bundle, so a bundle added by hand must pass the same checks. Counts, fractions and timings
+bundle, both through ``submission_check.check_submission``, so a bundle added by hand must
+pass the same checks. Counts, fractions and timings
 must lie in their ranges, and the result must agree with ``run.json`` on every setting
 both record.
 

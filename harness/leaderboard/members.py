@@ -7,7 +7,7 @@ fuse those directly). What the fused record says of its members (``members[*]``:
 model, augmentation, size, seed) and what it copied from them (``model``, ``size``,
 ``augmentation`` and the other facts ``bench fuse`` keeps when every member agrees, the
 dataset and protocol blocks) must be what the stored members hold. Fusing the members'
-stored scores (aligned to the fusion's image order, in the recorded member order, with the
+stored scores (aligned to the fusion's image order by ``align_by_id``, in the recorded member order, with the
 recorded fusion component and version) must give the fusion's scores bit for bit: then the
 fusion is exactly what its members imply, and it is verified when they are.
 """
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.alignment import Scored, align_by_id
 from harness.errors import UserError
 from harness.fusion import SHARED_FIELDS
 from harness.leaderboard.bundle import Bundle
@@ -96,13 +97,11 @@ def check_fused(record: RunRecord, scores: np.ndarray, ids: np.ndarray, members:
     if component.spec.version != record.fusion.version:
         raise UserError(f"{where.result}: fusion.version is {record.fusion.version!r}, but fusion {record.fusion.name!r} "
                         f"here is version {component.spec.version!r}; install the version the fusion used")
-    aligned = []
+    scored = [Scored(where.scores, ids, scores)]
     for match in members:
         member_scores, _, member_ids = match.scores()
-        position = {image_id: i for i, image_id in enumerate(member_ids.tolist())}
-        if set(position) != set(ids.tolist()):
-            raise UserError(f"{where.scores}: its image ids are not those of member {match.id}")
-        aligned.append(member_scores[[position[i] for i in ids.tolist()]])
+        scored.append(Scored(str(match.scores_path), member_ids, member_scores))
+    aligned = align_by_id(scored, "fuse the submitted member runs again with `bench fuse`")[1:]
     fused = np.asarray(component.call("fuse", component.spec.fuse, aligned)).astype(np.float32)
     if fused.shape != scores.shape or not np.array_equal(fused, scores):
         raise UserError(f"{where.scores}: scores are not fusion {record.fusion.name!r} of the stored members' scores; "

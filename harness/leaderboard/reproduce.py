@@ -47,24 +47,17 @@ from typing import Any
 import numpy as np
 
 from harness import __version__
+from harness.alignment import Scored, align_by_id
 from harness.config import PluginSource
 from harness.errors import UserError
-from harness.leaderboard.build import check_stored
-from harness.leaderboard.bundle import (
-    Bundle,
-    StoredSource,
-    Verification,
-    copy_code,
-    find_bundle,
-    source_path,
-    source_sha256,
-    stored_bundles,
-)
+from harness.leaderboard.bundle import Bundle, StoredSource, Verification
 from harness.leaderboard.rows import METRICS, configuration
 from harness.leaderboard.scratch import remove_abandoned, scratch_folder
 from harness.leaderboard.signing import allowed_signers, check_key_listed, read_signed, sign_verification
+from harness.leaderboard.store import copy_code, find_bundle, source_path, stored_bundles
+from harness.leaderboard.submission_check import check_stored
 from harness.metrics import evaluate
-from harness.naming import canonical_json, sha256_json
+from harness.naming import canonical_json, code_sha256, sha256_json
 from harness.machine import cpu_model, environment, usable_cores
 from harness.recipes import DEFAULT_RECIPE
 from harness.results import RunRecord, fields_with_role
@@ -128,14 +121,10 @@ class Outcome:
 
 def compare_scores(stored: np.ndarray, stored_ids: np.ndarray, labels: np.ndarray, reproduced: np.ndarray,
                    reproduced_ids: np.ndarray, classes: list[str]) -> tuple[Comparison, bool]:
-    """The largest absolute difference (image, class) after aligning by id, the paper columns'
-    differences (reproduced − stored), and whether the scores are bit-identical."""
-    position = {image_id: i for i, image_id in enumerate(reproduced_ids.tolist())}
-    missing = next((i for i in stored_ids.tolist() if i not in position), None)
-    if missing is not None or len(position) != len(stored_ids):
-        raise UserError(f"the re-trained run scored other test images than the submission (first: {missing!r}); "
-                        "it ran on other data")
-    aligned = reproduced[[position[i] for i in stored_ids.tolist()]]
+    """The largest absolute difference (image, class) after aligning by id (``align_by_id``),
+    the paper columns' differences (reproduced − stored), and whether the scores are bit-identical."""
+    runs = [Scored("the submission", stored_ids, stored), Scored("the re-trained run", reproduced_ids, reproduced)]
+    aligned = align_by_id(runs, "it ran on other data")[1]
     identical = bool(np.array_equal(aligned.view(np.uint32), np.ascontiguousarray(stored, dtype=np.float32).view(np.uint32)))
     difference = np.abs(aligned.astype(np.float64) - stored.astype(np.float64))
     if identical or difference.size == 0:
@@ -249,9 +238,9 @@ def _scratch_plugins(bundle: Bundle, root: Path, scratch: Path) -> list[PluginSo
         original = source_path(root, stored)
         copy = scratch / "plugins" / original.name
         copy.parent.mkdir(parents=True, exist_ok=True)
-        if source_sha256(original, kind) is not None:
+        if code_sha256(original, kind) is not None:
             copy_code(original, copy, kind)
-        if source_sha256(copy, kind) != stored.sha256:
+        if code_sha256(copy, kind) != stored.sha256:
             raise UserError(f"{original}: missing, or not the code of sha256 {stored.sha256[:12]}… the run used; restore "
                             "it from version control")
         values.append(PluginSource(value=str(copy), plugin=dataclasses.replace(source.plugin, path=str(copy))))

@@ -1,6 +1,7 @@
 """``bench leaderboard submit``: validate a finished run folder and store it as a bundle.
 
-A trained run is accepted when every check of ``checks`` passes: the schema, plain names,
+A trained run is accepted when every check of ``checks`` passes (run in the order
+``submission_check.check_submission`` gives, as ``build`` runs them): the schema, plain names,
 ranges, the protocol's hash, metrics re-scored from its scores, the dataset fingerprint
 proven from the test ids and labels (equal to the dataset's canonical one where it declares
 one), the result consistent with ``run.json``, deviations recomputed from ``run.json``, the
@@ -36,18 +37,15 @@ from harness.leaderboard.bundle import (
     StoredSource,
     arrays_sha256,
     check_plugin_values,
-    source_sha256,
-    store_source,
-    stored_bundles,
-    submission_folder,
-    write_bundle,
 )
 from harness.leaderboard.checked_record import Checked, checked_submissions
 from harness.leaderboard.checks import Where
-from harness.leaderboard.members import check_fused, check_members, find_members
+from harness.leaderboard.members import find_members
 from harness.leaderboard.packed_scores import LAYOUT, write_packed
 from harness.leaderboard.rows import configuration, seed_label
-from harness.naming import sha256_of
+from harness.leaderboard.store import store_source, stored_bundles, submission_folder, write_bundle
+from harness.leaderboard.submission_check import Submission, check_submission
+from harness.naming import code_sha256, sha256_of
 from harness.progress import log as progress_log
 from harness.results import RESULT_FILE, RunRecord
 from harness.splits import check_submitted_split
@@ -73,7 +71,7 @@ def _plugin_sources(run: ResolvedRun, where: Where) -> list[tuple[StoredSource, 
         if kind not in ("file", "directory"):
             continue
         path = Path(source.value)
-        found = source_sha256(path, kind)
+        found = code_sha256(path, kind)
         if found != source.plugin.sha256:
             now = (f"now has sha256 {found[:12]}…" if found else "is gone" if not path.exists()
                    else f"is no longer a {'file' if kind == 'file' else 'folder'}")
@@ -81,17 +79,6 @@ def _plugin_sources(run: ResolvedRun, where: Where) -> list[tuple[StoredSource, 
                             f"{str(source.plugin.sha256)[:12]}…; the submission must carry the code the run used: restore it")
         sources.append((StoredSource(kind=kind, sha256=found), path))
     return sources
-
-
-def _refuse_imported(record: RunRecord, where: Where) -> None:
-    """Refuse a run whose plugin code imported a module from beside itself (``source``
-    ``imported``): a bundle stores plugin files and package folders only, so that module's
-    code would be neither stored nor reproducible."""
-    for plugin in record.plugins:
-        if plugin.source == "imported":
-            raise UserError(f"{where.result}: plugin code imported module {plugin.name!r} ({plugin.path}), which is in no "
-                            "plugin file, package folder or installed distribution, so a submission cannot carry it: "
-                            "move it into a package-folder plugin (CONTRIBUTING.md) and train again")
 
 
 def _refuse_stored(bundle: Bundle, record: RunRecord, stored: list[Checked], where: Where) -> None:
@@ -127,43 +114,29 @@ def submit(run_dir: Path, root: Path, registry) -> Bundle:
     if not Path(where.result).is_file():
         raise UserError(f"{run_dir}: no {RESULT_FILE}; submit a finished run folder")
     record = RunRecord.from_json(Path(where.result).read_bytes(), where.result)
-    checks.check_names(record, where)
-    _refuse_imported(record, where)
+    checks.check_names(record, where)  # before run.json is read, so that a forged name is refused as result.json's
     run, log, sources, members, unchecked = None, None, [], None, None
     if record.kind == "train":
         run = ResolvedRun.from_dict(read_json(Path(where.run), "run file"), where.run)
         check_plugin_values(run, where.run)
         log = read_log(Path(where.log))
-    checks.check_ranges(record, log, where)
     scores, labels, ids = read_scores(Path(where.scores))
     ids = np.asarray([str(i) for i in ids])
-    checks.check_arrays(record, scores, labels, ids, where)
-    rules = checks.check_protocol(record, where)
-    checks.check_metrics(record, scores, labels, where)
-    checks.proven_fingerprint(record, labels, ids, where)
+    if run is None:
+        members = find_members(record, stored_bundles(root), where)
+    status, canonical, _ = check_submission(Submission(record=record, scores=scores, labels=labels, ids=ids, run=run,
+                                                       log=log, members=members, where=where), registry)
     if run is not None:
         unchecked = check_submitted_split(run_dir, record.dataset.train_hash, ids)
-        checks.check_run_file(record, run, where)
-        checks.check_log(log, run, rules, where)
-        checks.check_optimizer(log, record, run, rules, registry.get("recipe", run.recipe), where)
-        checks.check_deviations(record, checks.expected_deviations(record, run), where)
         sources = _plugin_sources(run, where)
-        dataset_spec = run.dataset
-    else:
-        found = find_members(record, stored_bundles(root), where)
-        check_members(record, found, where)
-        check_fused(record, scores, ids, found, registry.get("fusion", record.fusion.name), where)
-        members = [b.id for b in found]
-        dataset_spec = found[0].resolved.dataset
-    canonical = registry.get("dataset", dataset_spec).spec.canonical_fingerprint
-    status = checks.data_status(record, canonical, where)
 
     scores_sha256 = arrays_sha256(scores, labels, ids)
     bundle = Bundle(
         id="", content_sha256="", submitted=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         harness_version=__version__, data=status, canonical_fingerprint=canonical, scores_layout=LAYOUT,
         scores_sha256=scores_sha256, submitted_scores_sha256=sha256_of(where.scores), result=record.to_dict(),
-        run=run.to_dict() if run else None, log=log, sources=[source for source, _ in sources], members=members,
+        run=run.to_dict() if run else None, log=log, sources=[source for source, _ in sources],
+        members=None if members is None else [b.id for b in members],
     )
     bundle.content_sha256 = bundle.content()
     bundle.id = bundle.content_sha256[:ID_LENGTH]
