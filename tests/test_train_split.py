@@ -30,7 +30,8 @@ def submit(run_dir: Path, root: Path):
 
 def forge(run_dir: Path, target: Path, change) -> Path:
     """A copy of ``run_dir`` whose train split ``change(ids, labels)`` rewrote, with result.json's
-    train_hash and fingerprint made to match it, as a run trained on that split would record."""
+    train_hash and fingerprint and run.json's fingerprint made to match it, as a run trained on
+    that split would record."""
     shutil.copytree(run_dir, target)
     with np.load(target / "train_split.npz") as data:
         ids, labels = data["ids"].copy(), data["labels"].copy()
@@ -42,6 +43,9 @@ def forge(run_dir: Path, target: Path, change) -> Path:
     record["dataset"]["train_hash"] = split_hash(ids.tolist(), labels)
     record["dataset"]["fingerprint"] = compose(record["dataset"]["classes"], record["dataset"]["train_hash"], test_hash)
     (target / "result.json").write_text(json.dumps(record, indent=2))
+    run = json.loads((target / "run.json").read_text())
+    run["fingerprint"] = record["dataset"]["fingerprint"]
+    (target / "run.json").write_text(json.dumps(run, indent=2))
     return target
 
 
