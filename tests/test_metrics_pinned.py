@@ -1,5 +1,5 @@
 """``evaluate`` at COCO size pinned to the values it gave before its speed-ups: every faster
-path (threaded sorts, fewer copies) must give the same bits, not merely close values."""
+path (such as the two-thread class sort) must give the same bits, not merely close values."""
 
 from __future__ import annotations
 
