@@ -15,7 +15,9 @@ from click.testing import CliRunner
 from conftest import TESTS, TINY_PLUGIN
 
 from harness.cli import main
+from harness.errors import UserError
 from harness.fusion import fuse_runs
+from harness.leaderboard import submit
 from harness.leaderboard.bundle import ID_LENGTH, content_sha256, read_bundle
 from harness.leaderboard.store import stored_bundles
 from harness.leaderboard.submission_check import check_stored
@@ -187,3 +189,10 @@ def test_logits_and_fusions_are_not_converted(tmp_path):
     assert result.exit_code != 0 and result.output.count("\n") == 1, result.output
     assert result.output.startswith(f"Error: {fused / 'result.json'}: --scores probabilities converts a trained run's")
     assert not list((tmp_path / "lb").rglob("*--*.json"))
+
+
+def test_the_python_api_takes_only_the_cli_s_score_kinds(tmp_path):
+    run = make_run(tmp_path / "runs", run_files=True)
+    with pytest.raises(UserError, match=r"^score_kind 'probability': expected one of logits, probabilities$"):
+        submit(run, tmp_path / "lb", Registry(), score_kind="probability")
+    assert not (tmp_path / "lb").exists()
