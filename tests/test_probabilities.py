@@ -86,6 +86,7 @@ def test_submit_warns_about_stored_probabilities_before_its_checks(tmp_path):
     result = CliRunner().invoke(main, ["leaderboard", "submit", str(run), "--leaderboards", str(tmp_path / "board")])
     first = result.stderr.splitlines()[0]
     assert first.startswith(f"Warning: {run / 'scores.npz'}: every score lies in [0, 1]") and "must store logits" in first
+    assert "pass --scores probabilities to convert them" in first
     logits = CliRunner().invoke(main, ["leaderboard", "submit", str(make_run(tmp_path / "other")), "--leaderboards",
                                        str(tmp_path / "board")])
     assert "Warning" not in logits.stderr

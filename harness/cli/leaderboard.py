@@ -37,29 +37,37 @@ def _warn_if_probabilities(run_dir: Path) -> None:
         except UserError:
             return  # submit refuses the file in its own words
         if scores.size and looks_like_probabilities(scores):
-            click.echo(f"Warning: {scores_file}: {PROBABILITY_WARNING}; a run must store logits: train or "
-                       "score it with a model whose outputs are logits", err=True)
+            click.echo(f"Warning: {scores_file}: {PROBABILITY_WARNING}; a run must store logits: pass --scores "
+                       "probabilities to convert them, or train with a model whose outputs are logits", err=True)
 
 
 @leaderboard.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @_ROOT
 @plugin_option
+@click.option("--scores", "score_kind", type=click.Choice(["logits", "probabilities"]), default="logits",
+              show_default=True, help="What the run's scores are; probabilities are converted to logits (clipped to "
+                                      "[1e-12, 1 − 1e-12], stored as float32) and the metrics re-scored from them.")
 @_JSON
-def submit(run_dir: Path, root: Path, plugins: tuple[str, ...], as_json: bool) -> None:
+def submit(run_dir: Path, root: Path, plugins: tuple[str, ...], score_kind: str, as_json: bool) -> None:
     """Check RUN_DIR (schema, re-scored metrics, protocol hash, fingerprint proven from the test
     labels, deviations recomputed from run.json and log.json, no stored copy or seed) and store
-    it with its configuration, log and plugin code; a refusal is one line naming file and field."""
+    it with its configuration, log and plugin code; a refusal is one line naming file and field.
+
+    Scores are logits unless --scores probabilities says otherwise; scores that all lie in
+    [0, 1] are warned about in one line."""
     from harness.leaderboard import submit as submit_run
 
-    _warn_if_probabilities(run_dir)
+    if score_kind == "logits":
+        _warn_if_probabilities(run_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # said above in one line
-        bundle = submit_run(run_dir, root, load_registry(plugins))
+        bundle = submit_run(run_dir, root, load_registry(plugins), score_kind=score_kind)
     if as_json:
         click.echo(json.dumps({"path": str(bundle.path), **bundle.to_dict()}, indent=2))
         return
-    click.echo(f"accepted as {bundle.id} ({bundle.data} data): {bundle.path}")
+    converted = f", scores converted from {bundle.scores_converted}" if bundle.scores_converted else ""
+    click.echo(f"accepted as {bundle.id} ({bundle.data} data{converted}): {bundle.path}")
 
 
 @leaderboard.command()

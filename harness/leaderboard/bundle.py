@@ -11,9 +11,10 @@ Under ``leaderboards/submissions/`` (leaderboards/README.md describes the layout
 
 ``<id>`` is the first ``ID_LENGTH`` hex digits of the content hash: the sha256 of the
 canonical JSON of the result, the resolved run, the per-epoch log, the scores, the sha256
-of the submitted scores file and the canonical fingerprint the data was checked against,
-leaving out timestamps, timings and the submitter's folders, so one run is one id however
-its JSON is formatted. Every other stored field is derived from those and checked again
+of the submitted scores file, the canonical fingerprint the data was checked against and
+the conversion of the scores when there was one (``scores_converted``), leaving out
+timestamps, timings and the submitter's folders, so one run is one id however its JSON is
+formatted. Every other stored field is derived from those and checked again
 by ``build``. Bundles come from strangers (pull requests): the folder holds regular files
 and folders only (no links, devices or pipes), each file read has a size limit, reading one
 checks every key and type, and file names are made from the bundle's own file name and
@@ -58,6 +59,7 @@ VOLATILE_LOG = ("seconds", "images_per_s")
 MAX_BUNDLE_BYTES = 16 * 10**6
 MAX_VERIFICATION_BYTES = 10**6
 MAX_SCORES_BYTES = 500 * 10**6
+SCORE_CONVERSIONS = (None, "probabilities")  # what submit --scores may have converted the scores from
 PLUGIN_SOURCES = ("file", "directory", "module", "distribution", "built-in")
 # A module or entry-point name: dotted identifiers (entry-point names may also hold '-').
 IMPORT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*")
@@ -119,7 +121,10 @@ class Verification:
 class Bundle:
     """One stored submission; ``path`` is its JSON file (not stored). ``canonical_fingerprint``
     is the one the dataset declared when it was submitted (None: it declared none), ``data``
-    what that made the run (``canonical`` or ``non-canonical``)."""
+    what that made the run (``canonical`` or ``non-canonical``). ``scores_converted`` is
+``probabilities`` when the run stored probabilities and ``submit --scores probabilities``
+stored their logits (``harness.metrics.from_probabilities``, as float32) and the metrics of
+those; ``reproduce`` converts the re-trained scores alike."""
 
     bundle_version: int = BUNDLE_VERSION
     id: str
@@ -136,6 +141,7 @@ class Bundle:
     log: list[EpochLog] | None
     sources: list[StoredSource] = field(default_factory=list)
     members: list[str] | None = None
+    scores_converted: str | None = None  # "probabilities": submitted as probabilities, stored as their logits
     path: Path | None = field(default=None, compare=False, repr=False, metadata={"stored": False})
 
     @functools.cached_property
@@ -167,7 +173,8 @@ class Bundle:
         log = None if self.log is None else [entry.to_dict() for entry in self.log]
         return content_sha256(result=self.result, run=self.run, log=log, scores_sha256=self.scores_sha256,
                               submitted_scores_sha256=self.submitted_scores_sha256,
-                              canonical_fingerprint=self.canonical_fingerprint)
+                              canonical_fingerprint=self.canonical_fingerprint,
+                              scores_converted=self.scores_converted)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -187,10 +194,13 @@ def arrays_sha256(scores: np.ndarray, labels: np.ndarray, ids) -> str:
 
 
 def content_sha256(*, result: dict, run: dict | None, log: list[dict] | None, scores_sha256: str,
-                   submitted_scores_sha256: str, canonical_fingerprint: str | None) -> str:
+                   submitted_scores_sha256: str, canonical_fingerprint: str | None,
+                   scores_converted: str | None = None) -> str:
     """The hash that names a submission: its metrics, scores, configuration, the submitted
-    scores file's sha256 and the canonical fingerprint it was checked against, without
-    timestamps, timings or the submitter's folders."""
+    scores file's sha256, the canonical fingerprint it was checked against and how its scores
+    were converted, without timestamps, timings or the submitter's folders. An unconverted
+    submission hashes without the conversion key, as bundles written before it did."""
+    converted = {} if scores_converted is None else {"scores_converted": scores_converted}
     return sha256_json({
         "result": {k: v for k, v in result.items() if k not in VOLATILE_RESULT},
         "run": None if run is None else {k: v for k, v in run.items() if k not in VOLATILE_RUN},
@@ -199,6 +209,7 @@ def content_sha256(*, result: dict, run: dict | None, log: list[dict] | None, sc
         "scores": scores_sha256,
         "submitted_scores": submitted_scores_sha256,
         "canonical_fingerprint": canonical_fingerprint,
+        **converted,
     })
 
 
@@ -271,6 +282,9 @@ def read_bundle(path: Path) -> Bundle:
         raise BadInput(f"{path}: id {bundle.id!r} is not the start of content_sha256 and of the file name")
     if bundle.scores_layout != LAYOUT:
         raise BadInput(f"{path}: scores_layout {bundle.scores_layout!r}; this harness stores {LAYOUT!r}")
+    if bundle.scores_converted not in SCORE_CONVERSIONS:
+        raise BadInput(f"{path}: scores_converted {bundle.scores_converted!r}; expected null or "
+                       f"{' or '.join(map(repr, SCORE_CONVERSIONS[1:]))}: restore it from version control")
     for source in bundle.sources:
         if source.kind not in ("file", "directory") or not SHA256.fullmatch(source.sha256):
             raise BadInput(f"{path}: sources holds {source.kind!r} {source.sha256!r}; expected file or directory and a sha256")

@@ -16,7 +16,8 @@ recorded device type with ``harness.runner.train_resolved``. Then:
   built-in and distribution plugins, which are listed as ``code_changed`` instead): a
   claimed backbone, GPU, coverage or pipeline that training does not give is a mismatch,
   named by its first differing field.
-- The scores are compared with the stored ones image by image, aligned by id. On a CPU the
+- The scores are compared with the stored ones image by image, aligned by id (first
+  converted as ``submit`` converted the submission's: ``reproduced_scores``). On a CPU the
   same code, data, seed and thread count give the same bits: the scores must be
   bit-identical. On a GPU, atomic additions in cuDNN and cuBLAS make sums
   non-deterministic, and forty epochs turn the first differences into different weights.
@@ -56,7 +57,7 @@ from harness.leaderboard.scratch import remove_abandoned, scratch_folder
 from harness.leaderboard.signing import allowed_signers, check_key_listed, read_signed, sign_verification
 from harness.leaderboard.store import copy_code, find_bundle, source_path, stored_bundles
 from harness.leaderboard.submission_check import check_stored
-from harness.metrics import evaluate
+from harness.metrics import evaluate, from_probabilities
 from harness.naming import canonical_json, code_sha256, sha256_json
 from harness.machine import cpu_model, environment, usable_cores
 from harness.recipes import DEFAULT_RECIPE
@@ -140,6 +141,16 @@ def compare_scores(stored: np.ndarray, stored_ids: np.ndarray, labels: np.ndarra
         metric_differences={key: after[key] - before[key] for key, _ in METRICS},
     )
     return comparison, identical
+
+
+def reproduced_scores(bundle: Bundle, scores: np.ndarray, where: str) -> np.ndarray:
+    """The re-trained run's scores (from ``where``) as the submission stored its own: a
+    submission whose probabilities were converted (``scores_converted``) gets the same
+    conversion, to float32 logits."""
+    if bundle.scores_converted != "probabilities":
+        return scores
+    return from_probabilities(scores, name=f"{where} (the re-trained run's scores, converted from probabilities as "
+                                           f"{bundle.path.name}'s were)").astype(np.float32)
 
 
 def _plugin(plugin: dict) -> dict:
@@ -329,6 +340,7 @@ def reproduce(submission: str, root: Path, data_root: str | None = None, sign: P
         finally:
             torch.set_num_threads(previous_threads)
         reproduced, _, reproduced_ids = read_scores(again.path)
+        reproduced = reproduced_scores(bundle, reproduced, str(again.path / "scores.npz"))
     stored, labels, ids = bundle.scores()
     comparison, identical = compare_scores(stored, ids, labels, reproduced, np.asarray([str(i) for i in reproduced_ids]),
                                            list(record.dataset.classes))

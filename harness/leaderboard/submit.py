@@ -16,10 +16,18 @@ whose content or whose scores are already stored, or a second run of a stored co
 and seed, is refused; otherwise the bundle, its scores and
 the code of its file and directory plugins are written, all under ``root`` and nowhere
 else. Nothing the run folder holds is imported or unpickled.
+
+A trained run that stored probabilities (a model ending in a sigmoid) is submitted with
+``score_kind="probabilities"`` (``--scores probabilities``): once its metrics are shown to be
+those of its scores as stored, the scores are converted to logits
+(``harness.metrics.from_probabilities``, stored as float32), the result's metrics re-scored
+from them, and the bundle records ``scores_converted``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -45,6 +53,7 @@ from harness.leaderboard.packed_scores import LAYOUT, write_packed
 from harness.leaderboard.rows import configuration, seed_label
 from harness.leaderboard.store import store_source, stored_bundles, submission_folder, write_bundle
 from harness.leaderboard.submission_check import Submission, check_submission
+from harness.metrics import evaluate, from_probabilities
 from harness.naming import code_sha256, sha256_of
 from harness.progress import log as progress_log
 from harness.results import RESULT_FILE, RunRecord
@@ -99,16 +108,40 @@ def _refuse_stored(bundle: Bundle, record: RunRecord, stored: list[Checked], whe
                             "a second run of one seed is not another seed: train with another --seed")
 
 
-def submit(run_dir: Path, root: Path, registry) -> Bundle:
+SCORE_KINDS = ("logits", "probabilities")
+
+
+def converted_probabilities(record: RunRecord, scores: np.ndarray, labels: np.ndarray, ids: np.ndarray,
+                            where: Where) -> tuple[RunRecord, np.ndarray]:
+    """A trained run's stored probabilities as float32 logits, and its record with the metrics
+    of those. The run must first be what it claims: arrays of its shapes and dtypes, metrics
+    re-scored from the probabilities it stored. A fusion is refused: its scores are fused
+    from its members' stored ones, which are checked against it."""
+    if record.kind != "train":
+        raise UserError(f"{where.result}: --scores probabilities converts a trained run's scores, and this is a "
+                        f"{record.kind}, whose scores are fused from its members' stored ones: submit it without --scores")
+    checks.check_arrays(record, scores, labels, ids, where)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # probabilities, as declared
+        checks.check_metrics(record, scores, labels, where)
+    logits = from_probabilities(scores, name=f"{where.scores} (scores)").astype(np.float32)
+    return dataclasses.replace(record, metrics=evaluate(logits, labels)), logits
+
+
+def submit(run_dir: Path, root: Path, registry, *, score_kind: str = "logits") -> Bundle:
     """Validate ``run_dir`` and store it under ``root/submissions``; returns the stored bundle.
 
     ``registry`` (a ``harness.registry.Registry``) gives the dataset's canonical fingerprint
-    and a fusion's component. Every refusal is one ``UserError`` line naming file and field.
+    and a fusion's component. ``score_kind`` is what the run's scores are (``SCORE_KINDS``):
+    probabilities are converted (``converted_probabilities``). Every refusal is one
+    ``UserError`` line naming file and field.
     """
     from filelock import FileLock
 
     from harness.registry import Registry
 
+    if score_kind not in SCORE_KINDS:
+        raise UserError(f"score_kind {score_kind!r}: expected one of {', '.join(SCORE_KINDS)}")
     run_dir = Path(run_dir)
     where = where_in(run_dir)
     if not Path(where.result).is_file():
@@ -122,6 +155,8 @@ def submit(run_dir: Path, root: Path, registry) -> Bundle:
         log = read_log(Path(where.log))
     scores, labels, ids = read_scores(Path(where.scores))
     ids = np.asarray([str(i) for i in ids])
+    if score_kind == "probabilities":
+        record, scores = converted_probabilities(record, scores, labels, ids, where)
     if run is None:
         members = find_members(record, stored_bundles(root), where)
     status, canonical, _ = check_submission(Submission(record=record, scores=scores, labels=labels, ids=ids, run=run,
@@ -137,6 +172,7 @@ def submit(run_dir: Path, root: Path, registry) -> Bundle:
         scores_sha256=scores_sha256, submitted_scores_sha256=sha256_of(where.scores), result=record.to_dict(),
         run=run.to_dict() if run else None, log=log, sources=[source for source, _ in sources],
         members=None if members is None else [b.id for b in members],
+        scores_converted=None if score_kind == "logits" else score_kind,
     )
     bundle.content_sha256 = bundle.content()
     bundle.id = bundle.content_sha256[:ID_LENGTH]
