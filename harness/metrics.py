@@ -9,7 +9,6 @@ literature is silent and the bootstrap are specified in docs/METRICS.md, which t
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ import numpy as np
 from tabulate import tabulate
 
 from harness.errors import BadInput
+from harness.machine import usable_cores
 
 METRICS_VERSION = 1
 
@@ -302,7 +302,7 @@ def _class_counts(all_ranks: list[_ClassRanks], weights: np.ndarray | None) -> t
     return tuple(np.stack(values, axis=-1) for values in zip(*columns))
 
 
-_THREADS = min(2, os.cpu_count() or 1)
+_THREADS = min(2, usable_cores())
 """Threads for the classes of a bootstrap chunk and for ``evaluate``'s class-major sort: NumPy's
 sorts, gathers and sums release the GIL, so two cores share the work; results do not depend on
 it (each class is computed alone)."""
