@@ -51,13 +51,15 @@ def no_space(path: Path, error: OSError) -> UserError:
     )
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(stream)`` on a temporary file beside ``path``, then rename it to ``path``."""
+def atomic_write(path: Path, write, *, private: bool = False) -> None:
+    """Call ``write(stream)`` on a temporary file beside ``path``, then rename it to ``path``;
+    ``private`` keeps it readable by its owner only (a key)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(handle, 0o666 & ~_UMASK)  # as open() would make it: mkstemp makes files private
+        if not private:
+            os.fchmod(handle, 0o666 & ~_UMASK)  # as open() would make it: mkstemp makes files private
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()

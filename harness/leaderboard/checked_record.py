@@ -44,7 +44,7 @@ from harness.leaderboard.signing import ALLOWED_SIGNERS, read_signed
 from harness.leaderboard.store import source_path
 from harness.naming import canonical_json, code_sha256, sha256_of
 from harness.results import load_json
-from harness.rundir import atomic_write
+from harness.files import atomic_write
 
 RECORD_FILE = "checked-bundles.json"
 KEY_FILE = "leaderboard-record.key"
@@ -108,12 +108,8 @@ def _secret() -> bytes:
 
     path = cache_root() / KEY_FILE
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
         key = os.urandom(32)
-        handle = os.open(path.with_name(f".{KEY_FILE}.{os.getpid()}"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(key)
-        os.replace(path.with_name(f".{KEY_FILE}.{os.getpid()}"), path)
+        atomic_write(path, lambda stream: stream.write(key), private=True)
     key = regular_file(path, "leaderboard record key", 64).read_bytes()
     if len(key) != 32:
         raise UserError(f"{path}: not a 32-byte key; delete it (the next build makes a new one and checks every "
