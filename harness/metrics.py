@@ -310,7 +310,7 @@ it (each class is computed alone)."""
 
 @functools.cache
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(_THREADS, thread_name_prefix="bootstrap")
+    return ThreadPoolExecutor(_THREADS, thread_name_prefix="metrics")
 
 
 def _narrow(weights: np.ndarray) -> np.ndarray:

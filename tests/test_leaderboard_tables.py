@@ -19,13 +19,13 @@ from harness.cli import main
 from harness.errors import cut
 from harness.fusion import fuse_runs
 from harness.leaderboard import render, submit
-from harness.leaderboard.bundle import Bundle, read_bundle
+from harness.leaderboard.bundle import Bundle
 from harness.leaderboard.store import stored_bundles
 from harness.leaderboard.signing import allowed_signers, sign_verification
 from harness.naming import sha256_json, sha256_of
 from harness.registry import Registry
 from runs import make_run
-from test_leaderboard_submit import TOY_PLUGIN, copy_run, edit_json, forge_bundle, plugin_entry, voc_data
+from test_leaderboard_submit import TOY_PLUGIN, edit_json, forge_bundle, plugin_entry, voc_data
 
 BASELINES = Path(__file__).resolve().parents[1] / "baselines"  # the paper's rows, given to builds of tmp roots
 

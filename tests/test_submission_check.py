@@ -19,7 +19,6 @@ from harness.leaderboard import build_outputs, stale_files, submission_check
 from harness.leaderboard import checks
 from harness.leaderboard.build import build_tables
 from harness.leaderboard.reproduce import compare_scores
-from harness.rundir import write_scores
 from runs import make_run
 from test_leaderboard_submit import TOY_PLUGIN
 
