@@ -39,6 +39,12 @@ def wait_for(path: Path, process: subprocess.Popen, timeout_s: float = 120) -> N
         time.sleep(0.05)
 
 
+def as_in_a_terminal() -> None:
+    """Ctrl-C reaches a command started from a terminal; a shell that started the suite in the
+    background (`pytest &` in a script) left SIGINT ignored, and a child inherits that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def reference(tiny_root, tmp_path_factory):
     """The scores of the run trained without a stop."""
@@ -54,7 +60,8 @@ def test_a_stopped_run_says_how_to_resume_blames_no_plugin_and_resumes_exactly(r
                                                                                sent, code, said):
     environment = dict(os.environ)  # the thread count of the in-process reference: CPU sums depend on it
     process = subprocess.Popen([sys.executable, "-m", "harness", *slow_args(tiny_root, tmp_path)],
-                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=as_in_a_terminal)
     run_dir = tmp_path / RUN_ID
     wait_for(run_dir / "log.json", process)  # the first epoch is done (checkpoint, then log); later ones run now
     process.send_signal(sent)
