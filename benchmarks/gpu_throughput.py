@@ -88,7 +88,7 @@ class Setup:
 def configure(mode: str, device: torch.device) -> str:
     """Sets the backend flags of ``mode``; returns its precision."""
     if mode != "paper":
-        return _configure_precision("auto", device)[0]
+        return _configure_precision("auto", device)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = False

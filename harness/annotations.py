@@ -11,10 +11,8 @@ parsed again, with a warning line naming it.
 
 Hashing hundreds of megabytes would cost most of what the cache saves, so each entry also
 records every file's size, modification and change times and inode: while those are the
-same the recorded content hash is trusted, unless the file had changed less than
-``RECENT_S`` seconds before it was hashed (a write within the file system's timestamp
-granularity could then go unseen, so such a file is hashed again on each load until it has
-settled). Whoever finds no usable entry takes a file lock on the slot; the processes of a
+same the recorded content hash is trusted, unless the file had not settled when it was
+hashed (``cache.settled``: such a file is hashed again on each load until it has). Whoever finds no usable entry takes a file lock on the slot; the processes of a
 ``torchrun`` job (or any other commands) that arrive meanwhile wait for it and then read
 what it wrote, so one parses and the others do not.
 """
@@ -23,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import zipfile
 from pathlib import Path
@@ -31,12 +28,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from harness.cache import cache_root, writes_in
+from harness.cache import cache_root, file_signature, settled, writes_in
+from harness.naming import sha256_of
 from harness.progress import log
 from harness.files import atomic_write
 
 FORMAT = "2"  # of the entry files; part of every key
-RECENT_S = 2.0
 _HEADER = "header"
 _READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError)
 
@@ -58,25 +55,6 @@ def unpack_strings(data: np.ndarray, ends: np.ndarray) -> list[str]:
     text = data.tobytes().decode("utf-8", "surrogatepass")
     bounds = [0, *ends.tolist()]
     return [text[start:end] for start, end in zip(bounds, bounds[1:])]
-
-
-def content_hash(path: Path) -> str:
-    """sha256 of a file's bytes, read in 4 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while block := stream.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _signature(path: Path) -> list[int]:
-    status = os.stat(path)
-    return [status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino, status.st_dev]
-
-
-def _settled(signature: list[int], now_ns: int) -> bool:
-    """Whether a file with this signature last changed at least ``RECENT_S`` before ``now_ns``."""
-    return now_ns - max(signature[1], signature[2]) >= RECENT_S * 1e9
 
 
 def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
@@ -147,7 +125,7 @@ def parsed(
     resolved_root = str(Path(root).resolve())
     slot = hashlib.sha256(json.dumps([FORMAT, name, version, resolved_root]).encode()).hexdigest()[:16]
     entry = folder() / f"{name}-{slot}.npz"
-    signatures = [_signature(f) for f in files]
+    signatures = [file_signature(f) for f in files]
     header, arrays = _read(entry, warn=False)
     if _trusted(header, signatures):
         return arrays
@@ -162,7 +140,7 @@ def parsed(
         if _trusted(header, signatures):
             return arrays
         now_ns = time.time_ns()
-        hashes = [content_hash(f) for f in files]
+        hashes = [sha256_of(f) for f in files]
         identity = [FORMAT, name, version, resolved_root, [str(f) for f in files], hashes]
         key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
         arrays = arrays if header is not None and header.get("key") == key else None
@@ -171,9 +149,9 @@ def parsed(
             arrays = parse()
             log.info(f"{name}: parsed {len(files)} annotation file(s) in {time.perf_counter() - started:.1f} s; "
                      f"later loads read {entry}")
-        if [_signature(f) for f in files] == signatures:  # unchanged while it was read
+        if [file_signature(f) for f in files] == signatures:  # unchanged while it was read
             record = {"format": FORMAT, "name": name, "version": version, "root": resolved_root, "key": key,
-                      "files": [{"path": str(f), "signature": s, "sha256": h, "settled": _settled(s, now_ns)}
+                      "files": [{"path": str(f), "signature": s, "sha256": h, "settled": settled(s, now_ns)}
                                 for f, s, h in zip(files, signatures, hashes)]}
             with writes_in(entry.parent):
                 _write(entry, record, arrays)

@@ -37,6 +37,7 @@ LOCK = ".lock"
 LAST_USED = "last-used"
 META = "meta.json"
 MARGIN_BYTES = 2 * 10**9  # kept free on every disk, or 5% of a smaller one
+SETTLED_S = 2.0  # a file unchanged this long before it was hashed is trusted by its stat until it changes
 
 
 def cache_root() -> Path:
@@ -58,6 +59,20 @@ def writes_in(folder: Path) -> Iterator[None]:
             raise
         raise UserError(f"cannot write the cache at {error.filename or folder} ({error.strerror}); set "
                         "BENCH_CACHE_DIR to a folder you can write") from None
+
+
+def file_signature(path: Path) -> list[int]:
+    """A file's size, modification and change times, inode and device: while these are the ones
+    recorded when it was hashed, a cache trusts the recorded hash instead of reading it again."""
+    status = os.stat(path)
+    return [status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino, status.st_dev]
+
+
+def settled(signature: list[int], hashed_ns: int) -> bool:
+    """Whether the file last changed at least ``SETTLED_S`` before it was hashed at ``hashed_ns``:
+    a write within the file system's timestamp granularity could otherwise leave the signature
+    unchanged, so a file that had not settled is hashed again on each use."""
+    return hashed_ns - max(signature[1], signature[2]) >= SETTLED_S * 1e9
 
 
 def kind_folder(kind: str) -> Path:

@@ -59,6 +59,11 @@ def setting(default: Any, help: str, *, flag: str | None = None, choices: tuple[
                                             "metavar": metavar})
 
 
+def tf32_allowed(device: str | None, precision: str | None) -> bool:
+    """TF32 matmuls are allowed on a GPU in bf16 only: fp32 there means strict fp32."""
+    return str(device).startswith("cuda") and precision == "bf16"
+
+
 @dataclass
 class RunConfig:
     """One training run as the user asked for it. ``None`` fields take the protocol's defaults."""
@@ -381,8 +386,8 @@ class ResolvedRun:
 
     @property
     def tf32(self) -> bool:
-        """Whether TF32 matmuls are allowed: on a GPU in bf16 (fp32 there means strict fp32)."""
-        return str(self.chosen_device).startswith("cuda") and self.chosen_precision == "bf16"
+        """Whether TF32 matmuls are allowed for the chosen device and precision (``tf32_allowed``)."""
+        return tf32_allowed(self.chosen_device, self.chosen_precision)
 
     def with_device(self, device: str, precision: str) -> "ResolvedRun":
         """This run with the device (``cpu``, ``cuda:0``) and precision (fp32, bf16) it trains with."""

@@ -46,6 +46,7 @@ import numpy as np
 from harness import cache
 from harness.machine import usable_cores
 from harness.errors import UserError
+from harness.naming import sha256_of
 from harness.image_files import UnsafeImageFile, check_pixels, open_image_file
 from harness.progress import bar, log
 
@@ -54,7 +55,6 @@ CROP_RATIO = (3 / 4, 4 / 3)
 CROP_TRIES = 10
 FORMAT = "3"  # of the cache files; part of every cache key
 READ_AHEAD = 3  # batches read ahead of the training step
-SETTLED_S = 2.0  # a cache file unchanged this long before its check is trusted by its stat until it changes
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
@@ -219,7 +219,7 @@ def image_cache(paths: Sequence[Path], size: int, name: str, key: str,
                 shown = bar(images, total=len(paths), desc=f"caching {size}px images", unit="img")
                 cache.write_file(data, _hashed(itertools.chain([header], shown), digest), len(header) + math.prod(shape))
             cache.write_meta(entry, what, images=len(paths), size=size, format=FORMAT, sha256=digest.hexdigest(),
-                             signature=_signature(data), checked_ns=time.time_ns())
+                             signature=cache.file_signature(data), checked_ns=time.time_ns())
     cache.mark_used(entry)
     return np.load(data, mmap_mode="r")
 
@@ -231,37 +231,27 @@ def _hashed(chunks: Iterable[bytes], digest) -> Iterator[bytes]:
         yield chunk
 
 
-def _signature(path: Path) -> list[int]:
-    status = os.stat(path)
-    return [status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino, status.st_dev]
-
-
 def _checked_images(entry: Path, header: bytes, size: int) -> bool:
     """Whether ``entry/images.npy`` is the file its ``meta.json`` records: hashed again (and the
-    meta then records its signature anew) unless its size, times and inode are those recorded
-    at least ``SETTLED_S`` after it last changed (a write within the timestamp granularity
-    could go unseen before), so a planted or corrupt file is never trusted and a settled one
-    costs a ``stat``."""
+    meta then records its signature anew) unless its signature is the one recorded when it
+    was checked and it had settled then (``cache.settled``), so a planted or corrupt file is
+    never trusted and a settled one costs a ``stat``."""
     data = entry / "images.npy"
     try:
         meta = json.loads((entry / cache.META).read_text())
-        signature = _signature(data)
+        signature = cache.file_signature(data)
         if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str) or signature[0] != size:
             return False
         checked_ns = meta.get("checked_ns")
-        if (meta.get("signature") == signature and isinstance(checked_ns, int)
-                and checked_ns - max(signature[1], signature[2]) >= SETTLED_S * 1e9):
+        if meta.get("signature") == signature and isinstance(checked_ns, int) and cache.settled(signature, checked_ns):
             return True
-        digest = hashlib.sha256()
         with open(data, "rb") as stream:
             if stream.read(len(header)) != header:
                 return False
-            digest.update(header)
-            while block := stream.read(1 << 22):
-                digest.update(block)
+        digest = sha256_of(data)
     except (OSError, ValueError):
         return False
-    if digest.hexdigest() != meta["sha256"] or _signature(data) != signature:
+    if digest != meta["sha256"] or cache.file_signature(data) != signature:
         return False
     cache.write_meta(entry, meta.get("what", "images"), **{**{k: v for k, v in meta.items() if k != "what"},
                                                            "signature": signature, "checked_ns": time.time_ns()})

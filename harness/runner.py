@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from harness import honesty, pipeline, recipes, weights
-from harness import contracts
-from harness.config import ResolvedRun, RunConfig
+from harness import contracts, honesty, pipeline, recipes, weights
+from harness.config import ResolvedRun, RunConfig, tf32_allowed
 from harness.data import fingerprint, train_hash
 from harness.distributed import World, barrier, finish, init_world
 from harness.errors import PluginError, UserError, cut
@@ -79,19 +78,21 @@ def _choose_device(requested: str, world: World):
     return torch.device(requested)
 
 
-def _configure_precision(precision: str, device) -> tuple[str, bool]:
-    """Returns (precision, tf32). bf16 autocast on GPUs by default; fp32 means strict fp32."""
+def _configure_precision(precision: str, device) -> str:
+    """The precision to train in (``auto``: bf16 autocast on GPUs, fp32 elsewhere; fp32 means
+    strict fp32), after setting the backend flags it implies: TF32 where ``tf32_allowed``, and
+    on a GPU cuDNN's autotuning in bf16 and its deterministic kernels in fp32."""
     import torch
 
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
-    tf32 = device.type == "cuda" and precision == "bf16"
+    tf32 = tf32_allowed(str(device), precision)
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = precision == "bf16"
         torch.backends.cudnn.deterministic = precision == "fp32"
-    return precision, tf32
+    return precision
 
 
 def check_batch_memory(run: ResolvedRun, device) -> None:
@@ -332,8 +333,7 @@ def prepare_run(resolved: ResolvedRun, registry: Registry, world: World, *, resu
     if resolved.batch_size % world.size:
         raise UserError(f"batch size {resolved.batch_size} does not divide over {world.size} processes")
     device = _choose_device(resolved.device, world)
-    precision, _ = _configure_precision(resolved.precision, device)
-    resolved = resolved.with_device(str(device), precision)
+    resolved = resolved.with_device(str(device), _configure_precision(resolved.precision, device))
     check_batch_memory(resolved, device)
     if world.is_main:
         refuse_if_taken(resolved.run_dir, overwrite=overwrite, resume=resume)  # before any work is done
@@ -421,7 +421,7 @@ def train_run(prepared: Prepared, registry: Registry, training: Training, held: 
 
 
 def record_run(prepared: Prepared, training: Training, registry: Registry, started: float) -> RunRecord:
-    """Score the test split's scores, build the ``RunRecord`` and write the run's files:
+    """Evaluate the test scores, build the ``RunRecord`` and write the run's files:
     scores, weights, ``result.json``; then publish the folder (the checkpoint goes once the
     result is safely written)."""
     import torch
@@ -434,8 +434,8 @@ def record_run(prepared: Prepared, training: Training, registry: Registry, start
     state = io.BytesIO()
     torch.save(trainer.bare_model.state_dict(), state)
     atomic_write(folder / MODEL_FILE, lambda stream: stream.write(state.getvalue()))
-    model_component, loss_component = components["model"], components["loss"]
-    model_record = model_component.provenance()
+    model_component = components["model"]
+    model_record, loss_record = model_component.provenance(), components["loss"].provenance()
     device = torch.device(resolved.chosen_device)
     record = RunRecord.for_training(
         resolved,
@@ -454,10 +454,9 @@ def record_run(prepared: Prepared, training: Training, registry: Registry, start
             paper=model_component.spec.paper, code=model_component.spec.code,
         ),
         augmentation=components["augmentation"].provenance(),
-        loss=loss_component.provenance(),
+        loss=loss_record,
         recipe=training.recipe,
-        deviations=resolved.deviations(weights.init_used(prepared.pretrained), loss_component.provenance(),
-                                       training.recipe),
+        deviations=resolved.deviations(weights.init_used(prepared.pretrained), loss_record, training.recipe),
         gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         world_size=prepared.world.size,
         pipeline={"version": PIPELINE_VERSION, "input_crop": components["augmentation"].spec.input_crop},

@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from harness import pipeline, recipes
-from harness import contracts
+from harness import contracts, pipeline, recipes
 from harness.config import ResolvedRun
 from harness.declared import model_normalization
 from harness.distributed import World, gather_rows, shard_of_batch, sum_over_processes

@@ -14,6 +14,7 @@ import pytest
 from layouts import write_coco
 
 import harness.annotations as annotations
+import harness.cache
 import plugins.datasets.coco2014 as coco2014
 from harness.data import fingerprint
 
@@ -77,10 +78,10 @@ def test_an_edited_file_is_parsed_again_even_at_the_same_size(tmp_path, cache, p
 
 def test_files_that_have_settled_are_trusted_by_their_stat(tmp_path, cache, parses, monkeypatch):
     write_coco(tmp_path / "data")
-    monkeypatch.setattr(annotations, "RECENT_S", 0.0)
+    monkeypatch.setattr(harness.cache, "SETTLED_S", 0.0)
     hashed = []
-    original = annotations.content_hash
-    monkeypatch.setattr(annotations, "content_hash", lambda path: hashed.append(path.name) or original(path))
+    original = annotations.sha256_of
+    monkeypatch.setattr(annotations, "sha256_of", lambda path: hashed.append(path.name) or original(path))
     coco2014.load(tmp_path / "data", {})
     coco2014.load(tmp_path / "data", {})
     assert hashed == ["instances_train2014.json", "instances_val2014.json"] and len(parses) == 2

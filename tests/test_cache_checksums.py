@@ -14,7 +14,7 @@ from layouts import write_coco
 from PIL import Image
 
 import plugins.datasets.coco2014 as coco2014
-from harness import pipeline
+from harness import cache, pipeline
 from harness.data import fingerprint
 from test_run_safety import bench, run_args
 
@@ -71,11 +71,11 @@ def test_a_checked_image_cache_is_trusted_by_its_stat_once_settled_and_hashed_ag
     clean = np.array(pipeline.image_cache(paths, 16, "toy", key, workers=1))
     entry = tmp_path / "cache" / "images" / f"toy-16px-{key}"
     meta = json.loads((entry / "meta.json").read_text())
-    assert meta["sha256"] and meta["signature"] == pipeline._signature(entry / "images.npy")
+    assert meta["sha256"] and meta["signature"] == cache.file_signature(entry / "images.npy")
     hashed = []
-    original = pipeline.hashlib.sha256
-    monkeypatch.setattr(pipeline.hashlib, "sha256", lambda *a: hashed.append(1) or original(*a))
-    monkeypatch.setattr(pipeline, "SETTLED_S", 0.0)
+    original = pipeline.sha256_of
+    monkeypatch.setattr(pipeline, "sha256_of", lambda path: hashed.append(1) or original(path))
+    monkeypatch.setattr(cache, "SETTLED_S", 0.0)
     pipeline.image_cache(paths, 16, "toy", key, workers=1)
     assert hashed == []  # settled and unchanged: a stat, no hashing
     raw = bytearray((entry / "images.npy").read_bytes())

@@ -122,9 +122,9 @@ class Bundle:
     """One stored submission; ``path`` is its JSON file (not stored). ``canonical_fingerprint``
     is the one the dataset declared when it was submitted (None: it declared none), ``data``
     what that made the run (``canonical`` or ``non-canonical``). ``scores_converted`` is
-``probabilities`` when the run stored probabilities and ``submit --scores probabilities``
-stored their logits (``harness.metrics.from_probabilities``, as float32) and the metrics of
-those; ``reproduce`` converts the re-trained scores alike."""
+    ``probabilities`` when the run stored probabilities and ``submit --scores probabilities``
+    stored their logits (``harness.metrics.from_probabilities``, as float32) and the metrics of
+    those; ``reproduce`` converts the re-trained scores alike."""
 
     bundle_version: int = BUNDLE_VERSION
     id: str
